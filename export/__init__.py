@@ -1,0 +1,1 @@
+"""ONNX export and TensorRT engines (import as gsam.export)."""

@@ -1,0 +1,3 @@
+"""gsam: fine-tune Generalized SAM and serve it at any image size."""
+
+__version__ = "0.1.0"

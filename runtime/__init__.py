@@ -1,0 +1,1 @@
+"""Inference backends, pre/post-processing, Triton and benchmarks (import as gsam.runtime)."""
