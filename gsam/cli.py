@@ -13,6 +13,11 @@ from .errors import GSAMError
 
 PIPELINE = """\b
 The pipeline, one command per stage:
+  gsam data synth  generate a demo dataset (or bring DATA/{train,val}/{images,masks})
+  gsam train       fine-tune on random crops, validate on whole images
+  gsam eval        per-class IoU and mIoU of a run
+  gsam predict     masks and overlays through any backend
+  gsam export      ONNX with dynamic height/width (verified), TensorRT engines
   gsam info        parameters, token grid and FLOPs of a model at a size
 """
 
@@ -74,6 +79,19 @@ def info(model_name: str, size: tuple[int, int], token_stride: str, num_classes:
     ]
     for key, value in rows:
         click.echo(f"{key:<12} {value}")
+
+
+def _register_commands() -> None:
+    from .commands_data import data
+    from .commands_export import export
+    from .commands_predict import predict
+    from .commands_train import evaluate, train
+
+    for command in (data, train, evaluate, predict, export):
+        cli.add_command(command)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -31,3 +31,25 @@ def sam_vit_b_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("sam") / "sam_vit_b_01ec64.pth"
     torch.save(build_sam_vit_b().state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory):
+    """A small generated 3-class dataset (train 24, val 6, sizes 48..112)."""
+    from gsam.data.synth import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("data") / "synth"
+    write_synthetic_dataset(root, num_classes=3, train=24, val=6, min_size=48, max_size=112, seed=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, synth_data):
+    """A tiny model trained for a few epochs on synth_data: the run directory."""
+    from gsam.train.config import TrainConfig
+    from gsam.train.trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = TrainConfig(data=str(synth_data), out=str(out), model="tiny", epochs=10, batch_size=4, lr=2e-3,
+                      workers=0, crop=(96, 96), val_every=2)
+    return train(cfg, progress=False)

@@ -1,0 +1,87 @@
+"""`gsam predict`: masks and overlays for images, through any backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .runtime.backends import backend_names
+
+
+def collect_images(paths: list[str]) -> list[Path]:
+    """Files as given; folders expanded (recursively) to their images, sorted."""
+    from .data.imageio import IMAGE_SUFFIXES
+    from .errors import GSAMError
+
+    images: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise GSAMError(f"{path}: folder holds no .png/.jpg/.tif images")
+            images.extend(found)
+        elif path.is_file():
+            images.append(path)
+        else:
+            raise GSAMError(f"{path}: no such image file or folder")
+    return images
+
+
+def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, model_name: str, device: str):
+    """(segmenter, image paths): local backends take the model as the first path, Triton ones a URL."""
+    from .errors import GSAMError
+    from .runtime.backends import guess_backend, load_backend
+
+    if backend.startswith("triton"):
+        if not url:
+            raise GSAMError(f"--backend {backend} needs --url, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
+        return load_backend(backend, url, model=model_name), list(paths)
+    if len(paths) < 2:
+        raise GSAMError("give the model (run directory, .pt, .onnx or .plan) and then one or more images or folders")
+    kind = guess_backend(paths[0]) if backend == "auto" else backend
+    options = {"device": device} if kind == "torch" else {}
+    return load_backend(kind, paths[0], **options), list(paths[1:])
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Writes OUT/masks and OUT/overlays.")
+@click.option("--backend", type=click.Choice(["auto", *backend_names()]), default="auto", show_default=True,
+              help="auto picks by the model file: run dir/.pt -> torch, .onnx -> onnxruntime, .plan -> tensorrt.")
+@click.option("--url", help="Triton server for triton-http / triton-grpc, e.g. localhost:8001.")
+@click.option("--model", "model_name", default="gsam_python", show_default=True, help="Triton model name.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Device for the torch backend.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
+def predict(paths, out, backend, url, model_name, device, alpha) -> None:
+    """Segment images at their native size: a class-id PNG and a colour overlay per image.
+
+    \b
+    Local model:  gsam predict RUN_OR_MODEL IMAGES_OR_DIRS... --out DIR
+    Triton:       gsam predict --backend triton-grpc --url localhost:8001 IMAGES_OR_DIRS... --out DIR
+    """
+    from tqdm import tqdm
+
+    from .data.imageio import read_image
+    from .runtime.processing import overlay, palette_for, save_png, to_model_input
+
+    segmenter, image_args = open_segmenter(backend, paths, url, model_name, device)
+    images = collect_images(image_args)
+    palette = palette_for(segmenter.info.num_classes, segmenter.info.palette)
+    out = Path(out)
+    used: set[str] = set()
+    try:
+        for path in tqdm(images, desc=f"predict ({segmenter.name})", unit="img"):
+            image = read_image(path)
+            mask = segmenter(to_model_input(image))["mask"][0]
+            name = path.stem
+            while name in used:
+                name += "_"
+            used.add(name)
+            save_png(mask, out / "masks" / f"{name}.png")
+            save_png(overlay(image, mask, palette, alpha), out / "overlays" / f"{name}.png")
+    finally:
+        segmenter.close()
+    click.echo(f"wrote {len(images)} masks to {out / 'masks'} and overlays to {out / 'overlays'}")

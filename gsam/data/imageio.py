@@ -1,0 +1,96 @@
+"""Read images and masks as numpy arrays with one-line errors naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import GSAMError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+class ImageReadError(GSAMError):
+    """An image or mask file cannot be decoded."""
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale 16-bit (or other integer/float) data to 0..255 by its dtype's range."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return (array.astype(np.float32) / 257.0).round().astype(np.uint8)
+    if array.dtype.kind == "f":
+        scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
+        return np.clip(array * scale, 0, 255).round().astype(np.uint8)
+    return np.clip(array, 0, 255).astype(np.uint8)
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    array = tifffile.imread(path)
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar (C, H, W) TIFF
+    return array
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Any PNG/JPEG/TIFF, 8- or 16-bit, grayscale, RGB or RGBA -> uint8 RGB (H, W, 3)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            array = _read_tiff(path)
+        else:
+            with Image.open(path) as img:
+                img.load()
+                array = np.asarray(img.convert("RGB") if img.mode in ("P", "PA", "CMYK", "YCbCr", "LA", "1") else img)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"{path}: cannot read image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    array = _to_uint8(np.asarray(array))
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ImageReadError(f"{path}: expected a grayscale, RGB or RGBA image, got array shape {array.shape}")
+    return np.array(array, dtype=np.uint8, order="C", copy=True)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A single-channel mask of class ids -> int64 (H, W)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            array = _read_tiff(path)
+        else:
+            with Image.open(path) as img:
+                img.load()
+                if img.mode in ("RGB", "RGBA"):
+                    raise ImageReadError(f"{path}: mask is {img.mode}; expected a single-channel PNG of class ids")
+                array = np.asarray(img)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"{path}: cannot read mask ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if array.ndim != 2:
+        raise ImageReadError(f"{path}: mask has shape {array.shape}; expected a single-channel image of class ids")
+    return array.astype(np.int64)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) from the header, without decoding the pixels."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+            return (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (3, 4) and shape[-1] not in (3, 4) else shape[:2]
+        with Image.open(path) as img:
+            return img.height, img.width
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"{path}: cannot read image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None

@@ -1,0 +1,65 @@
+"""Training settings: defaults follow the paper (Adam 1e-4, cosine, 200 epochs, batch 8)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import GSAMError
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    model: str = "vit_b"
+    sam_checkpoint: str | None = None
+    num_classes: int | None = None  # logit channels; default 1 for binary datasets, else the class count
+    crop: tuple[int, int] | None = None  # default: the model's train_size
+    epochs: int = 200
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    device: str = "auto"
+    amp: str = "off"
+    workers: int = 2
+    seed: int = 0
+    val_every: int = 1
+    steps_per_epoch: int | None = None  # cap on optimizer steps per epoch (quick runs); None = whole split
+    token_stride: int = 8
+    cnn: str | None = None
+    cnn_pretrained: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise GSAMError(f"{source}: unknown field {unknown[0]!r}; expected one of {', '.join(sorted(known))}")
+        if data.get("crop") is not None:
+            crop = data["crop"]
+            data = {**data, "crop": (crop, crop) if isinstance(crop, int) else tuple(crop)}
+        return cls(**data)
+
+
+def read_yaml_config(path: str | Path) -> dict[str, Any]:
+    """A --config file: a YAML mapping of TrainConfig fields (dashes or underscores)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise GSAMError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise GSAMError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise GSAMError(f"{path}: expected a mapping of training settings, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
