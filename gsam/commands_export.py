@@ -41,3 +41,59 @@ def export_onnx_command(source, out, exporter, opset, verify_sizes, tolerance, s
     click.echo(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB, {report.nodes} nodes, opset {report.opset}, "
                f"exported in {report.seconds:.1f} s); input image [batch, 3, height, width], "
                f"height and width >= {model.config.min_size}")
+
+
+@export.command("tensorrt")
+@click.argument("onnx_path", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Engine file (.plan); a .plan.json sidecar is written beside it.")
+@click.option("--profile", "profiles", multiple=True, metavar="min=NxCxHxW,opt=...,max=...",
+              help="Optimization profile; repeat for several (narrow profiles are faster than one wide one).")
+@click.option("--fp16", is_flag=True, help="FP16 kernels; LayerNorm, Softmax and input normalization stay fp32.")
+@click.option("--bf16", is_flag=True, help="BF16 kernels, with the same fp32 exceptions.")
+@click.option("--workspace", type=float, default=4.0, show_default=True, help="Builder workspace in GiB.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="Reuse and update this timing cache file.")
+@click.option("--print-trtexec", is_flag=True, help="Print the equivalent trtexec command and exit.")
+def export_tensorrt_command(onnx_path, out, profiles, fp16, bf16, workspace, timing_cache, print_trtexec) -> None:
+    """Build a TensorRT engine from a gsam ONNX file with one or more shape profiles.
+
+    Example: gsam export tensorrt model.onnx --out model.plan
+      --profile min=1x3x128x128,opt=1x3x512x512,max=2x3x1024x1024 --fp16
+    """
+    from .errors import GSAMError
+    from .export.metadata import read_metadata
+    from .export.profiles import parse_profile
+    from .export.tensorrt import BuildSettings, build_engine, trtexec_command
+
+    if fp16 and bf16:
+        raise GSAMError("choose one of --fp16 and --bf16")
+    min_size = int(read_metadata(onnx_path)["min_size"])
+    parsed = [parse_profile(p, min_size) for p in profiles]
+    settings = BuildSettings(parsed, "fp16" if fp16 else "bf16" if bf16 else "fp32", workspace, timing_cache)
+    if print_trtexec:
+        click.echo(trtexec_command(onnx_path, out, settings))
+        return
+    sidecar = build_engine(onnx_path, out, settings, log=click.echo)
+    click.echo(f"wrote {out} and {out}.json ({sidecar['precision']}, profiles: "
+               f"{', '.join(p['name'] for p in sidecar['profiles'])})")
+
+
+@export.command("profiles")
+@click.option("--data", type=click.Path(file_okay=False), help="Dataset folder whose image sizes to cover.")
+@click.option("--sizes", type=SIZE_LIST, help="Expected sizes instead, e.g. 480x640,720x1280,1024x1024.")
+@click.option("--buckets", type=click.IntRange(1, 8), default=3, show_default=True, help="Number of profiles.")
+@click.option("--max-batch", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--min-size", type=click.IntRange(1), default=32, show_default=True, help="The model's minimum side.")
+def export_profiles_command(data, sizes, buckets, max_batch, min_size) -> None:
+    """Suggest narrow TensorRT profiles that cover a dataset's (or a list of) image sizes.
+
+    Prints --profile flags ready for `gsam export tensorrt`.
+    """
+    from .errors import GSAMError
+    from .export.profiles import sizes_from_dataset, suggest_profiles
+
+    if bool(data) == bool(sizes):
+        raise GSAMError("give exactly one of --data and --sizes")
+    found = sizes_from_dataset(data) if data else sizes
+    for profile in suggest_profiles(found, buckets, max_batch, min_size):
+        shape = lambda s: "x".join(map(str, s))  # noqa: E731
+        click.echo(f"--profile min={shape(profile.min)},opt={shape(profile.opt)},max={shape(profile.max)}")

@@ -88,7 +88,8 @@ class OnnxRuntimeSegmenter(Segmenter):
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: list | None = None, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, providers: str = "cpu", threads: int | None = None,
+                 profiles: list | None = None, cache_dir: str | None = None, fp16: bool = False) -> None:
         import onnxruntime as ort
 
         from ..export.metadata import read_model_info
@@ -98,14 +99,45 @@ class OnnxRuntimeSegmenter(Segmenter):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        chain = execution_providers(providers, profiles, cache_dir or str(path.parent / "trt_cache"), fp16)
+        missing = [p if isinstance(p, str) else p[0] for p in chain
+                   if (p if isinstance(p, str) else p[0]) not in ort.get_available_providers()]
+        if missing:
+            raise GSAMError(f"onnxruntime here lacks {', '.join(missing)}; on a GPU machine pip install 'gsam[gpu]'")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=chain)
         except Exception as exc:
             raise GSAMError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})") from None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(None, {"image": images})))
+
+
+def execution_providers(kind: str, profiles: list | None = None, cache_dir: str = "trt_cache",
+                        fp16: bool = False) -> list:
+    """onnxruntime provider chain for 'cpu', 'cuda' or 'tensorrt'.
+
+    The TensorRT provider gets explicit profile shapes and an engine cache, so it builds
+    once per profile instead of once per new input shape (onnxruntime #16889).
+    """
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    if kind == "cuda":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if kind != "tensorrt":
+        raise GSAMError(f"providers must be cpu, cuda or tensorrt; got {kind!r}")
+    if not profiles:
+        raise GSAMError("the TensorRT execution provider needs at least one shape profile")
+    join = lambda shapes: ",".join("image:" + "x".join(map(str, s)) for s in shapes)  # noqa: E731
+    trt_options = {
+        "trt_profile_min_shapes": join(p.min for p in profiles),
+        "trt_profile_opt_shapes": join(p.opt for p in profiles),
+        "trt_profile_max_shapes": join(p.max for p in profiles),
+        "trt_engine_cache_enable": True, "trt_engine_cache_path": cache_dir,
+        "trt_timing_cache_enable": True, "trt_fp16_enable": fp16,
+    }
+    return [("TensorrtExecutionProvider", trt_options), "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def _torch(path, **options):
@@ -116,7 +148,13 @@ def _onnxruntime(path, **options):
     return OnnxRuntimeSegmenter(path, **options)
 
 
-BACKENDS: dict[str, Callable[..., Segmenter]] = {"torch": _torch, "onnxruntime": _onnxruntime}
+def _tensorrt(path, **options):
+    from .tensorrt_runner import TensorRTSegmenter
+
+    return TensorRTSegmenter(path, **options)
+
+
+BACKENDS: dict[str, Callable[..., Segmenter]] = {"torch": _torch, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
 
 
 def backend_names() -> list[str]:
