@@ -12,12 +12,14 @@ from .cli_types import SIZE
 from .errors import GSAMError
 
 PIPELINE = """\b
-The pipeline, one command per stage:
+The pipeline, one command per stage (gsam demo runs them all on generated data):
   gsam data synth  generate a demo dataset (or bring DATA/{train,val}/{images,masks})
   gsam train       fine-tune on random crops, validate on whole images
   gsam eval        per-class IoU and mIoU of a run
   gsam predict     masks and overlays through any backend
   gsam export      ONNX with dynamic height/width (verified), TensorRT engines
+  gsam triton      write a Triton model repository from the ONNX file
+  gsam serve       run Triton on it (HTTP and gRPC, any image size)
   gsam info        parameters, token grid and FLOPs of a model at a size
 """
 
@@ -85,9 +87,11 @@ def _register_commands() -> None:
     from .commands_data import data
     from .commands_export import export
     from .commands_predict import predict
+    from .commands_serve import serve, triton
     from .commands_train import evaluate, train
+    from .demo import demo
 
-    for command in (data, train, evaluate, predict, export):
+    for command in (demo, data, train, evaluate, predict, export, triton, serve):
         cli.add_command(command)
 
 

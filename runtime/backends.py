@@ -154,7 +154,19 @@ def _tensorrt(path, **options):
     return TensorRTSegmenter(path, **options)
 
 
-BACKENDS: dict[str, Callable[..., Segmenter]] = {"torch": _torch, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
+def _triton(protocol):
+    def open_triton(url, **options):
+        from .triton_client import TritonSegmenter
+
+        return TritonSegmenter(url, protocol=protocol, **options)
+
+    return open_triton
+
+
+BACKENDS: dict[str, Callable[..., Segmenter]] = {
+    "torch": _torch, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt,
+    "triton-http": _triton("http"), "triton-grpc": _triton("grpc"),
+}
 
 
 def backend_names() -> list[str]:

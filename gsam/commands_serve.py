@@ -1,0 +1,75 @@
+"""`gsam triton build` and `gsam serve`."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import click
+
+
+@click.group()
+def triton() -> None:
+    """Triton Inference Server model repositories generated from the model itself."""
+
+
+@triton.command("build")
+@click.argument("onnx_path", type=click.Path(dir_okay=False))
+@click.option("--repo", default="triton_models", show_default=True, type=click.Path(file_okay=False))
+@click.option("--engine", type=click.Path(dir_okay=False), help="A TensorRT engine (with its .json sidecar) for gsam_trt.")
+@click.option("--version", "model_version", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Instances per model (or per profile).")
+@click.option("--gpu", is_flag=True, help="gsam_python on KIND_GPU with onnxruntime's CUDA provider.")
+@click.option("--trt-accelerator", "trt_profiles", multiple=True, metavar="min=...,opt=...,max=...",
+              help="Give gsam_onnx the TensorRT accelerator with this profile (repeatable).")
+@click.option("--fp16", is_flag=True, help="FP16 for the TensorRT accelerator.")
+def triton_build(onnx_path, repo, engine, model_version, instances, gpu, trt_profiles, fp16) -> None:
+    """Write or update a model repository: gsam_python, gsam_onnx (and gsam_trt with --engine).
+
+    Inputs and outputs come from the ONNX file: image [-1, 3, -1, -1] FP32 in; logits and
+    mask out. Every config is checked against Triton's protobuf schema before it is saved.
+    """
+    from .export.metadata import read_metadata
+    from .export.profiles import parse_profile
+    from .runtime.triton_repo import build_repository
+
+    min_size = int(read_metadata(onnx_path)["min_size"])
+    profiles = [parse_profile(p, min_size) for p in trt_profiles] or None
+    for folder in build_repository(onnx_path, repo, engine, model_version, instances, gpu, profiles, fp16):
+        click.echo(f"wrote {folder}/config.pbtxt and {folder}/{model_version}/")
+
+
+@click.command()
+@click.option("--repo", default="triton_models", show_default=True, type=click.Path(file_okay=False))
+@click.option("--http-port", type=int, default=8000, show_default=True)
+@click.option("--grpc-port", type=int, default=8001, show_default=True)
+@click.option("--models", default="gsam_python", show_default=True,
+              help="Comma-separated models to load (gsam_onnx and gsam_trt need Triton's GPU container).")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for readiness.")
+def serve(repo, http_port, grpc_port, models, timeout) -> None:
+    """Run Triton on a model repository until Ctrl-C, bound to 127.0.0.1.
+
+    Uses `tritonserver` from PATH (e.g. the NGC container), else the one bundled in nvidia-pytriton.
+    """
+    from .runtime.triton_server import TritonServer
+
+    server = TritonServer(repo, [m.strip() for m in models.split(",") if m.strip()], http_port, grpc_port)
+    stopping = []
+
+    def request_stop(signum, frame):
+        stopping.append(signum)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        click.echo(f"starting tritonserver on {repo} (models: {models}); log: {server.log_path}")
+        server.start(timeout)
+        click.echo(f"ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  (Ctrl-C stops)")
+        while not stopping and server.process.poll() is None:
+            time.sleep(0.2)
+        if not stopping:
+            raise click.ClickException(f"tritonserver exited: {server.failure_reason()}")
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("tritonserver stopped")

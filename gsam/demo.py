@@ -1,0 +1,116 @@
+"""`gsam demo`: the whole chain on generated data, end to end, on a CPU in a few minutes."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import click
+
+DEMO_SIZES = [(96, 128), (200, 150), (257, 331)]
+
+
+def _stage(number: int, total: int, text: str) -> None:
+    click.secho(f"\n[{number}/{total}] {text}", bold=True)
+
+
+def _median_ms(segmenter, images, repeats: int) -> float:
+    segmenter(images)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        segmenter(images)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
+    import numpy as np
+
+    from .data.imageio import read_image
+    from .data.synth import write_synthetic_dataset
+    from .export.onnx import export_onnx
+    from .model.checkpoint import load_gsam_checkpoint
+    from .runtime.backends import load_backend
+    from .runtime.processing import overlay, palette_for, save_png, to_model_input
+    from .runtime.triton_repo import build_repository
+    from .runtime.triton_server import TritonServer, free_port
+    from .train.config import TrainConfig
+    from .train.engine import evaluate
+    from .train.run_dir import resolve_checkpoint
+    from .train.trainer import train
+    from .data.dataset import SegmentationDataset
+
+    total, started = 7, time.perf_counter()
+    _stage(1, total, f"generating a demo dataset in {out / 'data'}")
+    spec = write_synthetic_dataset(out / "data", num_classes=3, train=32, val=8, min_size=64, max_size=160, seed=0)
+
+    _stage(2, total, f"training the tiny GSAM for {epochs} epochs (random crops 96x96, CPU)")
+    run = train(TrainConfig(data=str(out / "data"), out=str(out / "run"), model="tiny", epochs=epochs, batch_size=4,
+                            lr=2e-3, workers=0, crop=(96, 96), val_every=max(1, epochs // 4)), resume=(out / "run" / "last.pt").exists())
+
+    _stage(3, total, "evaluating on whole validation images at native size")
+    model, _ = load_gsam_checkpoint(resolve_checkpoint(run))
+    result = evaluate(model, SegmentationDataset.open(out / "data", "val", spec), spec.num_classes,
+                      __import__("torch").device("cpu"))
+    for name, iou in zip(spec.names, result["iou"]):
+        click.echo(f"  {name:<12} IoU {iou if iou is None else round(iou, 4)}")
+    click.echo(f"  mIoU {result['miou']:.4f}, pixel accuracy {result['pixel_acc']:.4f}")
+
+    _stage(4, total, f"exporting one ONNX file with dynamic height/width ({exporter} exporter) and verifying it")
+    onnx_path = out / "model.onnx"
+    report = export_onnx(model, onnx_path, exporter=exporter, log=click.echo)
+    click.echo(report.table())
+
+    _stage(5, total, "writing the Triton model repository")
+    repo = out / "triton_models"
+    for folder in build_repository(onnx_path, repo):
+        click.echo(f"  {folder}")
+
+    _stage(6, total, "starting Triton and sending images of three sizes over HTTP and gRPC")
+    images = {size: np.asarray(read_image(next((out / "data" / "val" / "images").glob("*.png"))), dtype=np.uint8)
+              for size in DEMO_SIZES}
+    from PIL import Image
+
+    images = {size: np.asarray(Image.fromarray(img).resize((size[1], size[0]))) for size, img in images.items()}
+    latencies: dict[str, list[float]] = {}
+    with TritonServer(repo, ["gsam_python"], free_port(), free_port(), log_path=out / "triton.log") as server:
+        click.echo(f"  ready: HTTP {server.http_url}, gRPC {server.grpc_url}")
+        backends = {"torch": load_backend("torch", run), "onnxruntime": load_backend("onnxruntime", onnx_path),
+                    "triton-http": load_backend("triton-http", server.http_url),
+                    "triton-grpc": load_backend("triton-grpc", server.grpc_url)}
+        palette = palette_for(spec.num_classes, spec.palette)
+        for name, segmenter in backends.items():
+            latencies[name] = []
+            for (h, w), image in images.items():
+                batch = to_model_input(image)
+                mask = segmenter(batch)["mask"][0]
+                if name.startswith("triton"):
+                    save_png(mask, out / "predictions" / name / f"mask_{h}x{w}.png")
+                    save_png(overlay(image, mask, palette), out / "predictions" / name / f"overlay_{h}x{w}.png")
+                latencies[name].append(_median_ms(segmenter, batch, repeats))
+            segmenter.close()
+    click.echo("  Triton stopped")
+
+    _stage(7, total, f"median latency per image (ms, {repeats} runs, batch 1, this CPU)")
+    header = "  " + f"{'backend':<13}" + "".join(f"{f'{h}x{w}':>11}" for h, w in DEMO_SIZES)
+    click.echo(header)
+    for name, values in latencies.items():
+        click.echo("  " + f"{name:<13}" + "".join(f"{v:11.1f}" for v in values))
+    click.echo(f"\ndone in {time.perf_counter() - started:.0f} s. Everything is in {out}/:\n"
+               f"  data/ (dataset)  run/ (checkpoints, metrics.jsonl, curves.png)  model.onnx\n"
+               f"  triton_models/ (repository)  predictions/triton-*/ (masks, overlays)  triton.log")
+
+
+@click.command()
+@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--epochs", type=click.IntRange(1), default=12, show_default=True)
+@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True)
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True, help="Timed runs per size.")
+def demo(out, epochs, exporter, repeats) -> None:
+    """Run the whole chain on generated data: synth, train, eval, export, Triton, requests, latency.
+
+    Takes a few minutes on 2 CPU cores; every stage prints its progress.
+    """
+    run_demo(Path(out), epochs, exporter, repeats)

@@ -1,0 +1,1 @@
+../../../runtime/triton_python_model.py
