@@ -23,6 +23,7 @@ def model_metadata(config, palette=()) -> dict[str, str]:
         "token_stride": str(config.token_stride),
         "pad_multiple": str(config.pad_multiple),
         "palette": json.dumps([list(c) for c in palette]),
+        "config": json.dumps(config.to_dict()),
         "input": "image: float32 [N, 3, H, W], RGB 0..255; H, W >= min_size",
         "outputs": "logits: float32 [N, C, H, W]; mask: int32 [N, H, W] (argmax, or sigmoid > 0.5 when C = 1)",
     }

@@ -20,6 +20,7 @@ The pipeline, one command per stage (gsam demo runs them all on generated data):
   gsam export      ONNX with dynamic height/width (verified), TensorRT engines
   gsam triton      write a Triton model repository from the ONNX file
   gsam serve       run Triton on it (HTTP and gRPC, any image size)
+  gsam bench       latency and throughput of every backend across sizes
   gsam info        parameters, token grid and FLOPs of a model at a size
 """
 
@@ -84,6 +85,7 @@ def info(model_name: str, size: tuple[int, int], token_stride: str, num_classes:
 
 
 def _register_commands() -> None:
+    from .commands_bench import bench
     from .commands_data import data
     from .commands_export import export
     from .commands_predict import predict
@@ -91,7 +93,7 @@ def _register_commands() -> None:
     from .commands_train import evaluate, train
     from .demo import demo
 
-    for command in (demo, data, train, evaluate, predict, export, triton, serve):
+    for command in (demo, data, train, evaluate, predict, export, triton, serve, bench):
         cli.add_command(command)
 
 

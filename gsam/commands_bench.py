@@ -1,0 +1,67 @@
+"""`gsam bench`: latency and throughput of backends across image sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli_types import SIZE_LIST
+
+LOCAL = ("torch", "onnxruntime", "tensorrt")
+TRITON = ("triton-http", "triton-grpc")
+
+
+def _int_list(ctx, param, value):
+    try:
+        values = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{value!r} must list integers >= 1")
+    return values
+
+
+def _backend_list(ctx, param, value):
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in LOCAL + TRITON]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown backend {unknown[0] if unknown else value!r}; "
+                                 f"expected a comma-separated list of {', '.join(LOCAL + TRITON)}")
+    return names
+
+
+@click.command()
+@click.option("--backend", "backends", default="onnxruntime,torch", show_default=True, callback=_backend_list,
+              help=f"Comma-separated, timed in this order; ratios are to the first. One of: {', '.join(LOCAL + TRITON)}.")
+@click.option("--model", "model_path", required=True, type=click.Path(),
+              help="Run directory or .pt (torch; exported for the others), or a gsam .onnx file.")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="Use this ONNX file instead of exporting.")
+@click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine for the tensorrt backend.")
+@click.option("--url", help="Triton server (host:port) for triton-*; default: start one from the ONNX file.")
+@click.option("--triton-model", default="gsam_python", show_default=True)
+@click.option("--sizes", type=SIZE_LIST, default="256x256,512x512,480x640", show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True)
+@click.option("--iters", type=click.IntRange(1), default=50, show_default=True, help="Requests per case.")
+@click.option("--duration", type=click.FloatRange(0.1), help="Instead: seconds per case.")
+@click.option("--concurrency", default="1", show_default=True, callback=_int_list, help="e.g. 1,4")
+@click.option("--threads", type=click.IntRange(1), help="Intra-op threads for torch and onnxruntime.")
+@click.option("--baseline", type=click.Choice(["sam-vit-b"]), help="Add SAM ViT-B at a fixed 1024x1024 (onnxruntime).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Writes bench.json, bench.csv, PNG plots.")
+def bench(backends, model_path, onnx_path, engine, url, triton_model, sizes, batch, warmup, iters, duration,
+          concurrency, threads, baseline, out) -> None:
+    """Latency (p50/p90/p99) and throughput of each backend at each size and concurrency.
+
+    All backends see the same seeded images. Each row also reports FLOPs per image, the
+    achieved GFLOP/s and its fraction of this machine's measured fp32 matmul rate.
+
+    Example: gsam bench --model runs/demo --backend onnxruntime,torch,triton-grpc --sizes 256x256,480x640 --out bench/
+    """
+    from .runtime.bench_runner import run_bench
+
+    report = run_bench(backends=backends, model_path=Path(model_path), onnx_path=onnx_path, engine=engine, url=url,
+                       triton_model=triton_model, sizes=sizes, batch=batch, warmup=warmup, iters=iters,
+                       duration=duration, concurrency=concurrency, threads=threads, baseline=baseline, out=Path(out),
+                       log=click.echo)
+    click.echo(report)

@@ -1,0 +1,238 @@
+"""Latency and throughput of every backend across image sizes: the harness behind `gsam bench`.
+
+Each (backend, size, concurrency) case runs a bounded number of requests (and stops at a
+time limit), all backends on the same seeded images. Results carry a cost model: FLOPs per
+image counted from the architecture, achieved GFLOP/s, and the fraction of this machine's
+measured fp32 matmul rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..io import atomic_path, write_text_atomic
+from .backends import Segmenter
+
+
+@dataclass
+class CaseResult:
+    backend: str
+    height: int
+    width: int
+    batch: int
+    concurrency: int
+    requests: int
+    errors: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    images_per_s: float
+    megapixels_per_s: float
+    gflops_per_image: float | None = None
+    achieved_gflops: float | None = None
+    fraction_of_peak: float | None = None
+    first_error: str | None = None
+
+
+@dataclass
+class BenchPlan:
+    sizes: list[tuple[int, int]]
+    batch: int = 1
+    warmup: int = 5
+    iters: int = 50
+    duration: float | None = None  # seconds per case; with it, iters is only a safety cap
+    concurrency: list[int] = field(default_factory=lambda: [1])
+    seed: int = 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def run_case(segmenters: list[Segmenter], images: np.ndarray, plan: BenchPlan, concurrency: int,
+             on_request: Callable[[], None] | None = None) -> tuple[list[float], int, float, str | None]:
+    """(latencies in ms, errors, wall seconds, first error) for one case; one segmenter per thread."""
+    for _ in range(plan.warmup):
+        segmenters[0](images)
+    limit = plan.iters if plan.duration is None else max(plan.iters, 1_000_000)
+    deadline = time.monotonic() + (plan.duration if plan.duration is not None else 3600.0)
+    lock, issued = threading.Lock(), [0]
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def worker(segmenter: Segmenter) -> None:
+        while True:
+            with lock:
+                if issued[0] >= limit or time.monotonic() >= deadline:
+                    return
+                issued[0] += 1
+            start = time.perf_counter()
+            try:
+                segmenter(images)
+                elapsed = (time.perf_counter() - start) * 1000
+                with lock:
+                    latencies.append(elapsed)
+            except Exception as exc:  # counted, reported, never fatal to the run
+                with lock:
+                    errors.append(str(exc).splitlines()[0][:200])
+            if on_request:
+                on_request()
+
+    threads = [threading.Thread(target=worker, args=(segmenters[i % len(segmenters)],)) for i in range(concurrency)]
+    wall = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, len(errors), time.perf_counter() - wall, (errors[0] if errors else None)
+
+
+def summarize(backend: str, size: tuple[int, int], plan: BenchPlan, concurrency: int, latencies: list[float],
+              errors: int, wall: float, first_error: str | None, gflops: float | None, peak: float | None) -> CaseResult:
+    images = len(latencies) * plan.batch
+    per_s = images / wall if wall > 0 else 0.0
+    achieved = gflops * per_s if gflops is not None else None
+    return CaseResult(
+        backend, size[0], size[1], plan.batch, concurrency, len(latencies) + errors, errors,
+        percentile(latencies, 50), percentile(latencies, 90), percentile(latencies, 99),
+        float(np.mean(latencies)) if latencies else float("nan"), per_s, per_s * size[0] * size[1] / 1e6,
+        gflops, achieved, (achieved / peak) if achieved is not None and peak else None, first_error)
+
+
+def measure_matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """This machine's fp32 matmul rate with the current torch thread count (best of `repeats`)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def gflops_per_image(config_dict: dict, size: tuple[int, int]) -> float:
+    """Forward GFLOPs of the architecture at `size`, counted on the meta device (no compute)."""
+    import torch
+
+    from ..model import GSAMConfig, build_gsam
+    from ..model.flops import count_flops
+
+    with torch.device("meta"):
+        model = build_gsam(GSAMConfig.from_dict(config_dict)).eval()
+    return count_flops(model, size[0], size[1]).total / 1e9
+
+
+def environment(threads: int | None) -> dict:
+    import importlib.metadata as md
+
+    import torch
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("gsam", "torch", "onnxruntime", "onnx", "numpy", "tritonclient", "nvidia-pytriton"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "threads_option": threads,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
+
+
+def scaling_exponents(results: list[CaseResult]) -> dict[str, float]:
+    """Per backend, b in latency ~ pixels^b (least squares on log-log, concurrency 1)."""
+    out = {}
+    for backend in dict.fromkeys(r.backend for r in results):
+        rows = [r for r in results if r.backend == backend and r.concurrency == 1 and np.isfinite(r.p50_ms)]
+        if len({r.height * r.width for r in rows}) >= 2:
+            slope, _ = np.polyfit(np.log([r.height * r.width for r in rows]), np.log([r.p50_ms for r in rows]), 1)
+            out[backend] = float(slope)
+    return out
+
+
+def write_reports(out: Path, results: list[CaseResult], env: dict, extra: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"environment": env, **extra, "scaling_exponent": scaling_exponents(results),
+              "results": [asdict(r) for r in results]}
+    write_text_atomic(out / "bench.json", json.dumps(report, indent=2))
+    with atomic_path(out / "bench.csv") as tmp:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(asdict(results[0])))
+            writer.writeheader()
+            writer.writerows(asdict(r) for r in results)
+    _plots(out, results)
+
+
+def _plots(out: Path, results: list[CaseResult]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    xs, ys = [], []
+    for backend in dict.fromkeys(r.backend for r in results):
+        rows = sorted((r for r in results if r.backend == backend and r.concurrency == min(x.concurrency for x in results)
+                       and np.isfinite(r.p50_ms)), key=lambda r: r.height * r.width)
+        x, y = [r.height * r.width * r.batch / 1e6 for r in rows], [r.p50_ms for r in rows]
+        ax.plot(x, y, marker="o", label=backend)
+        xs, ys = xs + x, ys + y
+    ax.set(xscale="log", yscale="log", xlabel="megapixels per request", ylabel="p50 latency (ms)",
+           title="Latency against image size")
+    if xs:  # explicit limits: a single size would leave log axes without a range
+        ax.set(xlim=(min(xs) / 1.5, max(xs) * 1.5), ylim=(min(ys) / 1.5, max(ys) * 1.5))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(out / "latency_vs_megapixels.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for key in dict.fromkeys((r.backend, r.height, r.width) for r in results):
+        rows = sorted((r for r in results if (r.backend, r.height, r.width) == key), key=lambda r: r.concurrency)
+        ax.plot([r.concurrency for r in rows], [r.images_per_s for r in rows], marker="o", label=f"{key[0]} {key[1]}x{key[2]}")
+    ax.set(xlabel="concurrent requests", ylabel="images / s", title="Throughput against concurrency")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(out / "throughput_vs_concurrency.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def format_table(results: list[CaseResult]) -> str:
+    """Rows with each backend's p50 as a ratio to the first backend's at the same size and concurrency."""
+    first = results[0].backend if results else ""
+    base = {(r.height, r.width, r.concurrency): r.p50_ms for r in results if r.backend == first}
+    head = (f"{'backend':<18}{'size':>10}{'conc':>5}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'img/s':>8}"
+            f"{'MP/s':>7}{'GFLOP/s':>9}{'%peak':>7}{'err':>5}{'ratio':>7}")
+    lines = [f"(ratio: p50 latency relative to {first} at the same size and concurrency)", head]
+    for r in results:
+        ratio = r.p50_ms / base[(r.height, r.width, r.concurrency)] if (r.height, r.width, r.concurrency) in base else float("nan")
+        gf = f"{r.achieved_gflops:9.1f}" if r.achieved_gflops is not None else f"{'-':>9}"
+        pk = f"{100 * r.fraction_of_peak:6.1f}%" if r.fraction_of_peak is not None else f"{'-':>7}"
+        lines.append(f"{r.backend:<18}{f'{r.height}x{r.width}':>10}{r.concurrency:>5}{r.p50_ms:9.1f}{r.p90_ms:9.1f}"
+                     f"{r.p99_ms:9.1f}{r.images_per_s:8.2f}{r.megapixels_per_s:7.2f}{gf}{pk}{r.errors:>5}{ratio:7.2f}")
+    return "\n".join(lines)

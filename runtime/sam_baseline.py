@@ -1,0 +1,92 @@
+"""Today's baseline: SAM ViT-B (encoder + mask decoder, no prompt) at a fixed 1024x1024.
+
+This is how SAM deployments run: every image is resized so its long side is 1024 and
+padded to 1024x1024 (segment_anything's ResizeLongestSide), whatever its native size.
+Weights are random (segment_anything.build_sam_vit_b()); only the cost matters here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .backends import ModelInfo, Segmenter
+
+SAM_SIZE = 1024
+
+
+class SamNoPrompt(nn.Module):
+    """image (1, 3, 1024, 1024) normalized -> low-res mask logits (1, 1, 256, 256)."""
+
+    def __init__(self, sam) -> None:
+        super().__init__()
+        self.sam = sam
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        embedding = self.sam.image_encoder(image)
+        sparse, dense = self.sam.prompt_encoder(points=None, boxes=None, masks=None)
+        masks, _ = self.sam.mask_decoder(image_embeddings=embedding, image_pe=self.sam.prompt_encoder.get_dense_pe(),
+                                         sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                         multimask_output=False)
+        return masks
+
+
+def build_sam_baseline() -> nn.Module:
+    from segment_anything import build_sam_vit_b
+
+    torch.manual_seed(0)
+    return SamNoPrompt(build_sam_vit_b()).eval()
+
+
+def export_sam_baseline(path: str | Path) -> Path:
+    """Export once (TorchScript exporter: a fixed-size graph needs nothing more); reuse the file after."""
+    path = Path(path)
+    if not path.is_file():
+        from ..io import atomic_path
+
+        with atomic_path(path) as tmp, torch.no_grad():
+            torch.onnx.export(build_sam_baseline(), (torch.zeros(1, 3, SAM_SIZE, SAM_SIZE),), str(tmp), dynamo=False,
+                              opset_version=17, input_names=["image"], output_names=["masks"])
+    return path
+
+
+def sam_gflops() -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = build_sam_baseline()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, SAM_SIZE, SAM_SIZE, device="meta"))
+    return counter.get_total_flops() / 1e9
+
+
+class SamBaselineSegmenter(Segmenter):
+    """Resize (long side 1024), normalize, pad, run SAM in onnxruntime: the timed path includes the resize."""
+
+    name = "sam-vit-b@1024"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.info = ModelInfo(num_classes=1, min_size=1)
+        self.mean = np.array([123.675, 116.28, 103.53], np.float32)[:, None, None]
+        self.std = np.array([58.395, 57.12, 57.375], np.float32)[:, None, None]
+
+    def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = []
+        for image in images:
+            h, w = image.shape[1:]
+            scale = SAM_SIZE / max(h, w)
+            resized = torch.nn.functional.interpolate(torch.from_numpy(image)[None], size=(round(h * scale), round(w * scale)),
+                                                      mode="bilinear", align_corners=False, antialias=True)[0].numpy()
+            padded = np.zeros((3, SAM_SIZE, SAM_SIZE), np.float32)
+            padded[:, : resized.shape[1], : resized.shape[2]] = (resized - self.mean) / self.std
+            outputs.append(self.session.run(None, {"image": padded[None]})[0])
+        return {"logits": np.concatenate(outputs), "mask": np.zeros((1,), np.int32)}
