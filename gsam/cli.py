@@ -31,7 +31,7 @@ class GSAMGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (GSAMError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        except (GSAMError, ValueError, OSError) as exc:  # OSError: unwritable/missing paths, busy devices
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
             click.echo(f"Error: {exc}", err=True)

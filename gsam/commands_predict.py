@@ -67,14 +67,24 @@ def predict(paths, out, backend, url, model_name, device, alpha) -> None:
     from .data.imageio import read_image
     from .runtime.processing import overlay, palette_for, save_png, to_model_input
 
+    from .errors import GSAMError
+
     segmenter, image_args = open_segmenter(backend, paths, url, model_name, device)
     images = collect_images(image_args)
     palette = palette_for(segmenter.info.num_classes, segmenter.info.palette)
     out = Path(out)
+    try:
+        for sub in ("masks", "overlays"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GSAMError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     used: set[str] = set()
     try:
         for path in tqdm(images, desc=f"predict ({segmenter.name})", unit="img"):
             image = read_image(path)
+            if min(image.shape[:2]) < segmenter.info.min_size:
+                raise GSAMError(f"{path}: image {image.shape[0]}x{image.shape[1]} is below the model's minimum side "
+                                f"of {segmenter.info.min_size} pixels")
             mask = segmenter(to_model_input(image))["mask"][0]
             name = path.stem
             while name in used:

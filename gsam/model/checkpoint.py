@@ -42,6 +42,12 @@ class LoadReport:
                 f"skipped {len(self.skipped)}, left {len(self.initialized)} at init")
 
 
+def first_sentence(text: str, limit: int = 120) -> str:
+    """The first line's first sentence of an exception text, for one-line errors."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line.split(". ")[0].rstrip(".")[:limit]
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     """torch.load a checkpoint safely (weights only), with a one-line error on failure."""
     path = Path(path)
@@ -50,7 +56,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        reason = first_sentence(str(exc)) or type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason}); "
                               f"expected a SAM .pth ({SAM_FILES}) or a gsam .pt file") from None
     if not isinstance(data, dict):
