@@ -169,3 +169,33 @@ def test_cli_build_and_predict_over_grpc(server, tmp_path, synth_data):
     result = CliRunner().invoke(cli, ["predict", "--backend", "triton-http", "--url", f"127.0.0.1:{free_port()}",
                                       str(synth_data), "--out", str(tmp_path / "q")])
     assert result.exit_code == 1 and "cannot reach Triton" in result.output
+
+
+def test_random_requests_never_take_the_server_down(server):
+    """hypothesis: random shapes and dtypes; each gets a response (result or error), then a valid request works."""
+    import tritonclient.grpc as grpc
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from tritonclient.utils import InferenceServerException
+
+    client = grpc.InferenceServerClient(server.grpc_url)
+    dtypes = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "UINT8": np.uint8, "FP16": np.float16}
+
+    @settings(max_examples=30, deadline=None)
+    @given(shape=st.lists(st.integers(1, 70), min_size=1, max_size=5), datatype=st.sampled_from(sorted(dtypes)))
+    def one_request(shape, datatype):
+        array = np.ones(shape, dtypes[datatype])
+        request = grpc.InferInput("image", list(array.shape), datatype)
+        request.set_data_from_numpy(array)
+        try:
+            result = client.infer("gsam_python", [request])
+        except InferenceServerException as exc:
+            assert exc.message()
+        else:
+            assert datatype == "FP32" and len(shape) == 4 and shape[1] == 3 and min(shape[2:]) >= 32
+            assert result.as_numpy("mask").shape == (shape[0], shape[2], shape[3])
+
+    one_request()
+    valid = grpc.InferInput("image", [1, 3, 40, 56], "FP32")
+    valid.set_data_from_numpy(_images((1, 3, 40, 56)))
+    assert client.infer("gsam_python", [valid]).as_numpy("logits").shape == (1, 3, 40, 56)

@@ -34,6 +34,8 @@ class RunDir:
                             "it or choose another --out")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            for stale in self.path.glob(".*.tmp"):  # left by a process killed mid-write
+                stale.unlink()
             probe = self.path / ".write-test"
             probe.write_text("")
             probe.unlink()
