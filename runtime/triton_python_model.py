@@ -42,6 +42,10 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
+            if hasattr(request, "is_cancelled") and request.is_cancelled():  # the client gave up: skip the work
+                responses.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)))
+                continue
             try:
                 image = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
                 self._check(image)

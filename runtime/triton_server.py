@@ -65,6 +65,18 @@ def _bundled_server() -> tuple[Path, dict[str, str], list[str]]:
     return bundle / "bin" / "tritonserver", env, args
 
 
+def _detach_and_follow_parent() -> None:
+    """In the child before exec: own process group (so stop() reaches the python stubs too), and
+    SIGTERM when the gsam process dies, even by SIGKILL, so no server is left orphaned (Linux)."""
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _shm_segments() -> set[str]:
     shm = Path("/dev/shm")
     return {p.name for p in shm.glob("triton_python_backend_shm_region_*")} if shm.is_dir() else set()
@@ -120,7 +132,8 @@ class TritonServer:
         args, env = self.command()
         self._shm_before = _shm_segments()
         log = self.log_path.open("w")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=_detach_and_follow_parent)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -199,3 +199,28 @@ def test_random_requests_never_take_the_server_down(server):
     valid = grpc.InferInput("image", [1, 3, 40, 56], "FP32")
     valid.set_data_from_numpy(_images((1, 3, 40, 56)))
     assert client.infer("gsam_python", [valid]).as_numpy("logits").shape == (1, 3, 40, 56)
+
+
+def test_server_follows_its_parent_even_when_the_parent_is_killed(repo):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import sys, time\nfrom gsam.runtime.triton_server import TritonServer, free_port\n"
+              f"s = TritonServer({str(repo)!r}, ['gsam_python'], free_port(), free_port()).start()\n"
+              "print(s.process.pid, flush=True)\ntime.sleep(300)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    server_pid = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+            time.sleep(0.2)
+        except ProcessLookupError:
+            break
+    else:
+        os.kill(server_pid, signal.SIGKILL)
+        pytest.fail("tritonserver outlived its parent")

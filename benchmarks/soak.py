@@ -1,0 +1,170 @@
+"""Bounded soak of a real Triton server: mixed-size requests from many threads over HTTP and gRPC,
+plus clients that give up mid-request, with the server's resident memory before and after.
+
+    python benchmarks/soak.py --requests 2000 --threads 16 [--onnx model.onnx] [--out soak.json]
+
+Without --onnx it exports a tiny random-weights model. Loopback only; stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gsam.runtime.backends import load_backend
+from gsam.runtime.triton_repo import build_repository
+from gsam.runtime.triton_server import TritonServer, free_port
+
+SIZES = [(64, 64), (96, 128), (160, 120), (200, 300), (33, 47), (256, 192)]
+ABORT_SIZE = (384, 384)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (the python backend runs in stub processes)."""
+    total, stack = 0, [pid]
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    while stack:
+        current = stack.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+        stack.extend(children.get(current, []))
+    return total / 1024
+
+
+def impatient_client(url_http: str, url_grpc: str, stop: threading.Event, counts: dict, rounds: int) -> None:
+    """A bounded number of large requests with a tiny timeout, each dropped mid-request."""
+    import tritonclient.grpc as grpc
+    import tritonclient.http as http
+
+    image = np.random.default_rng(1).uniform(0, 255, (1, 3, *ABORT_SIZE)).astype(np.float32)
+    for _ in range(rounds):
+        if stop.is_set():
+            return
+        for module, url, kwargs in ((http, url_http, {"network_timeout": 0.02}), (grpc, url_grpc, {})):
+            client = module.InferenceServerClient(url, **kwargs)
+            request = module.InferInput("image", list(image.shape), "FP32")
+            request.set_data_from_numpy(image)
+            try:
+                extra = {"client_timeout": 0.02} if module is grpc else {}
+                client.infer("gsam_python", [request], **extra)
+                counts["completed"] += 1
+            except Exception:
+                counts["aborted"] += 1
+            client.close()
+        time.sleep(1.0)
+
+
+def soak(onnx_path: Path, requests: int, threads: int, time_limit: float, aborts: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "triton_models"
+        build_repository(onnx_path, repo)
+        with TritonServer(repo, ["gsam_python"], free_port(), free_port(), log_path=Path(tmp) / "triton.log") as server:
+            clients = [load_backend("triton-http" if i % 2 else "triton-grpc",
+                                    server.http_url if i % 2 else server.grpc_url) for i in range(threads)]
+            rng = np.random.default_rng(0)
+            inputs = {s: rng.uniform(0, 255, (1, 3, *s)).astype(np.float32) for s in SIZES}
+            inputs[ABORT_SIZE] = rng.uniform(0, 255, (1, 3, *ABORT_SIZE)).astype(np.float32)
+            for size in [*SIZES, ABORT_SIZE] * 3:  # warm every size before measuring memory
+                clients[0](inputs[size])
+            rss_before = tree_rss_mb(server.process.pid)
+            lock, issued = threading.Lock(), [0]
+            latencies: dict[str, list[float]] = {"http": [], "grpc": []}
+            errors: list[str] = []
+            deadline = time.monotonic() + time_limit
+            stop = threading.Event()
+            impatient = {"completed": 0, "aborted": 0}
+            disturber = threading.Thread(target=impatient_client, args=(server.http_url, server.grpc_url, stop, impatient, aborts))
+
+            def worker(index: int) -> None:
+                client = clients[index]
+                protocol = "http" if index % 2 else "grpc"
+                while True:
+                    with lock:
+                        if issued[0] >= requests or time.monotonic() > deadline:
+                            return
+                        n = issued[0]
+                        issued[0] += 1
+                    size = SIZES[n % len(SIZES)]
+                    start = time.perf_counter()
+                    try:
+                        out = client(inputs[size])
+                        assert out["mask"].shape == (1, *size)
+                        with lock:
+                            latencies[protocol].append((time.perf_counter() - start) * 1000)
+                    except Exception as exc:
+                        with lock:
+                            errors.append(str(exc)[:200])
+
+            started = time.perf_counter()
+            disturber.start()
+            workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join()
+            stop.set()
+            disturber.join()
+            wall = time.perf_counter() - started
+            time.sleep(1.0)
+            rss_after = tree_rss_mb(server.process.pid)
+            for client in clients:
+                client.close()
+            all_latencies = latencies["http"] + latencies["grpc"]
+            pct = lambda values, q: round(float(np.percentile(values, q)), 1) if values else None  # noqa: E731
+            return {
+                "requests": issued[0], "threads": threads, "errors": len(errors), "first_errors": errors[:3],
+                "wall_s": round(wall, 1), "requests_per_s": round(len(all_latencies) / wall, 2),
+                "latency_ms": {p: {"p50": pct(v, 50), "p90": pct(v, 90), "p99": pct(v, 99), "n": len(v)}
+                               for p, v in latencies.items()},
+                "impatient_clients": impatient,
+                "server_rss_mb": {"before": round(rss_before, 1), "after": round(rss_after, 1),
+                                  "growth_pct": round(100 * (rss_after - rss_before) / rss_before, 1)},
+                "sizes": [list(s) for s in SIZES],
+            }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--onnx", type=Path)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--time-limit", type=float, default=1200.0)
+    parser.add_argument("--aborts", type=int, default=10, help="Rounds of dropped requests (HTTP and gRPC each).")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = args.onnx
+        if onnx_path is None:
+            import torch
+
+            from gsam.export.onnx import export_onnx
+            from gsam.model import build_gsam
+
+            torch.manual_seed(0)
+            onnx_path = Path(tmp) / "tiny.onnx"
+            export_onnx(build_gsam("tiny", num_classes=3), onnx_path, exporter="torchscript", log=lambda s: None)
+        report = soak(onnx_path, args.requests, args.threads, args.time_limit, args.aborts)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
