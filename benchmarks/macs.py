@@ -9,18 +9,15 @@ Counted two ways: every operation (torch.utils.flop_counter, FLOPs / 2) and Conv
 from __future__ import annotations
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from gsam.model import build_gsam
-from gsam.model.flops import count_layer_macs
+from gsam.model.flops import count_layer_macs, counted_flops
 from gsam.runtime.sam_baseline import build_sam_baseline
 
 
 def macs(model, size: int) -> tuple[float, float]:
     images = torch.zeros(1, 3, size, size, device="meta")
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(images)
-    return counter.get_total_flops() / 2e9, count_layer_macs(model, images) / 1e9
+    return counted_flops(model, images).get_total_flops() / 2e9, count_layer_macs(model, images) / 1e9
 
 
 def main() -> None:

@@ -116,8 +116,8 @@ def _finish_graph(path: Path, metadata: dict[str, str]) -> onnx.ModelProto:
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "gsam"
-    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-    onnx.save(model, str(path), save_as_external_data=external, location=path.name + ".data" if external else None)
+    # Weights were not loaded: external ones (models over 2 GB) stay references to their .data file.
+    onnx.save(model, str(path))
     onnx.checker.check_model(str(path))
     onnx.shape_inference.infer_shapes_path(str(path), str(path.with_suffix(".inferred.onnx")))
     path.with_suffix(".inferred.onnx").unlink()

@@ -27,7 +27,10 @@ def _median_ms(segmenter, images, repeats: int) -> float:
 
 def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
     import numpy as np
+    import torch
+    from PIL import Image
 
+    from .data.dataset import SegmentationDataset
     from .data.imageio import read_image
     from .data.synth import write_synthetic_dataset
     from .export.onnx import export_onnx
@@ -40,20 +43,20 @@ def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
     from .train.engine import evaluate
     from .train.run_dir import resolve_checkpoint
     from .train.trainer import train
-    from .data.dataset import SegmentationDataset
 
     total, started = 7, time.perf_counter()
     _stage(1, total, f"generating a demo dataset in {out / 'data'}")
     spec = write_synthetic_dataset(out / "data", num_classes=3, train=32, val=8, min_size=64, max_size=160, seed=0)
 
     _stage(2, total, f"training the tiny GSAM for {epochs} epochs (random crops 96x96, CPU)")
-    run = train(TrainConfig(data=str(out / "data"), out=str(out / "run"), model="tiny", epochs=epochs, batch_size=4,
-                            lr=2e-3, workers=0, crop=(96, 96), val_every=max(1, epochs // 4)), resume=(out / "run" / "last.pt").exists())
+    config = TrainConfig(data=str(out / "data"), out=str(out / "run"), model="tiny", epochs=epochs, batch_size=4,
+                         lr=2e-3, workers=0, crop=(96, 96), val_every=max(1, epochs // 4))
+    # Running the demo again into the same folder continues (or reuses) its run instead of failing.
+    run = train(config, resume=(out / "run" / "last.pt").exists())
 
     _stage(3, total, "evaluating on whole validation images at native size")
     model, _ = load_gsam_checkpoint(resolve_checkpoint(run))
-    result = evaluate(model, SegmentationDataset.open(out / "data", "val", spec), spec.num_classes,
-                      __import__("torch").device("cpu"))
+    result = evaluate(model, SegmentationDataset.open(out / "data", "val", spec), spec.num_classes, torch.device("cpu"))
     for name, iou in zip(spec.names, result["iou"]):
         click.echo(f"  {name:<12} IoU {iou if iou is None else round(iou, 4)}")
     click.echo(f"  mIoU {result['miou']:.4f}, pixel accuracy {result['pixel_acc']:.4f}")
@@ -69,11 +72,8 @@ def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
         click.echo(f"  {folder}")
 
     _stage(6, total, "starting Triton and sending images of three sizes over HTTP and gRPC")
-    images = {size: np.asarray(read_image(next((out / "data" / "val" / "images").glob("*.png"))), dtype=np.uint8)
-              for size in DEMO_SIZES}
-    from PIL import Image
-
-    images = {size: np.asarray(Image.fromarray(img).resize((size[1], size[0]))) for size, img in images.items()}
+    source = Image.fromarray(read_image(sorted((out / "data" / "val" / "images").glob("*.png"))[0]))
+    images = {(h, w): np.asarray(source.resize((w, h), Image.BILINEAR)) for h, w in DEMO_SIZES}
     latencies: dict[str, list[float]] = {}
     with TritonServer(repo, ["gsam_python"], free_port(), free_port(), log_path=out / "triton.log") as server:
         click.echo(f"  ready: HTTP {server.http_url}, gRPC {server.grpc_url}")

@@ -60,22 +60,37 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def run_case(segmenters: list[Segmenter], images: np.ndarray, plan: BenchPlan, concurrency: int,
-             on_request: Callable[[], None] | None = None) -> tuple[list[float], int, float, str | None]:
-    """(latencies in ms, errors, wall seconds, first error) for one case; one segmenter per thread."""
-    for _ in range(plan.warmup):
-        segmenters[0](images)
+def run_case(open_segmenter: Callable[[], Segmenter], images: np.ndarray, plan: BenchPlan, concurrency: int,
+             owned: bool) -> tuple[list[float], int, float, str | None]:
+    """(latencies in ms, errors, wall seconds, first error) for one case.
+
+    Each thread calls open_segmenter() itself: tritonclient's HTTP client is gevent-based and
+    must stay in the thread that uses it. `owned` segmenters are closed by their thread; local
+    sessions are shared. Every thread warms up, then timing starts for all at once.
+    """
     limit = plan.iters if plan.duration is None else max(plan.iters, 1_000_000)
-    deadline = time.monotonic() + (plan.duration if plan.duration is not None else 3600.0)
-    lock, issued = threading.Lock(), [0]
+    lock, issued, deadline = threading.Lock(), [0], [float("inf")]
     latencies: list[float] = []
     errors: list[str] = []
+    warmed = threading.Barrier(concurrency + 1)
 
-    def worker(segmenter: Segmenter) -> None:
-        while True:
+    def record_error(exc: Exception) -> None:
+        with lock:
+            errors.append(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+    def worker() -> None:
+        segmenter = None
+        try:
+            segmenter = open_segmenter()
+            for _ in range(plan.warmup):
+                segmenter(images)
+        except Exception as exc:
+            record_error(exc)
+        warmed.wait()
+        while segmenter is not None:
             with lock:
-                if issued[0] >= limit or time.monotonic() >= deadline:
-                    return
+                if issued[0] >= limit or time.monotonic() >= deadline[0]:
+                    break
                 issued[0] += 1
             start = time.perf_counter()
             try:
@@ -84,15 +99,16 @@ def run_case(segmenters: list[Segmenter], images: np.ndarray, plan: BenchPlan, c
                 with lock:
                     latencies.append(elapsed)
             except Exception as exc:  # counted, reported, never fatal to the run
-                with lock:
-                    errors.append(str(exc).splitlines()[0][:200])
-            if on_request:
-                on_request()
+                record_error(exc)
+        if owned and segmenter is not None:
+            segmenter.close()
 
-    threads = [threading.Thread(target=worker, args=(segmenters[i % len(segmenters)],)) for i in range(concurrency)]
-    wall = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
+    warmed.wait()
+    deadline[0] = time.monotonic() + (plan.duration if plan.duration is not None else 3600.0)
+    wall = time.perf_counter()
     for thread in threads:
         thread.join()
     return latencies, len(errors), time.perf_counter() - wall, (errors[0] if errors else None)

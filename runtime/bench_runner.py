@@ -97,17 +97,17 @@ def run_bench(backends: list[str], model_path: Path, onnx_path: str | None, engi
         total = len(backends) * len(sizes) * len(concurrency) + (len(sizes) if baseline else 0)
         bar = stack.enter_context(tqdm(total=total, desc="bench", unit="case"))
         for backend in backends:
-            segmenters = _open(backend, model_path, onnx, engine, server_url, triton_model, threads, max(concurrency))
+            opener, shared = _opener(backend, model_path, onnx, engine, server_url, triton_model, threads)
             try:
                 for size in sizes:
                     for conc in concurrency:
                         bar.set_postfix_str(f"{backend} {size[0]}x{size[1]} c{conc}")
-                        result = run_case(segmenters, inputs[size], plan, conc)
+                        result = run_case(opener, inputs[size], plan, conc, owned=shared is None)
                         results.append(summarize(backend, size, plan, conc, *result, flops.get(size), peak))
                         bar.update(1)
             finally:
-                for segmenter in segmenters:
-                    segmenter.close()
+                if shared is not None:
+                    shared.close()
         extra = {"plan": {"sizes": [list(s) for s in sizes], "batch": batch, "warmup": warmup, "iters": iters,
                           "duration": duration, "concurrency": concurrency},
                  "matmul_gflops": peak, "model": str(model_path), "onnx": str(onnx) if onnx else None}
@@ -120,20 +120,22 @@ def run_bench(backends: list[str], model_path: Path, onnx_path: str | None, engi
             extra["baseline"] = {"name": "sam-vit-b@1024", "gflops_per_image": sam_flops}
             for size in sizes:
                 bar.set_postfix_str(f"sam-vit-b@1024 from {size[0]}x{size[1]}")
-                result = run_case([sam], inputs[size], plan, 1)
+                result = run_case(lambda: sam, inputs[size], plan, 1, owned=False)
                 results.append(summarize(sam.name, size, plan, 1, *result, sam_flops, peak))
                 bar.update(1)
     write_reports(out, results, environment(threads), extra)
     return format_table(results) + f"\nwrote {out}/bench.json, bench.csv, latency_vs_megapixels.png, throughput_vs_concurrency.png"
 
 
-def _open(backend, model_path, onnx, engine, server_url, triton_model, threads, count):
-    if backend == "torch":
-        return [load_backend("torch", model_path)]
-    if backend == "onnxruntime":
-        return [load_backend("onnxruntime", onnx, threads=threads)]
-    if backend == "tensorrt":
-        return [load_backend("tensorrt", engine)]
+def _opener(backend, model_path, onnx, engine, server_url, triton_model, threads):
+    """(open_segmenter, shared): local backends load once and are shared by the threads;
+    Triton clients are opened by each thread (shared is None)."""
+    if backend in ("torch", "onnxruntime", "tensorrt"):
+        target = {"torch": model_path, "onnxruntime": onnx, "tensorrt": engine}[backend]
+        options = {"threads": threads} if backend == "onnxruntime" else {}
+        shared = load_backend(backend, target, **options)
+        return (lambda: shared), shared
     protocol = backend.split("-")[1]
     target = server_url[protocol] if isinstance(server_url, dict) else server_url
-    return [load_backend(backend, target, model=triton_model) for _ in range(count)]
+    load_backend(backend, target, model=triton_model).close()  # fail early, in one line, if unreachable
+    return (lambda: load_backend(backend, target, model=triton_model)), None

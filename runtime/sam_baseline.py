@@ -54,13 +54,11 @@ def export_sam_baseline(path: str | Path) -> Path:
 
 
 def sam_gflops() -> float:
-    from torch.utils.flop_counter import FlopCounterMode
+    from ..model.flops import counted_flops
 
     with torch.device("meta"):
         model = build_sam_baseline()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, SAM_SIZE, SAM_SIZE, device="meta"))
-    return counter.get_total_flops() / 1e9
+    return counted_flops(model, torch.zeros(1, 3, SAM_SIZE, SAM_SIZE, device="meta")).get_total_flops() / 1e9
 
 
 class SamBaselineSegmenter(Segmenter):

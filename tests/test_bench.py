@@ -53,11 +53,14 @@ def test_bench_through_a_real_triton_server_at_concurrency_2(tmp_path, run_and_o
     run, onnx_path = run_and_onnx
     out = tmp_path / "bench"
     result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--onnx", str(onnx_path), "--backend",
-                                      "triton-grpc", "--sizes", "64x96", "--iters", "6", "--warmup", "1",
-                                      "--concurrency", "2", "--out", str(out)])
+                                      "triton-grpc,triton-http", "--sizes", "64x96", "--iters", "6", "--warmup", "1",
+                                      "--concurrency", "1,2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    (row,) = json.loads((out / "bench.json").read_text())["results"]
-    assert row["backend"] == "triton-grpc" and row["concurrency"] == 2 and row["errors"] == 0 and row["requests"] == 6
+    rows = json.loads((out / "bench.json").read_text())["results"]
+    # HTTP clients are gevent-based and thread-bound: each case's threads must open their own
+    assert [(r["backend"], r["concurrency"]) for r in rows] == [
+        ("triton-grpc", 1), ("triton-grpc", 2), ("triton-http", 1), ("triton-http", 2)]
+    assert all(r["errors"] == 0 and r["requests"] == 6 for r in rows), rows
 
 
 @pytest.mark.parametrize("args, message", [

@@ -37,19 +37,32 @@ def _read_tiff(path: Path) -> np.ndarray:
     return array
 
 
+_DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+_CONVERT_TO_RGB = ("P", "PA", "CMYK", "YCbCr", "LA", "1")
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _decode(path: Path, kind: str) -> np.ndarray:
+    """Decode an image ("image") or a mask ("mask") file: TIFF with tifffile, the rest with Pillow."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            return _read_tiff(path)
+        with Image.open(path) as img:
+            img.load()
+            if kind == "mask" and img.mode in ("RGB", "RGBA"):
+                raise ImageReadError(f"{path}: mask is {img.mode}; expected a single-channel PNG of class ids")
+            return np.asarray(img.convert("RGB") if kind == "image" and img.mode in _CONVERT_TO_RGB else img)
+    except _DECODE_ERRORS as exc:
+        raise ImageReadError(f"{path}: cannot read {kind} ({_reason(exc)})") from None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Any PNG/JPEG/TIFF, 8- or 16-bit, grayscale, RGB or RGBA -> uint8 RGB (H, W, 3)."""
     path = Path(path)
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            array = _read_tiff(path)
-        else:
-            with Image.open(path) as img:
-                img.load()
-                array = np.asarray(img.convert("RGB") if img.mode in ("P", "PA", "CMYK", "YCbCr", "LA", "1") else img)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: cannot read image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    array = _to_uint8(np.asarray(array))
+    array = _to_uint8(_decode(path, "image"))
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     elif array.ndim == 3 and array.shape[2] == 1:
@@ -64,17 +77,7 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_mask(path: str | Path) -> np.ndarray:
     """A single-channel mask of class ids -> int64 (H, W)."""
     path = Path(path)
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            array = _read_tiff(path)
-        else:
-            with Image.open(path) as img:
-                img.load()
-                if img.mode in ("RGB", "RGBA"):
-                    raise ImageReadError(f"{path}: mask is {img.mode}; expected a single-channel PNG of class ids")
-                array = np.asarray(img)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: cannot read mask ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    array = _decode(path, "mask")
     if array.ndim != 2:
         raise ImageReadError(f"{path}: mask has shape {array.shape}; expected a single-channel image of class ids")
     return array.astype(np.int64)
@@ -92,5 +95,5 @@ def image_size(path: str | Path) -> tuple[int, int]:
             return (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (3, 4) and shape[-1] not in (3, 4) else shape[:2]
         with Image.open(path) as img:
             return img.height, img.width
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: cannot read image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageReadError(f"{path}: cannot read image ({_reason(exc)})") from None

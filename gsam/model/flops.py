@@ -23,19 +23,28 @@ class FlopReport:
         return self.by_module.get(name, 0)
 
 
-def count_flops(model: nn.Module, height: int, width: int, batch: int = 1) -> FlopReport:
-    """FLOPs (2 x multiply-adds) of one forward pass on a (batch, 3, height, width) input."""
-    images = torch.zeros(batch, 3, height, width, device=next(model.parameters()).device)
-    # FlopCounterMode's module tracker trips on parameters that require grad under no_grad.
+def counted_flops(model: nn.Module, inputs: torch.Tensor) -> FlopCounterMode:
+    """Run model(inputs) under a FlopCounterMode and return the counter.
+
+    Parameters are switched to requires_grad=False for the run: FlopCounterMode's module
+    tracker fails on parameters that require grad under no_grad.
+    """
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
         for p, _ in flags:
             p.requires_grad_(False)
         with torch.no_grad(), FlopCounterMode(display=False, depth=None) as counter:
-            model(images)
+            model(inputs)
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
+    return counter
+
+
+def count_flops(model: nn.Module, height: int, width: int, batch: int = 1) -> FlopReport:
+    """FLOPs (2 x multiply-adds) of one forward pass on a (batch, 3, height, width) input."""
+    images = torch.zeros(batch, 3, height, width, device=next(model.parameters()).device)
+    counter = counted_flops(model, images)
     by_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
     return FlopReport(counter.get_total_flops(), by_module)
 

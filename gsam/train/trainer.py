@@ -83,10 +83,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     dist = DistContext.from_env(device.type == "cuda")
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
-    run = RunDir(cfg.out)
-    if dist.is_main:
-        run.prepare(resume)
-    dist.barrier()
     say = (lambda msg: tqdm.write(msg)) if dist.is_main and progress else (lambda msg: None)
 
     spec = open_dataset_spec(cfg.data)
@@ -100,11 +96,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
                                          progress=dist.is_main and progress)
     val_set = (SegmentationDataset.open(cfg.data, "val", spec, progress=dist.is_main and progress)
                if (Path(cfg.data) / "val").is_dir() else None)
-    too_small = [s.image for s, hw in zip(val_set.samples, map(_size_of, val_set.samples))
-                 if min(hw) < get_config(cfg.model, token_stride=cfg.token_stride).min_size] if val_set else []
-    if too_small:
-        raise GSAMError(f"{too_small[0]}: validation image smaller than the model's minimum side "
-                        f"{get_config(cfg.model, token_stride=cfg.token_stride).min_size}")
+    if val_set is not None:
+        _check_native_sizes(val_set, get_config(cfg.model, token_stride=cfg.token_stride).min_size)
+    run = RunDir(cfg.out)  # created only once the data has passed its checks
+    if dist.is_main:
+        run.prepare(resume)
+    dist.barrier()
 
     _seed_everything(cfg.seed)
     model = build_gsam(cfg.model, **model_overrides)
@@ -190,10 +187,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     return run.path
 
 
-def _size_of(sample) -> tuple[int, int]:
+def _check_native_sizes(dataset: SegmentationDataset, min_size: int) -> None:
+    """Validation runs on whole images, so each must reach the model's minimum side."""
     from ..data.imageio import image_size
 
-    return tuple(image_size(sample.image))
+    for sample in dataset.samples:
+        h, w = image_size(sample.image)
+        if min(h, w) < min_size:
+            raise GSAMError(f"{sample.image}: validation image is {h}x{w}, below the model's minimum side of {min_size}")
 
 
 def _tensorboard(path: Path):

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Reproduces every table in BENCHMARKS.md on this machine (about 45 minutes on 2 CPU cores).
+# Raw outputs land in benchmarks/results/; model files in benchmarks/work/ (ignored by git).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+GSAM=${GSAM:-.venv/bin/gsam}
+R=benchmarks/results
+W=benchmarks/work
+mkdir -p "$R" "$W"
+# A step whose result file exists is skipped (FORCE=1 reruns everything), so an interrupted run resumes.
+fresh() { [ "${FORCE:-0}" = 1 ] || [ ! -s "$1" ]; }
+
+# 1. Training throughput and forward MACs (issue 3)
+fresh "$R/train_throughput.md" && $PY benchmarks/train_throughput.py --models tiny,vit_b --crops 128,256 --batch 2 > "$R/train_throughput.md"
+fresh "$R/macs.md" && $PY benchmarks/macs.py > "$R/macs.md"
+
+# 2. Export time/size, onnxruntime against PyTorch eager (issue 4)
+fresh "$R/export_latency.md" && $PY benchmarks/export_latency.py --models tiny,vit_b --sizes 256,512,1024 --repeats 3 > "$R/export_latency.md"
+
+# 3. gsam bench: the demo's trained tiny model, every CPU backend, and SAM ViT-B at 1024 (issue 6)
+test -f "$W/demo/run/best.pt" || $GSAM demo --out "$W/demo" --repeats 1
+fresh "$R/bench_tiny.txt" && $GSAM bench --model "$W/demo/run" --onnx "$W/demo/model.onnx" \
+  --backend onnxruntime,torch,triton-grpc,triton-http --sizes 256x256,512x512,480x640,1024x1024 \
+  --concurrency 1,2 --warmup 2 --iters 10 --baseline sam-vit-b --out "$R/bench_tiny" > "$R/bench_tiny.txt"
+
+# 4. gsam bench: vit_b (random weights: latency does not depend on them)
+test -f "$W/vit_b.pt" || $PY -c "
+import torch; from gsam.model import build_gsam; from gsam.model.checkpoint import save_gsam_checkpoint
+torch.manual_seed(0); save_gsam_checkpoint('$W/vit_b.pt', build_gsam('vit_b', num_classes=3))"
+fresh "$R/bench_vit_b.txt" && $GSAM bench --model "$W/vit_b.pt" --backend onnxruntime,torch,triton-grpc --sizes 256x256,512x512,480x640 \
+  --warmup 1 --iters 5 --out "$R/bench_vit_b" > "$R/bench_vit_b.txt"
+
+# 5. Soak against a real Triton server (issue 7)
+fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 2000 --threads 16 --aborts 10 --out "$R/soak.json"
+echo all benchmark results are in $R
