@@ -32,5 +32,5 @@ fresh "$R/bench_vit_b.txt" && $GSAM bench --model "$W/vit_b.pt" --backend onnxru
   --warmup 1 --iters 5 --out "$R/bench_vit_b" > "$R/bench_vit_b.txt"
 
 # 5. Soak against a real Triton server (issue 7)
-fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 2000 --threads 16 --aborts 10 --out "$R/soak.json"
+fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 4000 --threads 16 --aborts 10 --out "$R/soak.json"
 echo all benchmark results are in $R

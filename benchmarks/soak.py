@@ -70,71 +70,87 @@ def impatient_client(url_http: str, url_grpc: str, stop: threading.Event, counts
         time.sleep(1.0)
 
 
+def load_phase(server: TritonServer, threads: int, requests: int, inputs: dict, time_limit: float) -> dict:
+    """`requests` mixed-size requests from `threads` threads (alternately HTTP and gRPC clients,
+    each created in its own thread: tritonclient's HTTP client is bound to its thread)."""
+    lock, issued = threading.Lock(), [0]
+    latencies: dict[str, list[float]] = {"http": [], "grpc": []}
+    errors: list[str] = []
+    deadline = time.monotonic() + time_limit
+
+    def worker(index: int) -> None:
+        protocol = "http" if index % 2 else "grpc"
+        client = load_backend(f"triton-{protocol}", server.http_url if protocol == "http" else server.grpc_url)
+        while True:
+            with lock:
+                if issued[0] >= requests or time.monotonic() > deadline:
+                    break
+                n = issued[0]
+                issued[0] += 1
+            size = SIZES[n % len(SIZES)]
+            start = time.perf_counter()
+            try:
+                out = client(inputs[size])
+                assert out["mask"].shape == (1, *size)
+                with lock:
+                    latencies[protocol].append((time.perf_counter() - start) * 1000)
+            except Exception as exc:
+                with lock:
+                    errors.append(str(exc)[:200])
+        client.close()
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return {"issued": issued[0], "latencies": latencies, "errors": errors, "wall": time.perf_counter() - started}
+
+
 def soak(onnx_path: Path, requests: int, threads: int, time_limit: float, aborts: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "triton_models"
         build_repository(onnx_path, repo)
         with TritonServer(repo, ["gsam_python"], free_port(), free_port(), log_path=Path(tmp) / "triton.log") as server:
-            clients = [load_backend("triton-http" if i % 2 else "triton-grpc",
-                                    server.http_url if i % 2 else server.grpc_url) for i in range(threads)]
             rng = np.random.default_rng(0)
             inputs = {s: rng.uniform(0, 255, (1, 3, *s)).astype(np.float32) for s in SIZES}
-            inputs[ABORT_SIZE] = rng.uniform(0, 255, (1, 3, *ABORT_SIZE)).astype(np.float32)
-            for size in [*SIZES, ABORT_SIZE] * 3:  # warm every size before measuring memory
-                clients[0](inputs[size])
+            warm = load_phase(server, threads, threads * len(SIZES), inputs, time_limit)  # every size, full concurrency
+            time.sleep(1.0)
             rss_before = tree_rss_mb(server.process.pid)
-            lock, issued = threading.Lock(), [0]
-            latencies: dict[str, list[float]] = {"http": [], "grpc": []}
-            errors: list[str] = []
-            deadline = time.monotonic() + time_limit
             stop = threading.Event()
             impatient = {"completed": 0, "aborted": 0}
-            disturber = threading.Thread(target=impatient_client, args=(server.http_url, server.grpc_url, stop, impatient, aborts))
+            disturber = threading.Thread(target=impatient_client,
+                                         args=(server.http_url, server.grpc_url, stop, impatient, aborts))
+            trace: list[tuple[float, float]] = []
 
-            def worker(index: int) -> None:
-                client = clients[index]
-                protocol = "http" if index % 2 else "grpc"
-                while True:
-                    with lock:
-                        if issued[0] >= requests or time.monotonic() > deadline:
-                            return
-                        n = issued[0]
-                        issued[0] += 1
-                    size = SIZES[n % len(SIZES)]
-                    start = time.perf_counter()
-                    try:
-                        out = client(inputs[size])
-                        assert out["mask"].shape == (1, *size)
-                        with lock:
-                            latencies[protocol].append((time.perf_counter() - start) * 1000)
-                    except Exception as exc:
-                        with lock:
-                            errors.append(str(exc)[:200])
+            def sample_memory() -> None:  # RSS every 5 s: a plateau is allocation, a slope would be a leak
+                t0 = time.monotonic()
+                while not stop.wait(5.0):
+                    trace.append((round(time.monotonic() - t0, 1), round(tree_rss_mb(server.process.pid), 1)))
 
-            started = time.perf_counter()
+            sampler = threading.Thread(target=sample_memory)
             disturber.start()
-            workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-            for t in workers:
-                t.start()
-            for t in workers:
-                t.join()
+            sampler.start()
+            main = load_phase(server, threads, requests, inputs, time_limit)
             stop.set()
             disturber.join()
-            wall = time.perf_counter() - started
+            sampler.join()
             time.sleep(1.0)
             rss_after = tree_rss_mb(server.process.pid)
-            for client in clients:
-                client.close()
-            all_latencies = latencies["http"] + latencies["grpc"]
+            latencies = main["latencies"]
+            served = latencies["http"] + latencies["grpc"]
             pct = lambda values, q: round(float(np.percentile(values, q)), 1) if values else None  # noqa: E731
             return {
-                "requests": issued[0], "threads": threads, "errors": len(errors), "first_errors": errors[:3],
-                "wall_s": round(wall, 1), "requests_per_s": round(len(all_latencies) / wall, 2),
+                "requests": main["issued"], "threads": threads, "errors": len(main["errors"]) + len(warm["errors"]),
+                "first_errors": (warm["errors"] + main["errors"])[:3], "wall_s": round(main["wall"], 1),
+                "requests_per_s": round(len(served) / main["wall"], 2),
                 "latency_ms": {p: {"p50": pct(v, 50), "p90": pct(v, 90), "p99": pct(v, 99), "n": len(v)}
                                for p, v in latencies.items()},
                 "impatient_clients": impatient,
                 "server_rss_mb": {"before": round(rss_before, 1), "after": round(rss_after, 1),
-                                  "growth_pct": round(100 * (rss_after - rss_before) / rss_before, 1)},
+                                  "growth_pct": round(100 * (rss_after - rss_before) / rss_before, 1),
+                                  "trace_s_mb": trace},
                 "sizes": [list(s) for s in SIZES],
             }
 
