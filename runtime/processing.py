@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.dataset import default_palette
+from ..data.palette import default_palette
 from ..io import atomic_path
 
 

@@ -22,23 +22,13 @@ from tqdm import tqdm
 
 from ..errors import GSAMError
 from .imageio import IMAGE_SUFFIXES, image_size, read_image, read_mask
+from .palette import default_palette
 
 DEFAULT_IGNORE_INDEX = 255
 
 
 class DatasetError(GSAMError):
     """The dataset folder does not follow the layout."""
-
-
-def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """Distinct colours: black background, then well-separated hues."""
-    import colorsys
-
-    colours = [(0, 0, 0)]
-    for i in range(1, num_classes):
-        r, g, b = colorsys.hsv_to_rgb(((i - 1) * 0.618034) % 1.0, 0.85, 0.95)
-        colours.append((int(r * 255), int(g * 255), int(b * 255)))
-    return colours[:num_classes]
 
 
 @dataclass(frozen=True)
