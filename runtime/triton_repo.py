@@ -135,12 +135,3 @@ def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path
         written.append(_write_model(repo, "gsam_trt", tensorrt_config("gsam_trt", metadata, profiles, instances),
                                     version, {"model.plan": engine}))
     return written
-
-
-def model_is_servable_here(repo: Path, name: str) -> bool:
-    """The pip-installed server only has the python backend."""
-    config = repo / name / "config.pbtxt"
-    return config.is_file() and 'backend: "python"' in config.read_text()
-
-
-
