@@ -12,7 +12,7 @@ import torch
 
 from gsam.model import build_gsam
 from gsam.model.flops import count_layer_macs, counted_flops
-from gsam.runtime.sam_baseline import build_sam_baseline
+from gsam.runtime.bench.sam_baseline import build_sam_baseline
 
 
 def macs(model, size: int) -> tuple[float, float]:

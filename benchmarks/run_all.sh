@@ -11,14 +11,14 @@ mkdir -p "$R" "$W"
 # A step whose result file exists is skipped (FORCE=1 reruns everything), so an interrupted run resumes.
 fresh() { [ "${FORCE:-0}" = 1 ] || [ ! -s "$1" ]; }
 
-# 1. Training throughput and forward MACs (issue 3)
+# 1. Training throughput and forward MACs
 fresh "$R/train_throughput.md" && $PY benchmarks/train_throughput.py --models tiny,vit_b --crops 128,256 --batch 2 > "$R/train_throughput.md"
 fresh "$R/macs.md" && $PY benchmarks/macs.py > "$R/macs.md"
 
-# 2. Export time/size, onnxruntime against PyTorch eager (issue 4)
+# 2. Export time/size, onnxruntime against PyTorch eager
 fresh "$R/export_latency.md" && $PY benchmarks/export_latency.py --models tiny,vit_b --sizes 256,512,1024 --repeats 3 > "$R/export_latency.md"
 
-# 3. gsam bench: the demo's trained tiny model, every CPU backend, and SAM ViT-B at 1024 (issue 6)
+# 3. gsam bench: the demo's trained tiny model, every CPU backend, and SAM ViT-B at 1024
 test -f "$W/demo/run/best.pt" || $GSAM demo --out "$W/demo" --repeats 1
 fresh "$R/bench_tiny.txt" && $GSAM bench --model "$W/demo/run" --onnx "$W/demo/model.onnx" \
   --backend onnxruntime,torch,triton-grpc,triton-http --sizes 256x256,512x512,480x640,1024x1024 \
@@ -31,6 +31,6 @@ torch.manual_seed(0); save_gsam_checkpoint('$W/vit_b.pt', build_gsam('vit_b', nu
 fresh "$R/bench_vit_b.txt" && $GSAM bench --model "$W/vit_b.pt" --backend onnxruntime,torch,triton-grpc --sizes 256x256,512x512,480x640 \
   --warmup 1 --iters 5 --out "$R/bench_vit_b" > "$R/bench_vit_b.txt"
 
-# 5. Soak against a real Triton server (issue 7)
+# 5. Soak against a real Triton server
 fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 4000 --threads 16 --aborts 10 --out "$R/soak.json"
 echo all benchmark results are in $R

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from gsam.runtime.backends import load_backend
-from gsam.runtime.triton_repo import build_repository
-from gsam.runtime.triton_server import TritonServer, free_port
+from gsam.runtime.triton.repository import build_repository
+from gsam.runtime.triton.server import TritonServer, free_port
 
 SIZES = [(64, 64), (96, 128), (160, 120), (200, 300), (33, 47), (256, 192)]
 ABORT_SIZE = (384, 384)

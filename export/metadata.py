@@ -1,35 +1,22 @@
-"""The metadata a gsam ONNX model carries, so later stages need no flags."""
+"""Read and write the model facts a gsam ONNX file carries in its metadata_props."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import onnx
 
-from .. import __version__
 from ..errors import GSAMError
+from ..facts import ModelFacts
 
 PRODUCER = "gsam"
+IO_DESCRIPTION = {
+    "input": "image: float32 [N, 3, H, W], RGB 0..255; H, W >= min_size",
+    "outputs": "logits: float32 [N, C, H, W]; mask: int32 [N, H, W] (argmax, or sigmoid > 0.5 when C = 1)",
+}
 
 
-def model_metadata(config, palette=()) -> dict[str, str]:
-    return {
-        "gsam_version": __version__,
-        "model_name": config.name,
-        "num_classes": str(config.num_classes),
-        "class_names": json.dumps(list(config.class_names)),
-        "min_size": str(config.min_size),
-        "token_stride": str(config.token_stride),
-        "pad_multiple": str(config.pad_multiple),
-        "palette": json.dumps([list(c) for c in palette]),
-        "config": json.dumps(config.to_dict()),
-        "input": "image: float32 [N, 3, H, W], RGB 0..255; H, W >= min_size",
-        "outputs": "logits: float32 [N, C, H, W]; mask: int32 [N, H, W] (argmax, or sigmoid > 0.5 when C = 1)",
-    }
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
+def onnx_metadata(path: str | Path) -> dict[str, str]:
     """metadata_props of a gsam ONNX file, without loading its weights."""
     path = Path(path)
     if not path.is_file():
@@ -45,14 +32,13 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return props
 
 
-def read_model_info(path: str | Path):
-    from ..runtime.backends import ModelInfo
+def read_onnx_facts(path: str | Path) -> ModelFacts:
+    return ModelFacts.from_metadata(onnx_metadata(path), source=str(path))
 
-    props = read_metadata(path)
-    return ModelInfo(
-        num_classes=int(props["num_classes"]),
-        class_names=tuple(json.loads(props.get("class_names", "[]"))),
-        min_size=int(props["min_size"]),
-        palette=tuple(tuple(c) for c in json.loads(props.get("palette", "[]"))),
-        extra=props,
-    )
+
+def write_facts(model: onnx.ModelProto, facts: ModelFacts) -> None:
+    """Replace the model's metadata_props with `facts` (and the I/O description)."""
+    del model.metadata_props[:]
+    for key, value in (facts.to_metadata() | IO_DESCRIPTION).items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = PRODUCER

@@ -11,7 +11,6 @@ matched PyTorch at sizes the trace never saw.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -25,7 +24,9 @@ import torch
 from torch import nn
 
 from ..errors import GSAMError
-from .metadata import model_metadata
+from ..facts import ModelFacts
+from ..io import sha256_file
+from .metadata import write_facts
 
 # Non-square, odd, not multiples of window x stride (14 x 8 = 112), one larger than the trace sample.
 DEFAULT_VERIFY_SIZES = [(33, 47), (300, 97), (224, 224), (257, 129), (200, 296)]
@@ -102,7 +103,7 @@ def _export_graph(head: nn.Module, path: Path, exporter: str, opset: int | None,
     return opset or 17
 
 
-def _finish_graph(path: Path, metadata: dict[str, str]) -> onnx.ModelProto:
+def _finish_graph(path: Path, facts: ModelFacts) -> onnx.ModelProto:
     """Name the dynamic dims, attach metadata, check the graph and its shape inference."""
     model = onnx.load(str(path), load_external_data=False)
     for value in list(model.graph.input) + list(model.graph.output):
@@ -112,10 +113,7 @@ def _finish_graph(path: Path, metadata: dict[str, str]) -> onnx.ModelProto:
             if label:
                 dim.ClearField("dim_value")
                 dim.dim_param = label
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=value)
-    model.producer_name = "gsam"
+    write_facts(model, facts)
     # Weights were not loaded: external ones (models over 2 GB) stay references to their .data file.
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path))
@@ -153,21 +151,14 @@ def verify_onnx(model: nn.Module, path: Path, sizes: list[tuple[int, int]], batc
     return rows
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export_onnx(model: nn.Module, out: str | Path, exporter: str = "dynamo", opset: int | None = None,
                 verify_sizes: list[tuple[int, int]] | None = None, tolerance: float = 1e-3,
-                simplify: bool = False, palette=(), log=print) -> ExportReport:
+                simplify: bool = False, palette=(), lineage: dict | None = None, log=print) -> ExportReport:
     """Export `model` (a GSAM) to `out`, verify it, and only then move it into place.
 
     Raises ExportError, leaving nothing at `out`, when export fails, any verification size
-    fails or the relative error exceeds `tolerance`.
+    fails or the relative error exceeds `tolerance`. `lineage` (see `checkpoint_lineage`)
+    records the checkpoint the model came from in the file's metadata.
     """
     if exporter not in EXPORTERS:
         raise ExportError(f"--exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
@@ -191,7 +182,7 @@ def export_onnx(model: nn.Module, out: str | Path, exporter: str = "dynamo", ops
                                        external_data=weight_bytes > 1.8e9)
             if simplify:
                 _simplify(staged)
-            graph = _finish_graph(staged, model_metadata(config, palette))
+            graph = _finish_graph(staged, ModelFacts.from_config(config, palette, lineage=lineage))
         except GSAMError:
             raise
         except Exception as exc:
@@ -201,7 +192,7 @@ def export_onnx(model: nn.Module, out: str | Path, exporter: str = "dynamo", ops
         log(f"verifying against PyTorch at {len(sizes)} unseen sizes and batch 2...")
         rows = verify_onnx(model, staged, sizes)
         report = ExportReport(out, exporter, used_opset, seconds, len(graph.graph.node),
-                              sum(f.stat().st_size for f in workdir.iterdir()), _sha256(staged), rows)
+                              sum(f.stat().st_size for f in workdir.iterdir()), sha256_file(staged), rows)
         failed = [r for r in rows if r.error or not r.max_rel <= tolerance]
         if failed:
             log(report.table())
@@ -222,3 +213,14 @@ def _simplify(path: Path) -> None:
     except ImportError:
         raise ExportError("--simplify needs onnxslim: pip install onnxslim") from None
     onnx.save(onnxslim.slim(onnx.load(str(path))), str(path))
+
+
+def export_checkpoint(source: str | Path, out: str | Path, **options) -> ExportReport:
+    """Export a run directory or gsam checkpoint: the model, its palette and its lineage come from the file."""
+    from ..model.checkpoint import load_gsam_checkpoint
+    from ..train.run_dir import checkpoint_lineage, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(source)
+    model, payload = load_gsam_checkpoint(checkpoint)
+    palette = payload.get("classes", {}).get("palette", ())
+    return export_onnx(model, out, palette=palette, lineage=checkpoint_lineage(checkpoint, payload), **options)

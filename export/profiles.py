@@ -32,7 +32,8 @@ def parse_shape(text: str) -> Shape:
     return shape  # type: ignore[return-value]
 
 
-def _fmt(shape: Shape) -> str:
+def format_shape(shape: tuple[int, ...]) -> str:
+    """(1, 3, 128, 128) -> '1x3x128x128', the one spelling used in flags, names and errors."""
     return "x".join(map(str, shape))
 
 
@@ -44,7 +45,7 @@ class ShapeProfile:
 
     @property
     def name(self) -> str:
-        return f"{_fmt(self.min)}-{_fmt(self.max)}"
+        return f"{format_shape(self.min)}-{format_shape(self.max)}"
 
     def contains(self, shape: tuple[int, ...]) -> bool:
         return len(shape) == 4 and all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max))
@@ -58,6 +59,10 @@ class ShapeProfile:
             raise ProfileError(f"profile {self.name}: min height/width {self.min[2]}x{self.min[3]} is below the "
                                f"model's minimum side of {min_size}")
         return self
+
+    def flag(self) -> str:
+        """The --profile value that parses back to this profile."""
+        return f"min={format_shape(self.min)},opt={format_shape(self.opt)},max={format_shape(self.max)}"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
@@ -81,12 +86,22 @@ def parse_profile(text: str, min_size: int = 1) -> ShapeProfile:
     return ShapeProfile(fields["min"], fields["opt"], fields["max"]).validate(min_size)
 
 
+def onnxruntime_trt_options(profiles: list[ShapeProfile]) -> dict[str, str]:
+    """onnxruntime's TensorRT provider options naming each profile's shapes for the `image` input."""
+    def join(shapes):
+        return ",".join(f"image:{format_shape(s)}" for s in shapes)
+
+    return {"trt_profile_min_shapes": join(p.min for p in profiles),
+            "trt_profile_opt_shapes": join(p.opt for p in profiles),
+            "trt_profile_max_shapes": join(p.max for p in profiles)}
+
+
 def select_profile(profiles: list[ShapeProfile], shape: tuple[int, ...]) -> int:
     """Index of the narrowest profile containing `shape`; a clear error naming the profiles otherwise."""
     fitting = [i for i, p in enumerate(profiles) if p.contains(tuple(shape))]
     if not fitting:
         names = ", ".join(p.name for p in profiles)
-        raise ProfileError(f"input {_fmt(tuple(shape))} fits none of the engine's profiles ({names}); "
+        raise ProfileError(f"input {format_shape(tuple(shape))} fits none of the engine's profiles ({names}); "
                            "rebuild the engine with a profile that contains it")
     return min(fitting, key=lambda i: profiles[i].max[2] * profiles[i].max[3] * profiles[i].max[0])
 

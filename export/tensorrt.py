@@ -1,7 +1,7 @@
 """Build TensorRT engines from a gsam ONNX file (TensorRT 10 Python API, imported lazily).
 
 Precision policy: with --fp16 / --bf16, LayerNorm, Softmax and the input normalization
-stay in fp32 (SAM-family encoders overflow in fp16 LayerNorm; FIELD_NOTES section 5),
+stay in fp32 (SAM-family encoders overflow in fp16 LayerNorm; see docs/facts.md),
 enforced with OBEY_PRECISION_CONSTRAINTS. Every build writes a JSON sidecar beside the
 engine: profiles, precision, versions and the ONNX file's hash, which the runner reads.
 """
@@ -15,9 +15,10 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import GSAMError
-from ..io import atomic_path, write_text_atomic
-from .metadata import read_metadata
-from .profiles import ShapeProfile
+from ..facts import ModelFacts
+from ..io import atomic_path, sha256_file, write_text_atomic
+from .metadata import read_onnx_facts
+from .profiles import ShapeProfile, format_shape
 
 INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run pip install 'gsam[gpu]' "
                 "(TensorRT 10), or use NVIDIA's TensorRT / Triton container")
@@ -33,6 +34,32 @@ def require_tensorrt():
 
 def sidecar_path(engine: str | Path) -> Path:
     return Path(str(engine) + ".json")
+
+
+@dataclass
+class EngineSidecar:
+    """What an engine file cannot say about itself: its profiles, precision, builder and source ONNX."""
+
+    profiles: list[ShapeProfile]
+    facts: ModelFacts
+    precision: str
+    tensorrt_version: str
+    raw: dict
+
+
+def read_sidecar(engine: str | Path) -> EngineSidecar:
+    side = sidecar_path(engine)
+    if not side.is_file():
+        raise GSAMError(f"{side}: missing engine sidecar; build engines with `gsam export tensorrt`")
+    try:
+        data = json.loads(side.read_text())
+        profiles = [ShapeProfile.from_dict(p) for p in data["profiles"]]
+        facts = ModelFacts.from_metadata(data["metadata"], source=str(side))
+        return EngineSidecar(profiles, facts, data["precision"], data["tensorrt_version"], data)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, GSAMError):
+            raise
+        raise GSAMError(f"{side}: damaged engine sidecar ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass
@@ -53,8 +80,8 @@ def trtexec_command(onnx_path: str | Path, engine: str | Path, settings: BuildSe
     """The trtexec line that builds the same engine (one --minShapes/--optShapes/--maxShapes set per profile)."""
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}"]
     for p in settings.profiles:
-        args += [f"--minShapes=image:{'x'.join(map(str, p.min))}", f"--optShapes=image:{'x'.join(map(str, p.opt))}",
-                 f"--maxShapes=image:{'x'.join(map(str, p.max))}"]
+        args += [f"--minShapes=image:{format_shape(p.min)}", f"--optShapes=image:{format_shape(p.opt)}",
+                 f"--maxShapes=image:{format_shape(p.max)}"]
     if settings.precision != "fp32":
         args += [f"--{settings.precision}", "--precisionConstraints=obey",
                  "--layerPrecisions=*LayerNorm*:fp32,*layer_norm*:fp32,*Softmax*:fp32,*softmax*:fp32"]
@@ -86,13 +113,10 @@ def _keep_fp32_layers(trt, network) -> int:
 
 def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSettings, log=print) -> dict:
     """Build, write the engine atomically, write the sidecar; returns the sidecar's content."""
-    import hashlib
-
     onnx_path, engine = Path(onnx_path), Path(engine)
-    metadata = read_metadata(onnx_path)
-    min_size = int(metadata["min_size"])
+    facts = read_onnx_facts(onnx_path)
     for profile in settings.profiles:
-        profile.validate(min_size)
+        profile.validate(facts.min_size)
     trt = require_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -127,8 +151,8 @@ def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSetti
     sidecar = {
         "gsam_version": __version__, "tensorrt_version": trt.__version__, "precision": settings.precision,
         "fp32_layers": pinned, "profiles": [p.to_dict() for p in settings.profiles],
-        "onnx": str(onnx_path), "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-        "metadata": metadata,
+        "onnx": str(onnx_path), "onnx_sha256": (digest := sha256_file(onnx_path)),
+        "metadata": facts.with_lineage(onnx_file=onnx_path.name, onnx_sha256=digest).to_metadata(),
     }
     write_text_atomic(sidecar_path(engine), json.dumps(sidecar, indent=2))
     return sidecar

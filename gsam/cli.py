@@ -8,7 +8,6 @@ import traceback
 import click
 
 from . import __version__
-from .cli_types import SIZE
 from .errors import GSAMError
 
 PIPELINE = """\b
@@ -21,7 +20,7 @@ The pipeline, one command per stage (gsam demo runs them all on generated data):
   gsam triton      write a Triton model repository from the ONNX file
   gsam serve       run Triton on it (HTTP and gRPC, any image size)
   gsam bench       latency and throughput of every backend across sizes
-  gsam info        parameters, token grid and FLOPs of a model at a size
+  gsam info        a model's size and FLOPs, or an artifact's lineage
 """
 
 
@@ -51,49 +50,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)["debug"] = debug
 
 
-@cli.command()
-@click.option("--model", "model_name", default="vit_b", show_default=True, help="Registry name: vit_b, vit_l, vit_h or tiny.")
-@click.option("--size", type=SIZE, default="512x512", show_default=True, help="Input size HEIGHTxWIDTH.")
-@click.option("--token-stride", type=click.Choice(["8", "16"]), default="8", show_default=True,
-              help="Pixels per token: 8 is the paper's grid, 16 is SAM's at a quarter of the cost.")
-@click.option("--num-classes", type=int, default=1, show_default=True, help="Output channels (1 = binary).")
-def info(model_name: str, size: tuple[int, int], token_stride: str, num_classes: int) -> None:
-    """Parameters, token grid and forward FLOPs of a model at one input size.
-
-    Example: gsam info --model vit_b --size 512x768
-    """
-    from .model import build_gsam, count_parameters
-    from .model.flops import count_flops
-
-    model = build_gsam(model_name, token_stride=int(token_stride), num_classes=num_classes).eval()
-    config = model.config
-    h, w = size
-    if min(h, w) < config.min_size:
-        raise ValueError(f"--size {h}x{w} is below the model's minimum of {config.min_size} pixels per side")
-    total, trainable = count_parameters(model)
-    flops = count_flops(model, h, w)
-    grid = config.token_grid(h, w)
-    rows = [
-        ("model", f"{config.name} (embed dim {config.embed_dim}, {config.depth} blocks, CNN {config.cnn})"),
-        ("parameters", f"{total / 1e6:.2f} M total, {trainable / 1e6:.2f} M trainable"),
-        ("input", f"{h}x{w} (minimum {config.min_size}x{config.min_size})"),
-        ("token grid", f"{grid[0]}x{grid[1]} = {grid[0] * grid[1]} tokens (stride {config.token_stride})"),
-        ("forward", f"{flops.total / 1e9:.2f} GFLOPs ({flops.module('GSAM.image_encoder') / 1e9:.2f} in the encoder)"),
-    ]
-    for key, value in rows:
-        click.echo(f"{key:<12} {value}")
-
-
 def _register_commands() -> None:
-    from .commands_bench import bench
-    from .commands_data import data
-    from .commands_export import export
-    from .commands_predict import predict
-    from .commands_serve import serve, triton
-    from .commands_train import evaluate, train
-    from .demo import demo
+    """One module per command group under gsam/commands; each imports its heavy libraries lazily."""
+    from .commands.bench import bench
+    from .commands.data import data
+    from .commands.demo import demo
+    from .commands.export import export
+    from .commands.info import info
+    from .commands.predict import predict
+    from .commands.train import evaluate, train
+    from .commands.triton import serve, triton
 
-    for command in (demo, data, train, evaluate, predict, export, triton, serve, bench):
+    for command in (demo, data, train, evaluate, predict, export, triton, serve, bench, info):
         cli.add_command(command)
 
 

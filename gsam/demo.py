@@ -33,12 +33,12 @@ def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
     from .data.dataset import SegmentationDataset
     from .data.imageio import read_image
     from .data.synth import write_synthetic_dataset
-    from .export.onnx import export_onnx
+    from .export.onnx import export_checkpoint
     from .model.checkpoint import load_gsam_checkpoint
     from .runtime.backends import load_backend
-    from .runtime.processing import overlay, palette_for, save_png, to_model_input
-    from .runtime.triton_repo import build_repository
-    from .runtime.triton_server import TritonServer, free_port
+    from .runtime.backends.processing import overlay, palette_for, save_png, to_model_input
+    from .runtime.triton.repository import build_repository
+    from .runtime.triton.server import TritonServer, free_port
     from .train.config import TrainConfig
     from .train.engine import evaluate
     from .train.run_dir import resolve_checkpoint
@@ -63,7 +63,7 @@ def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
 
     _stage(4, total, f"exporting one ONNX file with dynamic height/width ({exporter} exporter) and verifying it")
     onnx_path = out / "model.onnx"
-    report = export_onnx(model, onnx_path, exporter=exporter, log=click.echo)
+    report = export_checkpoint(run, onnx_path, exporter=exporter, log=click.echo)
     click.echo(report.table())
 
     _stage(5, total, "writing the Triton model repository")
@@ -101,16 +101,3 @@ def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
     click.echo(f"\ndone in {time.perf_counter() - started:.0f} s. Everything is in {out}/:\n"
                f"  data/ (dataset)  run/ (checkpoints, metrics.jsonl, curves.png)  model.onnx\n"
                f"  triton_models/ (repository)  predictions/triton-*/ (masks, overlays)  triton.log")
-
-
-@click.command()
-@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
-@click.option("--epochs", type=click.IntRange(1), default=12, show_default=True)
-@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True)
-@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True, help="Timed runs per size.")
-def demo(out, epochs, exporter, repeats) -> None:
-    """Run the whole chain on generated data: synth, train, eval, export, Triton, requests, latency.
-
-    Takes a few minutes on 2 CPU cores; every stage prints its progress.
-    """
-    run_demo(Path(out), epochs, exporter, repeats)

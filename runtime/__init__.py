@@ -1,1 +1,1 @@
-"""Inference backends, pre/post-processing, Triton and benchmarks (import as gsam.runtime)."""
+"""Running models (backends), serving them (triton) and timing them (bench): import as gsam.runtime."""

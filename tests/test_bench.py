@@ -77,7 +77,7 @@ def test_bad_arguments_fail_in_one_line(tmp_path, run_and_onnx, args, message):
 
 
 def test_unreachable_triton_url_fails_in_one_line(tmp_path, run_and_onnx):
-    from gsam.runtime.triton_server import free_port
+    from gsam.runtime.triton.server import free_port
 
     run, onnx_path = run_and_onnx
     result = CliRunner().invoke(cli, ["bench", "--model", str(onnx_path), "--backend", "triton-http", "--url",

@@ -82,7 +82,7 @@ def test_unwritable_output_directories(tmp_path, trained_run, synth_data):
                           "cannot create the output folder")
     assert_one_line_error(*run("train", "--data", synth_data, "--out", blocker / "run", "--model", "tiny"),
                           "cannot write the run directory")
-    assert_one_line_error(*run("data", "synth", blocker / "data"), "Not a directory")
+    assert_one_line_error(*run("data", "synth", "--out", blocker / "data"), "Not a directory")
 
 
 def test_truncated_checkpoint_everywhere(tmp_path, trained_run, synth_data):

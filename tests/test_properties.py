@@ -14,7 +14,7 @@ from gsam.data.imageio import ImageReadError, read_image
 from gsam.errors import GSAMError
 from gsam.export.onnx import export_onnx
 from gsam.runtime.backends import load_backend
-from gsam.runtime.processing import logits_to_mask, overlay, palette_for, to_model_input
+from gsam.runtime.backends.processing import logits_to_mask, overlay, palette_for, to_model_input
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

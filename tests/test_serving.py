@@ -13,8 +13,9 @@ from gsam.cli import cli
 from gsam.export.onnx import export_onnx
 from gsam.export.profiles import parse_profile
 from gsam.runtime.backends import load_backend
-from gsam.runtime.triton_repo import build_repository, onnx_config, parse_config, tensorrt_config
-from gsam.runtime.triton_server import TritonServer, free_port
+from gsam.io import sha256_file
+from gsam.runtime.triton.repository import build_repository, config_text, onnx_config, parse_config, tensorrt_config
+from gsam.runtime.triton.server import TritonServer, free_port
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
 
@@ -48,7 +49,8 @@ def test_requests_at_mixed_sizes_match_local_onnxruntime(server, served_onnx, pr
     local = load_backend("onnxruntime", served_onnx)
     url = server.http_url if protocol == "http" else server.grpc_url
     remote = load_backend(f"triton-{protocol}", url, model="gsam_python")
-    assert remote.info.num_classes == 3 and remote.info.min_size == 32
+    assert remote.facts.num_classes == 3 and remote.facts.min_size == 32
+    assert remote.facts.lineage["onnx_sha256"] == sha256_file(served_onnx)
     for shape in [(1, 3, 33, 47), (1, 3, 128, 128), (1, 3, 300, 97), (1, 3, 200, 296), (2, 3, 64, 90)]:
         images = _images(shape)
         got, want = remote(images), local(images)
@@ -146,19 +148,19 @@ def test_model_that_fails_to_load_reports_the_servers_message(repo, tmp_path):
 
 
 def test_onnx_and_tensorrt_configs_parse_with_two_profiles(served_onnx):
-    from gsam.export.metadata import read_metadata
+    from gsam.export.metadata import read_onnx_facts
 
-    metadata = read_metadata(served_onnx)
+    facts = read_onnx_facts(served_onnx)
     profiles = [parse_profile("min=1x3x32x32,opt=1x3x256x256,max=2x3x512x512"),
                 parse_profile("min=1x3x512x512,opt=1x3x1024x1024,max=1x3x2048x2048")]
-    onnx_cfg = parse_config(onnx_config("gsam_onnx", metadata, trt_profiles=profiles, fp16=True))
+    onnx_cfg = parse_config(config_text(onnx_config("gsam_onnx", facts, trt_profiles=profiles, fp16=True), "test"))
     assert onnx_cfg.backend == "onnxruntime" and list(onnx_cfg.input[0].dims) == [-1, 3, -1, -1]
     accelerator = onnx_cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
     assert accelerator.parameters["trt_profile_min_shapes"] == "image:1x3x32x32,image:1x3x512x512"
-    trt_cfg = parse_config(tensorrt_config("gsam_trt", metadata, profiles))
+    trt_cfg = parse_config(config_text(tensorrt_config("gsam_trt", facts, profiles), "test"))
     assert trt_cfg.platform == "tensorrt_plan" and list(trt_cfg.output[1].dims) == [-1, -1, -1]
-    assert [list(g.profile) for g in trt_cfg.instance_group] == [["0"], ["1"]]
+    assert [list(g.profile) for g in trt_cfg.instance_group] == [["0", "1"]]  # one group: Triton picks per request
 
 
 def test_cli_build_and_predict_over_grpc(server, tmp_path, synth_data):
@@ -207,7 +209,7 @@ def test_server_follows_its_parent_even_when_the_parent_is_killed(repo):
     import subprocess
     import sys
 
-    script = ("import sys, time\nfrom gsam.runtime.triton_server import TritonServer, free_port\n"
+    script = ("import sys, time\nfrom gsam.runtime.triton.server import TritonServer, free_port\n"
               f"s = TritonServer({str(repo)!r}, ['gsam_python'], free_port(), free_port()).start()\n"
               "print(s.process.pid, flush=True)\ntime.sleep(300)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

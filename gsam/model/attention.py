@@ -2,7 +2,7 @@
 
 Every size-dependent quantity here is computed with tensor ops (arange, floor
 division, gather) and every pad is unconditional, so both ONNX exporters keep
-height and width symbolic (FIELD_NOTES section 3). No Python `if`, `int()` or
+height and width symbolic (docs/facts.md, "Dynamic height and width"). No Python `if`, `int()` or
 `max()` touches a tensor size.
 """
 

@@ -11,8 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
-SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+from ..facts import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
 # Output channels of ResNet layer3, the deepest stage the CNN branch uses.
 CNN_CHANNELS = {"resnet18": 256, "resnet50": 1024, "resnet101": 1024}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 # Prefixes (within GSAM's state dict) of the parts that train. The PEG trains here
-# (the reference code's name filter misses it, G-SAM issue #4).
+# (the reference code's name filter misses it and leaves it at random init; docs/deviations.md).
 _TRAINABLE_PREFIXES = (
     "image_encoder.cnn_embed.",
     "image_encoder.input_adapter.",

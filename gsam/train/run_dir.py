@@ -98,3 +98,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.exists():
         raise GSAMError(f"{path}: no such run directory or checkpoint")
     return path
+
+
+def checkpoint_lineage(path: str | Path, payload: dict[str, Any]) -> dict[str, str]:
+    """Where a model came from, for the metadata of what is built from it: file, sha256, epoch, val mIoU."""
+    from ..io import sha256_file
+
+    lineage = {"source_checkpoint": Path(path).name, "source_sha256": sha256_file(path)}
+    if payload.get("epoch") is not None:
+        lineage["source_epoch"] = str(payload["epoch"])
+    miou = (payload.get("metrics") or {}).get("val_miou")
+    if miou is not None:
+        lineage["source_val_miou"] = f"{miou:.4f}"
+    return lineage

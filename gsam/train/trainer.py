@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ..data.dataset import ClassSpec, SegmentationDataset, open_dataset_spec
 from ..data.transforms import TrainTransform
+from ..device import resolve_device
 from ..errors import GSAMError
 from ..model import build_gsam, count_parameters, get_config
 from ..model.checkpoint import load_sam_checkpoint, read_gsam_checkpoint, save_gsam_checkpoint
@@ -23,16 +24,6 @@ from .distributed import DistContext
 from .engine import evaluate, train_one_epoch
 from .losses import SegmentationLoss
 from .run_dir import RunDir
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GSAMError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
-    if name not in ("cpu", "cuda"):
-        raise GSAMError(f"--device must be auto, cpu or cuda; got {name!r}")
-    return torch.device(name)
 
 
 def output_channels(cfg: TrainConfig, spec: ClassSpec) -> int:

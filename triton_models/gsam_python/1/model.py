@@ -1,1 +1,1 @@
-../../../runtime/triton_python_model.py
+../../../runtime/triton/python_model.py

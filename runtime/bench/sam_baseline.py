@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backends import ModelInfo, Segmenter
+from ...facts import ModelFacts
+from ..backends import Segmenter
 
 SAM_SIZE = 1024
 
@@ -45,7 +46,7 @@ def export_sam_baseline(path: str | Path) -> Path:
     """Export once (TorchScript exporter: a fixed-size graph needs nothing more); reuse the file after."""
     path = Path(path)
     if not path.is_file():
-        from ..io import atomic_path
+        from ...io import atomic_path
 
         with atomic_path(path) as tmp, torch.no_grad():
             torch.onnx.export(build_sam_baseline(), (torch.zeros(1, 3, SAM_SIZE, SAM_SIZE),), str(tmp), dynamo=False,
@@ -54,7 +55,7 @@ def export_sam_baseline(path: str | Path) -> Path:
 
 
 def sam_gflops() -> float:
-    from ..model.flops import counted_flops
+    from ...model.flops import counted_flops
 
     with torch.device("meta"):
         model = build_sam_baseline()
@@ -73,7 +74,7 @@ class SamBaselineSegmenter(Segmenter):
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.info = ModelInfo(num_classes=1, min_size=1)
+        self.facts = ModelFacts(num_classes=1, min_size=1)
         self.mean = np.array([123.675, 116.28, 103.53], np.float32)[:, None, None]
         self.std = np.array([58.395, 57.12, 57.375], np.float32)[:, None, None]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli_types import SIZE_LIST
+from .options import SIZE_LIST, out_option, triton_model_option
 
 LOCAL = ("torch", "onnxruntime", "tensorrt")
 TRITON = ("triton-http", "triton-grpc")
@@ -39,7 +39,7 @@ def _backend_list(ctx, param, value):
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="Use this ONNX file instead of exporting.")
 @click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine for the tensorrt backend.")
 @click.option("--url", help="Triton server (host:port) for triton-*; default: start one from the ONNX file.")
-@click.option("--triton-model", default="gsam_python", show_default=True)
+@triton_model_option()
 @click.option("--sizes", type=SIZE_LIST, default="256x256,512x512,480x640", show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True)
@@ -48,7 +48,7 @@ def _backend_list(ctx, param, value):
 @click.option("--concurrency", default="1", show_default=True, callback=_int_list, help="e.g. 1,4")
 @click.option("--threads", type=click.IntRange(1), help="Intra-op threads for torch and onnxruntime.")
 @click.option("--baseline", type=click.Choice(["sam-vit-b"]), help="Add SAM ViT-B at a fixed 1024x1024 (onnxruntime).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Writes bench.json, bench.csv, PNG plots.")
+@out_option("Writes bench.json, bench.csv, PNG plots.", type=click.Path(file_okay=False))
 def bench(backends, model_path, onnx_path, engine, url, triton_model, sizes, batch, warmup, iters, duration,
           concurrency, threads, baseline, out) -> None:
     """Latency (p50/p90/p99) and throughput of each backend at each size and concurrency.
@@ -58,7 +58,7 @@ def bench(backends, model_path, onnx_path, engine, url, triton_model, sizes, bat
 
     Example: gsam bench --model runs/demo --backend onnxruntime,torch,triton-grpc --sizes 256x256,480x640 --out bench/
     """
-    from .runtime.bench_runner import run_bench
+    from ..runtime.bench.runner import run_bench
 
     report = run_bench(backends=backends, model_path=Path(model_path), onnx_path=onnx_path, engine=engine, url=url,
                        triton_model=triton_model, sizes=sizes, batch=batch, warmup=warmup, iters=iters,

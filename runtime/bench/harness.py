@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..io import atomic_path, write_text_atomic
-from .backends import Segmenter
+from ...io import atomic_path, write_text_atomic
+from ..backends import Segmenter
 
 
 @dataclass
@@ -144,8 +144,8 @@ def gflops_per_image(config_dict: dict, size: tuple[int, int]) -> float:
     """Forward GFLOPs of the architecture at `size`, counted on the meta device (no compute)."""
     import torch
 
-    from ..model import GSAMConfig, build_gsam
-    from ..model.flops import count_flops
+    from ...model import GSAMConfig, build_gsam
+    from ...model.flops import count_flops
 
     with torch.device("meta"):
         model = build_gsam(GSAMConfig.from_dict(config_dict)).eval()

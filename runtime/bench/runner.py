@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import GSAMError
-from .backends import load_backend
-from .bench import (BenchPlan, environment, format_table, gflops_per_image, measure_matmul_gflops, run_case,
+from ...errors import GSAMError
+from ..backends import load_backend
+from .harness import (BenchPlan, environment, format_table, gflops_per_image, measure_matmul_gflops, run_case,
                     summarize, write_reports)
 
 
@@ -29,25 +28,21 @@ def _resolve_onnx(model_path: Path, onnx_path: str | None, out: Path, log) -> Pa
         return model_path
     target = out / "model.onnx"
     if not target.is_file():
-        from ..export.onnx import export_onnx
-        from ..model.checkpoint import load_gsam_checkpoint
-        from ..train.run_dir import resolve_checkpoint
+        from ...export.onnx import export_checkpoint
 
-        model, _ = load_gsam_checkpoint(resolve_checkpoint(model_path))
         log(f"exporting {model_path} to {target} for the ONNX-based backends")
-        export_onnx(model, target, log=log)
+        export_checkpoint(model_path, target, log=log)
     return target
 
 
 def _model_config(model_path: Path, onnx: Path | None) -> dict | None:
     """The architecture, for FLOP counting: from the checkpoint, else the ONNX metadata."""
     if model_path.suffix == ".onnx":
-        from ..export.metadata import read_metadata
+        from ...export.metadata import read_onnx_facts
 
-        config = read_metadata(onnx).get("config")
-        return json.loads(config) if config else None
-    from ..model.checkpoint import read_gsam_checkpoint
-    from ..train.run_dir import resolve_checkpoint
+        return read_onnx_facts(onnx).config or None
+    from ...model.checkpoint import read_gsam_checkpoint
+    from ...train.run_dir import resolve_checkpoint
 
     return read_gsam_checkpoint(resolve_checkpoint(model_path))["config"]
 
@@ -70,7 +65,7 @@ def run_bench(backends: list[str], model_path: Path, onnx_path: str | None, engi
     else:
         onnx = None
     config = _model_config(model_path, onnx)
-    from ..model import GSAMConfig
+    from ...model import GSAMConfig
 
     min_size = GSAMConfig.from_dict(config).min_size if config else None
     small = [s for s in sizes if min_size and min(s) < min_size]
@@ -84,8 +79,8 @@ def run_bench(backends: list[str], model_path: Path, onnx_path: str | None, engi
     with contextlib.ExitStack() as stack:
         server_url = url
         if any(b.startswith("triton") for b in backends) and not url:
-            from .triton_repo import build_repository
-            from .triton_server import TritonServer, free_port
+            from ..triton.repository import build_repository
+            from ..triton.server import TritonServer, free_port
 
             build_repository(onnx, out / "triton_models")
             server = stack.enter_context(TritonServer(out / "triton_models", [triton_model], free_port(), free_port(),

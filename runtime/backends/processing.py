@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.palette import default_palette
-from ..io import atomic_path
+from ...data.palette import default_palette
+from ...io import atomic_path
 
 
 def to_model_input(images: np.ndarray | list[np.ndarray]) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .options import out_option
+
 
 @click.group()
 def data() -> None:
@@ -11,8 +13,8 @@ def data() -> None:
 
 
 @data.command()
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option("--classes", "num_classes", type=click.IntRange(2, 8), default=3, show_default=True,
+@out_option("Dataset folder to write.", type=click.Path(file_okay=False))
+@click.option("--num-classes", type=click.IntRange(2, 8), default=3, show_default=True,
               help="Number of classes, background included (2 writes binary 0/255 masks).")
 @click.option("--train", "train_count", type=click.IntRange(1), default=24, show_default=True, help="Training images.")
 @click.option("--val", "val_count", type=click.IntRange(0), default=8, show_default=True, help="Validation images.")
@@ -21,12 +23,14 @@ def data() -> None:
 @click.option("--max-size", type=int, default=160, show_default=True, help="Largest image side in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 def synth(out, num_classes, train_count, val_count, test_count, min_size, max_size, seed) -> None:
-    """Write a synthetic dataset to OUT: textured shapes on textured backgrounds.
+    """Write a synthetic dataset to --out: textured shapes on textured backgrounds.
 
     Images have random non-square sizes; each class has its own shape and texture.
     The layout is the one `gsam train` reads: OUT/{train,val}/{images,masks}, OUT/classes.yaml.
+
+    Example: gsam data synth --out demo_data --num-classes 3
     """
-    from .data.synth import write_synthetic_dataset
+    from ..data.synth import write_synthetic_dataset
 
     spec = write_synthetic_dataset(out, num_classes, train_count, val_count, test_count, min_size, max_size, seed)
     click.echo(f"wrote {train_count} train, {val_count} val, {test_count} test images to {out} "
@@ -39,7 +43,7 @@ def check(root) -> None:
     """Check a dataset folder: pairs, sizes, class ids, readable files, non-empty splits."""
     from pathlib import Path
 
-    from .data.dataset import SegmentationDataset, open_dataset_spec
+    from ..data.dataset import SegmentationDataset, open_dataset_spec
 
     spec = open_dataset_spec(root)
     for split in ("train", "val", "test"):

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from .runtime.backends import backend_names
+from ..runtime.backends import backend_names
+from .options import device_option, out_option, triton_model_option
 
 
 def collect_images(paths: list[str]) -> list[Path]:
     """Files as given; folders expanded (recursively) to their images, sorted."""
-    from .data.imageio import IMAGE_SUFFIXES
-    from .errors import GSAMError
+    from ..data.imageio import IMAGE_SUFFIXES
+    from ..errors import GSAMError
 
     images: list[Path] = []
     for raw in paths:
@@ -29,15 +30,15 @@ def collect_images(paths: list[str]) -> list[Path]:
     return images
 
 
-def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, model_name: str, device: str):
+def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton_model: str, device: str):
     """(segmenter, image paths): local backends take the model as the first path, Triton ones a URL."""
-    from .errors import GSAMError
-    from .runtime.backends import guess_backend, load_backend
+    from ..errors import GSAMError
+    from ..runtime.backends import guess_backend, load_backend
 
     if backend.startswith("triton"):
         if not url:
             raise GSAMError(f"--backend {backend} needs --url, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
-        return load_backend(backend, url, model=model_name), list(paths)
+        return load_backend(backend, url, model=triton_model), list(paths)
     if len(paths) < 2:
         raise GSAMError("give the model (run directory, .pt, .onnx or .plan) and then one or more images or folders")
     kind = guess_backend(paths[0]) if backend == "auto" else backend
@@ -47,15 +48,14 @@ def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, model_
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Writes OUT/masks and OUT/overlays.")
+@out_option("Writes OUT/masks and OUT/overlays.", type=click.Path(file_okay=False))
 @click.option("--backend", type=click.Choice(["auto", *backend_names()]), default="auto", show_default=True,
               help="auto picks by the model file: run dir/.pt -> torch, .onnx -> onnxruntime, .plan -> tensorrt.")
 @click.option("--url", help="Triton server for triton-http / triton-grpc, e.g. localhost:8001.")
-@click.option("--model", "model_name", default="gsam_python", show_default=True, help="Triton model name.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Device for the torch backend.")
+@triton_model_option()
+@device_option()
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
-def predict(paths, out, backend, url, model_name, device, alpha) -> None:
+def predict(paths, out, backend, url, triton_model, device, alpha) -> None:
     """Segment images at their native size: a class-id PNG and a colour overlay per image.
 
     \b
@@ -64,14 +64,13 @@ def predict(paths, out, backend, url, model_name, device, alpha) -> None:
     """
     from tqdm import tqdm
 
-    from .data.imageio import read_image
-    from .runtime.processing import overlay, palette_for, save_png, to_model_input
+    from ..data.imageio import read_image
+    from ..errors import GSAMError
+    from ..runtime.backends.processing import overlay, palette_for, save_png, to_model_input
 
-    from .errors import GSAMError
-
-    segmenter, image_args = open_segmenter(backend, paths, url, model_name, device)
+    segmenter, image_args = open_segmenter(backend, paths, url, triton_model, device)
     images = collect_images(image_args)
-    palette = palette_for(segmenter.info.num_classes, segmenter.info.palette)
+    palette = palette_for(segmenter.facts.num_classes, segmenter.facts.palette)
     out = Path(out)
     try:
         for sub in ("masks", "overlays"):
@@ -82,9 +81,9 @@ def predict(paths, out, backend, url, model_name, device, alpha) -> None:
     try:
         for path in tqdm(images, desc=f"predict ({segmenter.name})", unit="img"):
             image = read_image(path)
-            if min(image.shape[:2]) < segmenter.info.min_size:
+            if min(image.shape[:2]) < segmenter.facts.min_size:
                 raise GSAMError(f"{path}: image {image.shape[0]}x{image.shape[1]} is below the model's minimum side "
-                                f"of {segmenter.info.min_size} pixels")
+                                f"of {segmenter.facts.min_size} pixels")
             mask = segmenter(to_model_input(image))["mask"][0]
             name = path.stem
             while name in used:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .cli_types import SIZE_LIST
+from .options import SIZE_LIST, out_option, profile_option
 
 
 @click.group()
@@ -13,41 +13,35 @@ def export() -> None:
 
 
 @export.command("onnx")
-@click.argument("source", type=click.Path(exists=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.argument("model", type=click.Path(exists=False))
+@out_option("The .onnx file to write.", type=click.Path(dir_okay=False))
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
               help="dynamo: compact opset-18 graph (slower to export); torchscript: opset 17, fast.")
 @click.option("--opset", type=int, help="ONNX opset [default: 18 for dynamo, 17 for torchscript].")
 @click.option("--verify-sizes", type=SIZE_LIST, help="Sizes to check against PyTorch, e.g. 37x211,640x480.")
 @click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Largest relative error accepted.")
 @click.option("--simplify", is_flag=True, help="Run onnxslim, then verify again.")
-def export_onnx_command(source, out, exporter, opset, verify_sizes, tolerance, simplify) -> None:
-    """Export a run directory or gsam checkpoint to ONNX with dynamic batch, height and width.
+def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, simplify) -> None:
+    """Export MODEL (a run directory or gsam checkpoint) to ONNX with dynamic batch, height and width.
 
     The file is written only after onnxruntime matches PyTorch at sizes the trace never
     saw (non-square, odd, larger, batch 2); otherwise the command fails and writes nothing.
 
     Example: gsam export onnx runs/demo --out model.onnx --verify-sizes 37x211,640x480
     """
-    from .export.onnx import export_onnx
-    from .model.checkpoint import load_gsam_checkpoint
-    from .train.run_dir import resolve_checkpoint
+    from ..export.onnx import export_checkpoint
 
-    model, payload = load_gsam_checkpoint(resolve_checkpoint(source))
-    palette = payload.get("classes", {}).get("palette", ())
-    report = export_onnx(model, out, exporter=exporter, opset=opset, verify_sizes=verify_sizes,
-                         tolerance=tolerance, simplify=simplify, palette=palette, log=click.echo)
+    report = export_checkpoint(model, out, exporter=exporter, opset=opset, verify_sizes=verify_sizes,
+                               tolerance=tolerance, simplify=simplify, log=click.echo)
     click.echo(report.table())
     click.echo(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB, {report.nodes} nodes, opset {report.opset}, "
-               f"exported in {report.seconds:.1f} s); input image [batch, 3, height, width], "
-               f"height and width >= {model.config.min_size}")
+               f"exported in {report.seconds:.1f} s); input image [batch, 3, height, width]")
 
 
 @export.command("tensorrt")
 @click.argument("onnx_path", type=click.Path(dir_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Engine file (.plan); a .plan.json sidecar is written beside it.")
-@click.option("--profile", "profiles", multiple=True, metavar="min=NxCxHxW,opt=...,max=...",
-              help="Optimization profile; repeat for several (narrow profiles are faster than one wide one).")
+@out_option("Engine file (.plan); a .plan.json sidecar is written beside it.", type=click.Path(dir_okay=False))
+@profile_option("Optimization profile; repeat for several (narrow profiles are faster than one wide one).")
 @click.option("--fp16", is_flag=True, help="FP16 kernels; LayerNorm, Softmax and input normalization stay fp32.")
 @click.option("--bf16", is_flag=True, help="BF16 kernels, with the same fp32 exceptions.")
 @click.option("--workspace", type=float, default=4.0, show_default=True, help="Builder workspace in GiB.")
@@ -59,14 +53,14 @@ def export_tensorrt_command(onnx_path, out, profiles, fp16, bf16, workspace, tim
     Example: gsam export tensorrt model.onnx --out model.plan
       --profile min=1x3x128x128,opt=1x3x512x512,max=2x3x1024x1024 --fp16
     """
-    from .errors import GSAMError
-    from .export.metadata import read_metadata
-    from .export.profiles import parse_profile
-    from .export.tensorrt import BuildSettings, build_engine, trtexec_command
+    from ..errors import GSAMError
+    from ..export.metadata import read_onnx_facts
+    from ..export.profiles import parse_profile
+    from ..export.tensorrt import BuildSettings, build_engine, trtexec_command
 
     if fp16 and bf16:
         raise GSAMError("choose one of --fp16 and --bf16")
-    min_size = int(read_metadata(onnx_path)["min_size"])
+    min_size = read_onnx_facts(onnx_path).min_size
     parsed = [parse_profile(p, min_size) for p in profiles]
     settings = BuildSettings(parsed, "fp16" if fp16 else "bf16" if bf16 else "fp32", workspace, timing_cache)
     if print_trtexec:
@@ -88,12 +82,11 @@ def export_profiles_command(data, sizes, buckets, max_batch, min_size) -> None:
 
     Prints --profile flags ready for `gsam export tensorrt`.
     """
-    from .errors import GSAMError
-    from .export.profiles import sizes_from_dataset, suggest_profiles
+    from ..errors import GSAMError
+    from ..export.profiles import sizes_from_dataset, suggest_profiles
 
     if bool(data) == bool(sizes):
         raise GSAMError("give exactly one of --data and --sizes")
     found = sizes_from_dataset(data) if data else sizes
     for profile in suggest_profiles(found, buckets, max_batch, min_size):
-        shape = lambda s: "x".join(map(str, s))  # noqa: E731
-        click.echo(f"--profile min={shape(profile.min)},opt={shape(profile.opt)},max={shape(profile.max)}")
+        click.echo(f"--profile {profile.flag()}")

@@ -6,15 +6,14 @@ the TensorRT 10 API (set_input_shape, set_tensor_address, execute_async_v3).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import GSAMError
-from ..export.profiles import ShapeProfile, select_profile
-from ..export.tensorrt import require_tensorrt, sidecar_path
-from .backends import ModelInfo, Segmenter
+from ...errors import GSAMError
+from ...export.profiles import select_profile
+from ...export.tensorrt import read_sidecar, require_tensorrt
+from .base import Segmenter
 
 
 class TensorRTSegmenter(Segmenter):
@@ -22,14 +21,8 @@ class TensorRTSegmenter(Segmenter):
 
     def __init__(self, path: str | Path, device: int = 0) -> None:
         path = Path(path)
-        side = sidecar_path(path)
-        if not side.is_file():
-            raise GSAMError(f"{side}: missing engine sidecar; build engines with `gsam export tensorrt`")
-        self.sidecar = json.loads(side.read_text())
-        self.profiles = [ShapeProfile.from_dict(p) for p in self.sidecar["profiles"]]
-        meta = self.sidecar["metadata"]
-        self.info = ModelInfo(int(meta["num_classes"]), tuple(json.loads(meta.get("class_names", "[]"))),
-                              int(meta["min_size"]), tuple(tuple(c) for c in json.loads(meta.get("palette", "[]"))))
+        self.sidecar = read_sidecar(path)
+        self.profiles, self.facts = self.sidecar.profiles, self.sidecar.facts
         trt = require_tensorrt()
         import torch
 

@@ -1,13 +1,12 @@
-"""Triton clients (HTTP and gRPC) behind the common Segmenter interface."""
+"""Triton clients (HTTP and gRPC) behind the common Segmenter interface; facts from the model's parameters."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from ..errors import GSAMError
-from .backends import ModelInfo, Segmenter
+from ...errors import GSAMError
+from ...facts import ModelFacts
+from .base import Segmenter
 
 
 class TritonSegmenter(Segmenter):
@@ -30,10 +29,7 @@ class TritonSegmenter(Segmenter):
             raise GSAMError(f"Triton at {url} has no ready model {model!r}")
         config = self.client.get_model_config(model)
         config = config["config"] if protocol == "grpc" and isinstance(config, dict) else config
-        params = self._parameters(config)
-        self.info = ModelInfo(int(params.get("num_classes", "1")), tuple(json.loads(params.get("class_names", "[]"))),
-                              int(params.get("min_size", "32")),
-                              tuple(tuple(c) for c in json.loads(params.get("palette", "[]"))))
+        self.facts = ModelFacts.from_metadata(self._parameters(config), source=f"Triton model {model!r} at {url}")
 
     def _parameters(self, config) -> dict[str, str]:
         if isinstance(config, dict):

@@ -1,7 +1,7 @@
 """Start and stop a local Triton Inference Server on a gsam model repository.
 
 Uses `tritonserver` from PATH when there is one (an NGC container), otherwise the binary
-bundled in the nvidia-pytriton wheel, set up as FIELD_NOTES section 4 describes: backends
+bundled in the nvidia-pytriton wheel, set up as docs/facts.md describes: backends
 copied to a work dir with the python stub inside, the interpreter's libdir and the wheel's
 libs on LD_LIBRARY_PATH, the venv's bin first on PATH. Binds 127.0.0.1 only; stops with
 SIGTERM so the python backend removes its /dev/shm segments.
@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..errors import GSAMError
+from ...errors import GSAMError
 
 
 def free_port() -> int:

@@ -7,6 +7,8 @@ import time
 
 import click
 
+from .options import profile_option
+
 
 @click.group()
 def triton() -> None:
@@ -20,22 +22,24 @@ def triton() -> None:
 @click.option("--version", "model_version", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Instances per model (or per profile).")
 @click.option("--gpu", is_flag=True, help="gsam_python on KIND_GPU with onnxruntime's CUDA provider.")
-@click.option("--trt-accelerator", "trt_profiles", multiple=True, metavar="min=...,opt=...,max=...",
-              help="Give gsam_onnx the TensorRT accelerator with this profile (repeatable).")
+@profile_option("Give gsam_onnx the TensorRT accelerator with this profile (repeatable).")
 @click.option("--fp16", is_flag=True, help="FP16 for the TensorRT accelerator.")
-def triton_build(onnx_path, repo, engine, model_version, instances, gpu, trt_profiles, fp16) -> None:
+def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profiles, fp16) -> None:
     """Write or update a model repository: gsam_python, gsam_onnx (and gsam_trt with --engine).
 
     Inputs and outputs come from the ONNX file: image [-1, 3, -1, -1] FP32 in; logits and
-    mask out. Every config is checked against Triton's protobuf schema before it is saved.
-    """
-    from .export.metadata import read_metadata
-    from .export.profiles import parse_profile
-    from .runtime.triton_repo import build_repository
+    mask out. Configs are built as Triton ModelConfig messages and carry the model's facts
+    and the ONNX file's sha256 as parameters.
 
-    min_size = int(read_metadata(onnx_path)["min_size"])
-    profiles = [parse_profile(p, min_size) for p in trt_profiles] or None
-    for folder in build_repository(onnx_path, repo, engine, model_version, instances, gpu, profiles, fp16):
+    Example: gsam triton build model.onnx --repo triton_models
+    """
+    from ..export.metadata import read_onnx_facts
+    from ..export.profiles import parse_profile
+    from ..runtime.triton.repository import build_repository
+
+    min_size = read_onnx_facts(onnx_path).min_size
+    parsed = [parse_profile(p, min_size) for p in profiles] or None
+    for folder in build_repository(onnx_path, repo, engine, model_version, instances, gpu, parsed, fp16):
         click.echo(f"wrote {folder}/config.pbtxt and {folder}/{model_version}/")
 
 
@@ -43,17 +47,21 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, trt_pro
 @click.option("--repo", default="triton_models", show_default=True, type=click.Path(file_okay=False))
 @click.option("--http-port", type=int, default=8000, show_default=True)
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
-@click.option("--models", default="gsam_python", show_default=True,
-              help="Comma-separated models to load (gsam_onnx and gsam_trt need Triton's GPU container).")
+@click.option("--triton-model", "triton_models", multiple=True, default=["gsam_python"], show_default=True,
+              help="Model to load; repeat (or comma-separate) for several. gsam_onnx and gsam_trt need Triton's "
+                   "GPU container.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for readiness.")
-def serve(repo, http_port, grpc_port, models, timeout) -> None:
+def serve(repo, http_port, grpc_port, triton_models, timeout) -> None:
     """Run Triton on a model repository until Ctrl-C, bound to 127.0.0.1.
 
     Uses `tritonserver` from PATH (e.g. the NGC container), else the one bundled in nvidia-pytriton.
-    """
-    from .runtime.triton_server import TritonServer
 
-    server = TritonServer(repo, [m.strip() for m in models.split(",") if m.strip()], http_port, grpc_port)
+    Example: gsam serve --repo triton_models --triton-model gsam_python
+    """
+    from ..runtime.triton.server import TritonServer
+
+    models = [m.strip() for value in triton_models for m in value.split(",") if m.strip()]
+    server = TritonServer(repo, models, http_port, grpc_port)
     stopping = []
 
     def request_stop(signum, frame):
@@ -61,7 +69,7 @@ def serve(repo, http_port, grpc_port, models, timeout) -> None:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        click.echo(f"starting tritonserver on {repo} (models: {models}); log: {server.log_path}")
+        click.echo(f"starting tritonserver on {repo} (models: {', '.join(models)}); log: {server.log_path}")
         server.start(timeout)
         click.echo(f"ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  (Ctrl-C stops)")
         while not stopping and server.process.poll() is None:

@@ -1,0 +1,158 @@
+"""`gsam train`, `gsam eval`, `gsam predict`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from ..device import DEVICE_HELP
+from .options import DEVICE, SIZE, device_option
+
+
+# Help for each TrainConfig field; the click option's type and default come from the field itself,
+# so the defaults live in one place (tests/test_cli_vocabulary.py checks the two stay in step).
+TRAIN_FLAG_HELP = {
+    "data": "Dataset folder (see `gsam data synth --help`).",
+    "out": "Run directory to create.",
+    "model": "Registry name: vit_b, vit_l, vit_h or tiny.",
+    "sam_checkpoint": "SAM weights to start from, e.g. sam_vit_b_01ec64.pth.",
+    "num_classes": "Output channels [default: from the dataset; 1 for binary].",
+    "crop": "Random-crop size, e.g. 256 or 256x384 [default: the model's].",
+    "epochs": "Training epochs.",
+    "batch_size": "Images per optimizer step (per process under torchrun).",
+    "lr": "Adam learning rate (cosine decay).",
+    "weight_decay": "Adam weight decay.",
+    "device": DEVICE_HELP,
+    "amp": "Mixed precision on CUDA (fp16 uses a grad scaler).",
+    "workers": "DataLoader workers.",
+    "seed": "Random seed (data order, crops, initialization).",
+    "val_every": "Validate every N epochs.",
+    "steps_per_epoch": "Cap optimizer steps per epoch (quick runs).",
+    "token_stride": "Pixels per token: 8 is the paper's grid, 16 is SAM's at a quarter of the cost.",
+    "cnn": "CNN branch [default: the model's].",
+    "cnn_pretrained": "Start the CNN branch from torchvision's ImageNet weights.",
+}
+# Choices and types a bare dataclass field cannot express.
+TRAIN_FLAG_TYPES = {
+    "data": click.Path(file_okay=False), "out": click.Path(file_okay=False),
+    "sam_checkpoint": click.Path(dir_okay=False), "num_classes": click.IntRange(1), "crop": SIZE,
+    "epochs": click.IntRange(1), "batch_size": click.IntRange(1), "device": DEVICE,
+    "amp": click.Choice(["off", "bf16", "fp16"]), "workers": click.IntRange(0), "val_every": click.IntRange(1),
+    "steps_per_epoch": click.IntRange(1), "token_stride": click.Choice(["8", "16"]),
+    "cnn": click.Choice(["resnet18", "resnet50", "resnet101"]),
+}
+
+
+def _field_option(field: dataclasses.Field):
+    flag = "--" + field.name.replace("_", "-")
+    default = None if field.default is dataclasses.MISSING else field.default
+    if field.type in ("bool", bool):
+        return click.option(flag, is_flag=True, default=bool(default), help=TRAIN_FLAG_HELP[field.name])
+    kind = TRAIN_FLAG_TYPES.get(field.name, {"float": float, "int": int, "str": str}.get(str(field.type)))
+    if field.name == "token_stride":
+        default = str(default)
+    return click.option(flag, type=kind, default=default, show_default=default is not None,
+                        help=TRAIN_FLAG_HELP[field.name])
+
+
+def _train_options(f):
+    """One click option per TrainConfig field, plus the invocation-only flags."""
+    from ..train.config import TrainConfig
+
+    options = [_field_option(field) for field in dataclasses.fields(TrainConfig)] + [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                     help="YAML file of these settings (underscored names); flags given here override it."),
+        click.option("--resume", type=click.Path(file_okay=False), help="Continue this run directory from last.pt."),
+        click.option("--stop-after", type=click.IntRange(1), help="End this invocation after epoch N; --resume continues."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.command()
+@_train_options
+@click.pass_context
+def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -> None:
+    """Fine-tune GSAM: random crops for training, whole images at native size for validation.
+
+    Writes a run directory: config.yaml, last.pt every epoch, best.pt on a new best mIoU,
+    metrics.jsonl and curves.png. Several GPUs or machines: launch with torchrun, e.g.
+    `torchrun --nproc-per-node 4 -m gsam train ...`.
+
+    Example: gsam train --data demo --out runs/demo --model tiny --epochs 10 --lr 2e-3
+    """
+    from click.core import ParameterSource
+
+    from ..errors import GSAMError
+    from ..train.config import TrainConfig, read_yaml_config
+    from ..train.run_dir import RunDir
+    from ..train.trainer import train as run_training
+
+    settings: dict = {}
+    if resume:
+        import yaml
+
+        run = RunDir(resume)
+        if not run.last.is_file():
+            raise GSAMError(f"{resume}: nothing to resume (no last.pt)")
+        settings.update(yaml.safe_load(run.config.read_text())["train"])
+        settings["out"] = resume
+    if config_file:
+        settings.update(read_yaml_config(config_file))
+    for name, value in flags.items():
+        explicit = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        if explicit or name not in settings:
+            settings[name] = value
+    settings["token_stride"] = int(settings["token_stride"])
+    for required in ("data", "out"):
+        if not settings.get(required):
+            raise click.UsageError(f"--{required} is required (or give it in --config / use --resume)")
+    cfg = TrainConfig.from_dict(settings, source=config_file or "flags")
+    path = run_training(cfg, resume=bool(resume), progress=not quiet, stop_after=stop_after)
+    click.echo(f"run directory: {path}")
+
+
+@click.command("eval")
+@click.argument("model", type=click.Path())
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--split", default="val", show_default=True, help="train, val or test.")
+@device_option()
+@click.option("--out", "out_json", type=click.Path(dir_okay=False), help="JSON report [default: RUN/eval_SPLIT.json].")
+def evaluate(model, data, split, device, out_json) -> None:
+    """Per-class IoU, mIoU and pixel accuracy of MODEL (a run or .pt) on whole images at native size.
+
+    Example: gsam eval runs/demo --data demo_data --split val
+    """
+    from ..data.dataset import SegmentationDataset, open_dataset_spec
+    from ..device import resolve_device
+    from ..errors import GSAMError
+    from ..io import write_text_atomic
+    from ..model.checkpoint import load_gsam_checkpoint
+    from ..train.engine import evaluate as run_eval
+    from ..train.run_dir import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(model)
+    net, _ = load_gsam_checkpoint(checkpoint)
+    spec = open_dataset_spec(data)
+    expected = {1, 2} if spec.binary else {spec.num_classes}
+    if net.config.num_classes not in expected:
+        raise GSAMError(f"{checkpoint}: model has {net.config.num_classes} output channels but {data} has "
+                        f"{spec.num_classes} classes")
+    dev = resolve_device(device)
+    dataset = SegmentationDataset.open(data, split, spec, progress=True)
+    result = run_eval(net.to(dev), dataset, spec.num_classes, dev, progress=True)
+    width = max(len(n) for n in spec.names)
+    click.echo(f"{'class':<{width}}  IoU")
+    for name, iou in zip(spec.names, result["iou"]):
+        click.echo(f"{name:<{width}}  {'n/a' if iou is None else f'{iou:.4f}'}")
+    click.echo(f"{'mIoU':<{width}}  {result['miou']:.4f}\n{'pixel acc':<{width}}  {result['pixel_acc']:.4f}")
+    report = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "images": len(dataset),
+              "classes": list(spec.names), **result}
+    target = Path(out_json) if out_json else checkpoint.parent / f"eval_{split}.json"
+    write_text_atomic(target, json.dumps(report, indent=2))
+    click.echo(f"wrote {target}")

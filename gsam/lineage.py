@@ -1,0 +1,108 @@
+"""Where any gsam artifact came from: `gsam info ARTIFACT` for a run, .pt, .onnx, .plan or Triton model.
+
+Each stage records its source in the facts map it writes (see gsam.facts), so reading one
+artifact gives the whole chain back to the training checkpoint without opening the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import GSAMError
+from .facts import ModelFacts
+
+
+@dataclass
+class Description:
+    kind: str  # "run", "checkpoint", "onnx", "engine", "triton model"
+    path: Path
+    facts: ModelFacts
+    details: list[tuple[str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        f = self.facts
+        names = ", ".join(f.class_names) if f.class_names else "unnamed"
+        rows = [("artifact", f"{self.kind}: {self.path}"), *self.details,
+                ("model", f"{f.model_name or '?'}, {f.num_classes} output channel(s) ({names})"),
+                ("input", f"image [N, 3, H, W], H and W >= {f.min_size}; token stride {f.token_stride}"),
+                ("precision", f.precision)]
+        rows += _chain(f.lineage)
+        return [f"{key:<14} {value}" for key, value in rows]
+
+
+def _chain(lineage: dict[str, str]) -> list[tuple[str, str]]:
+    rows = []
+    if "onnx_file" in lineage:
+        rows.append(("built from", f"{lineage['onnx_file']} (sha256 {lineage.get('onnx_sha256', '?')})"))
+    if "source_checkpoint" in lineage:
+        trained = [f"sha256 {lineage.get('source_sha256', '?')}"]
+        if "source_epoch" in lineage:
+            trained.append(f"epoch {lineage['source_epoch']}")
+        if "source_val_miou" in lineage:
+            trained.append(f"val mIoU {lineage['source_val_miou']}")
+        rows.append(("exported from", f"{lineage['source_checkpoint']} ({', '.join(trained)})"))
+    return rows
+
+
+def _describe_checkpoint(path: Path, kind: str) -> Description:
+    from .model import GSAMConfig
+    from .model.checkpoint import read_gsam_checkpoint
+    from .train.run_dir import checkpoint_lineage, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(path)
+    payload = read_gsam_checkpoint(checkpoint)
+    config = GSAMConfig.from_dict(payload["config"])
+    lineage = checkpoint_lineage(checkpoint, payload)
+    facts = ModelFacts.from_config(config, payload.get("classes", {}).get("palette", ()))
+    details = [("checkpoint", f"{checkpoint.name} (sha256 {lineage['source_sha256']})")]
+    if "source_epoch" in lineage:
+        details.append(("trained", f"epoch {lineage['source_epoch']}, val mIoU {lineage.get('source_val_miou', 'n/a')}"))
+    return Description(kind, path, facts, details)
+
+
+def _describe_onnx(path: Path) -> Description:
+    from .export.metadata import read_onnx_facts
+    from .io import sha256_file
+
+    return Description("onnx", path, read_onnx_facts(path), [("sha256", sha256_file(path))])
+
+
+def _describe_engine(path: Path) -> Description:
+    from .export.tensorrt import read_sidecar
+
+    sidecar = read_sidecar(path)
+    profiles = ", ".join(p.name for p in sidecar.profiles)
+    return Description("engine", path, sidecar.facts,
+                       [("tensorrt", f"{sidecar.tensorrt_version}, {sidecar.precision}"), ("profiles", profiles)])
+
+
+def _describe_triton_model(path: Path) -> Description:
+    from .runtime.triton.repository import config_facts, read_model_config
+
+    config = read_model_config(path)
+    runner = config.backend or config.platform
+    return Description("triton model", path, config_facts(config, str(path / "config.pbtxt")),
+                       [("triton", f"{config.name} ({runner}), versions {_versions(path)}")])
+
+
+def _versions(model_dir: Path) -> str:
+    found = sorted(p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    return ", ".join(found) or "none"
+
+
+def describe(path: str | Path) -> list[Description]:
+    """One description per artifact at `path` (a Triton repository gives one per model)."""
+    path = Path(path)
+    if not path.exists():
+        raise GSAMError(f"{path}: no such run directory, checkpoint, ONNX file, engine or Triton model")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return [_describe_onnx(path)]
+    if suffix in (".plan", ".engine"):
+        return [_describe_engine(path)]
+    if path.is_dir() and (path / "config.pbtxt").is_file():
+        return [_describe_triton_model(path)]
+    if path.is_dir() and any((p / "config.pbtxt").is_file() for p in path.iterdir() if p.is_dir()):
+        return [_describe_triton_model(p) for p in sorted(path.iterdir()) if (p / "config.pbtxt").is_file()]
+    return [_describe_checkpoint(path, "run" if path.is_dir() else "checkpoint")]

@@ -1,0 +1,61 @@
+"""An exported gsam ONNX model in onnxruntime: CPU, or the CUDA / TensorRT execution providers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import GSAMError
+from ...export.metadata import read_onnx_facts
+from ...export.profiles import ShapeProfile, onnxruntime_trt_options
+from .base import Segmenter
+
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+
+
+class OnnxRuntimeSegmenter(Segmenter):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers: str = "cpu", threads: int | None = None,
+                 profiles: list[ShapeProfile] | None = None, cache_dir: str | None = None, fp16: bool = False) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        self.facts = read_onnx_facts(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        chain = execution_providers(providers, profiles, cache_dir or str(path.parent / "trt_cache"), fp16)
+        names = [p if isinstance(p, str) else p[0] for p in chain]
+        missing = [n for n in names if n not in ort.get_available_providers()]
+        if missing:
+            raise GSAMError(f"onnxruntime here lacks {', '.join(missing)}; on a GPU machine pip install 'gsam[gpu]'")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=chain)
+        except Exception as exc:
+            raise GSAMError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})") from None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(None, {"image": images})))
+
+
+def execution_providers(kind: str, profiles: list[ShapeProfile] | None = None, cache_dir: str = "trt_cache",
+                        fp16: bool = False) -> list:
+    """onnxruntime provider chain for 'cpu', 'cuda' or 'tensorrt'.
+
+    The TensorRT provider gets explicit profile shapes and an engine cache, so it builds
+    once per profile instead of once per new input shape.
+    """
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    if kind == "cuda":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if kind != "tensorrt":
+        raise GSAMError(f"providers must be one of {', '.join(PROVIDERS)}; got {kind!r}")
+    if not profiles:
+        raise GSAMError("the TensorRT execution provider needs at least one shape profile")
+    trt_options = {**onnxruntime_trt_options(profiles), "trt_engine_cache_enable": True,
+                   "trt_engine_cache_path": cache_dir, "trt_timing_cache_enable": True, "trt_fp16_enable": fp16}
+    return [("TensorrtExecutionProvider", trt_options), "CUDAExecutionProvider", "CPUExecutionProvider"]

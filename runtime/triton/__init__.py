@@ -1,0 +1,1 @@
+"""Serving with Triton: the repository writer, the python-backend model and the server process."""
