@@ -4,7 +4,10 @@ PY := $(VENV)/bin/python
 # torch and torchvision first: pip takes these exact builds from local disk on the dev/CI machines.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test clean
+# The fast tier: unit and CLI tests on tiny models, no server, no crash tests (a few minutes).
+FAST := not slow and not server and not crash and not gpu
+
+.PHONY: install demo test test-fast clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +23,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/pytest -q
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -q -m "$(FAST)"
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -44,6 +44,18 @@ def synth_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory, tiny_model):
+    """tiny_model exported once with the default (dynamo) exporter: what users deploy, shared by the
+    export, serving, property and GPU tests."""
+    from gsam.export.onnx import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    report = export_onnx(tiny_model, path, log=lambda s: None)
+    assert report.path == path
+    return path
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, synth_data):
     """A tiny model trained for a few epochs on synth_data: the run directory."""
     from gsam.train.config import TrainConfig
@@ -53,3 +65,13 @@ def trained_run(tmp_path_factory, synth_data):
     cfg = TrainConfig(data=str(synth_data), out=str(out), model="tiny", epochs=10, batch_size=4, lr=2e-3,
                       workers=0, crop=(96, 96), val_every=2)
     return train(cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_onnx(tmp_path_factory, trained_run):
+    """trained_run exported with the default exporter, lineage and palette included (as `gsam export onnx`)."""
+    from gsam.export.onnx import export_checkpoint
+
+    path = tmp_path_factory.mktemp("trained_onnx") / "model.onnx"
+    export_checkpoint(trained_run, path, log=lambda s: None)
+    return path

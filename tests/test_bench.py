@@ -10,16 +10,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from gsam.cli import cli
-from gsam.export.onnx import export_onnx
 
 
 @pytest.fixture(scope="module")
-def run_and_onnx(trained_run, tmp_path_factory):
-    from gsam.model.checkpoint import load_gsam_checkpoint
-
-    path = tmp_path_factory.mktemp("bench") / "model.onnx"
-    export_onnx(load_gsam_checkpoint(trained_run / "best.pt")[0], path, exporter="torchscript", log=lambda s: None)
-    return trained_run, path
+def run_and_onnx(trained_run, trained_onnx):
+    return trained_run, trained_onnx
 
 
 def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx):
@@ -48,6 +43,7 @@ def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx)
     assert "ratio" in result.output and "torch" in result.output
 
 
+@pytest.mark.server
 @pytest.mark.skipif(__import__("importlib").util.find_spec("pytriton") is None, reason="needs the serve extra")
 def test_bench_through_a_real_triton_server_at_concurrency_2(tmp_path, run_and_onnx):
     run, onnx_path = run_and_onnx

@@ -14,6 +14,7 @@ import pytest
 
 from gsam.model.checkpoint import load_gsam_checkpoint, read_gsam_checkpoint
 
+pytestmark = pytest.mark.crash
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 pytest.importorskip("pytriton", reason="the demo serves through Triton (serve extra)")
+pytestmark = pytest.mark.server
 
 
 def test_demo_runs_the_whole_chain(tmp_path):

@@ -19,15 +19,6 @@ from gsam.model import build_gsam
 from gsam.runtime.backends import load_backend
 
 
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory, tiny_model):
-    """The tiny model exported with the default (dynamo) exporter."""
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    report = export_onnx(tiny_model, path, log=lambda s: None)
-    assert report.path == path
-    return path
-
-
 @pytest.mark.parametrize("shape", [(1, 33, 47), (1, 300, 97), (1, 224, 224), (2, 61, 150)])
 def test_onnxruntime_matches_pytorch_at_unseen_sizes(tiny_onnx, tiny_model, shape):
     images = torch.rand(shape[0], 3, shape[1], shape[2], generator=torch.Generator().manual_seed(5)) * 255

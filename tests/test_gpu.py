@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from gsam.export.onnx import export_onnx
 from gsam.export.profiles import parse_profile
 from gsam.runtime.backends import load_backend
 
@@ -35,11 +34,10 @@ def test_cuda_training_step(tmp_path, synth_data, amp):
 @needs_cuda
 @needs_tensorrt
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 5e-2)])
-def test_tensorrt_two_profiles_match_onnxruntime(tmp_path, tiny_model, precision, tolerance):
+def test_tensorrt_two_profiles_match_onnxruntime(tmp_path, tiny_onnx, precision, tolerance):
     from gsam.export.tensorrt import BuildSettings, build_engine
 
-    onnx_path = tmp_path / "tiny.onnx"
-    export_onnx(tiny_model, onnx_path, exporter="torchscript", log=lambda s: None)
+    onnx_path = tiny_onnx
     profiles = [parse_profile("min=1x3x32x32,opt=1x3x128x128,max=2x3x256x256"),
                 parse_profile("min=1x3x256x256,opt=1x3x512x512,max=1x3x768x768")]
     build_engine(onnx_path, tmp_path / "tiny.plan", BuildSettings(profiles, precision), log=lambda s: None)
@@ -51,13 +49,12 @@ def test_tensorrt_two_profiles_match_onnxruntime(tmp_path, tiny_model, precision
 
 
 @needs_cuda
-def test_onnxruntime_cuda_and_tensorrt_providers(tmp_path, tiny_model):
+def test_onnxruntime_cuda_and_tensorrt_providers(tmp_path, tiny_onnx):
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime here has no CUDA provider (install onnxruntime-gpu)")
-    onnx_path = tmp_path / "tiny.onnx"
-    export_onnx(tiny_model, onnx_path, exporter="torchscript", log=lambda s: None)
+    onnx_path = tiny_onnx
     images = np.random.default_rng(0).uniform(0, 255, (1, 3, 97, 130)).astype(np.float32)
     want = load_backend("onnxruntime", onnx_path)(images)["logits"]
     got = load_backend("onnxruntime", onnx_path, providers="cuda")(images)["logits"]

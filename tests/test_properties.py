@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from gsam.data.imageio import ImageReadError, read_image
 from gsam.errors import GSAMError
-from gsam.export.onnx import export_onnx
 from gsam.runtime.backends import load_backend
 from gsam.runtime.backends.processing import logits_to_mask, overlay, palette_for, to_model_input
 
@@ -20,10 +19,8 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 
 
 @pytest.fixture(scope="module")
-def ort_backend(tmp_path_factory, tiny_model):
-    path = tmp_path_factory.mktemp("prop") / "tiny.onnx"
-    export_onnx(tiny_model, path, exporter="torchscript", log=lambda s: None)
-    return load_backend("onnxruntime", path), path
+def ort_backend(tiny_onnx):
+    return load_backend("onnxruntime", tiny_onnx), tiny_onnx
 
 
 @FAST

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from gsam.cli import cli
-from gsam.export.onnx import export_onnx
 from gsam.export.profiles import parse_profile
 from gsam.runtime.backends import load_backend
 from gsam.io import sha256_file
@@ -20,11 +19,12 @@ from gsam.runtime.triton.server import TritonServer, free_port
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
 
 
+pytestmark = pytest.mark.server
+
+
 @pytest.fixture(scope="module")
-def served_onnx(tmp_path_factory, tiny_model):
-    path = tmp_path_factory.mktemp("serve") / "tiny.onnx"
-    export_onnx(tiny_model, path, exporter="torchscript", log=lambda s: None)
-    return path
+def served_onnx(tiny_onnx):
+    return tiny_onnx
 
 
 @pytest.fixture(scope="module")
