@@ -30,3 +30,42 @@ def test_info_rejects_bad_sizes_in_one_line():
     assert result.exit_code == 2 and "HEIGHTxWIDTH" in result.output
     result = runner.invoke(cli, ["info", "--model", "vit_x"])
     assert result.exit_code == 1 and "unknown model 'vit_x'" in result.output
+
+
+def test_info_prints_the_lineage_of_every_artifact(tmp_path, trained_run, trained_onnx):
+    """run -> ONNX -> Triton model: each artifact names the one it came from, with hashes."""
+    from gsam.io import sha256_file
+    from gsam.runtime.triton.repository import build_repository
+
+    checkpoint_sha = sha256_file(trained_run / "best.pt")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["info", str(trained_run)])
+    assert result.exit_code == 0, result.output
+    assert f"best.pt (sha256 {checkpoint_sha})" in result.output and "tiny, 3 output channel(s)" in result.output
+
+    result = runner.invoke(cli, ["info", str(trained_onnx), "--size", "64x96"])
+    assert result.exit_code == 0, result.output
+    assert f"exported from  best.pt (sha256 {checkpoint_sha}, epoch 10, val mIoU" in result.output
+    assert "token grid" in result.output and "precision      fp32" in result.output
+
+    repo = tmp_path / "repo"
+    build_repository(trained_onnx, repo)
+    result = runner.invoke(cli, ["info", str(repo / "gsam_python")])
+    assert result.exit_code == 0, result.output
+    assert f"built from     model.onnx (sha256 {sha256_file(trained_onnx)})" in result.output
+    assert f"exported from  best.pt (sha256 {checkpoint_sha}" in result.output
+    assert runner.invoke(cli, ["info", str(repo)]).output.count("artifact") == 2  # gsam_python and gsam_onnx
+
+
+def test_info_on_something_that_is_not_an_artifact(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    result = CliRunner().invoke(cli, ["info", str(tmp_path / "notes.txt")])
+    assert result.exit_code == 1 and "not a readable PyTorch checkpoint" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_device_option_has_one_spelling_everywhere():
+    runner = CliRunner()
+    for command in (["train", "--data", "d", "--out", "o"], ["eval", "run", "--data", "d"], ["predict", "a", "b", "--out", "o"]):
+        result = runner.invoke(cli, [*command, "--device", "gpu0"])
+        assert result.exit_code == 2 and "auto (CUDA when present, else CPU), cpu, cuda or cuda:N" in result.output
