@@ -88,6 +88,7 @@ def _register_commands() -> None:
     from .commands_bench import bench
     from .commands_data import data
     from .commands_export import export
+    from .commands_k8s import k8s
     from .commands_predict import predict
     from .commands_serve import serve, triton
     from .commands_train import evaluate, train
@@ -95,6 +96,7 @@ def _register_commands() -> None:
 
     for command in (demo, data, train, evaluate, predict, export, triton, serve, bench):
         cli.add_command(command)
+    triton.add_command(k8s)
 
 
 _register_commands()

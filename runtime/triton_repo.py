@@ -133,5 +133,5 @@ def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path
             raise GSAMError(f"{engine}: engine or its sidecar {side.name} is missing")
         profiles = [ShapeProfile.from_dict(p) for p in json.loads(side.read_text())["profiles"]]
         written.append(_write_model(repo, "gsam_trt", tensorrt_config("gsam_trt", metadata, profiles, instances),
-                                    version, {"model.plan": engine}))
+                                    version, {"model.plan": engine, "model.plan.json": side}))
     return written
