@@ -135,6 +135,21 @@ def test_gpu_repository_pins_the_triton_release_of_the_engines_tensorrt(gpu_repo
     assert model["storageUri"] == "s3://bucket/gsam" and model["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
+def test_existing_claim_is_mounted_with_its_path(cpu_repo, tmp_path):
+    out = tmp_path / "deploy"
+    (out / "k8s").mkdir(parents=True)
+    (out / "k8s" / "pvc.yaml").write_text("left from an earlier run")
+    write_manifests(cpu_repo, out, K8sOptions(storage_uri="pvc://shared/gsam/models"))
+    docs = _load(out)
+    assert "k8s/pvc.yaml" not in docs  # stale claim from the earlier run removed, kubectl would apply it
+    pod = docs["k8s/deployment.yaml"]["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "model-repository")
+    assert mount == {"name": "model-repository", "mountPath": "/models", "readOnly": True, "subPath": "gsam/models"}
+    claim = next(v for v in pod["volumes"] if v["name"] == "model-repository")["persistentVolumeClaim"]
+    assert claim["claimName"] == "shared"
+    assert docs["kserve/inferenceservice.yaml"]["spec"]["predictor"]["model"]["storageUri"] == "pvc://shared/gsam/models"
+
+
 def test_changing_the_repository_changes_the_manifests(cpu_repo, onnx_file, tmp_path):
     """One source of truth: names, repository path and model set follow what `gsam triton build` wrote."""
     out = tmp_path / "deploy"
@@ -152,7 +167,7 @@ def test_changing_the_repository_changes_the_manifests(cpu_repo, onnx_file, tmp_
     write_manifests(cpu_repo, out, K8sOptions())
     assert int(_container(_load(out))["resources"]["requests"]["memory"][:-2]) > int(memory_before[:-2])
     big.unlink()
-    # ... and a new version folder is what Triton will load; a repository moved elsewhere is named there
+    # ... and a repository copied elsewhere is named there
     moved = tmp_path / "elsewhere"
     shutil.copytree(cpu_repo, moved)
     write_manifests(moved, out, K8sOptions())

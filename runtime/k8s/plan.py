@@ -15,12 +15,12 @@ from .images import TENSORRT_BY_RELEASE, choose_image
 from .options import K8sOptions
 from .repository import RepositoryFacts
 
-# Measured with benchmarks/k8s_memory.py (bundled Triton, gsam_python, one request at a time):
-# the server with a model loaded is about SERVER_BASE_MIB plus ONNX_MULTIPLIER x the ONNX size,
-# and one 1024x1024 request adds ACTIVATION_MIB_1024 on top (figures in docs/kubernetes.md).
-SERVER_BASE_MIB = 150
-ONNX_MULTIPLIER = 2.0
-ACTIVATION_MIB_1024 = 1024
+# Fitted to benchmarks/k8s_memory.py runs (bundled Triton, gsam_python, one request at a time; figures in
+# docs/kubernetes.md): the server's peak resident memory while serving a 1024x1024 image was
+# 512.5 MiB for tiny (12.6 MiB ONNX) and 2061.7 MiB for vit_b (536.8 MiB ONNX), i.e.
+# SERVER_BASE_MIB + ONNX_MULTIPLIER x the model size. HEADROOM covers allocator slack and a second request.
+SERVER_BASE_MIB = 475
+ONNX_MULTIPLIER = 2.96
 HEADROOM = 1.25
 
 
@@ -76,7 +76,7 @@ def default_models(repo: RepositoryFacts) -> list[str]:
 
 def estimate_memory_mib(repo: RepositoryFacts, models: list[str]) -> int:
     model_mib = sum(repo.models[m].model_bytes for m in models) / 2**20
-    return int(math.ceil((SERVER_BASE_MIB + ONNX_MULTIPLIER * model_mib + ACTIVATION_MIB_1024) * HEADROOM / 64) * 64)
+    return int(math.ceil((SERVER_BASE_MIB + ONNX_MULTIPLIER * model_mib) * HEADROOM / 64) * 64)
 
 
 def make_plan(repo: RepositoryFacts, options: K8sOptions) -> Plan:

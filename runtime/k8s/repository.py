@@ -38,6 +38,11 @@ class RepositoryFacts:
     def total_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
 
+    @property
+    def symlinks(self) -> list[Path]:
+        """Links (the checked-in triton_models/ links model.py to the source tree): copy with links followed."""
+        return sorted(p for p in self.path.rglob("*") if p.is_symlink())
+
 
 def _kind_name(kind: int) -> str:
     from tritonclient.grpc import model_config_pb2

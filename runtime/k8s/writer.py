@@ -36,6 +36,9 @@ def _notes(plan: Plan) -> list[str]:
     if plan.pvc_name and plan.storage_uri is None:
         notes.append(f"copy {plan.repo.path} into the PersistentVolumeClaim {plan.pvc_name} (k8s/pvc.yaml) before "
                      "the pods start, or regenerate with --storage-uri s3://... / pvc://...")
+    if plan.repo.symlinks:
+        notes.append(f"{plan.repo.symlinks[0]} and {len(plan.repo.symlinks) - 1} more are symbolic links: copy the "
+                     "repository with links followed (cp -L, tar -h, aws s3 sync copies targets)")
     if plan.needs_onnxruntime:
         notes.append("gsam_python needs onnxruntime in the image's Python: the Deployment installs it at start "
                      "from PyPI with NVIDIA's image; for KServe or offline clusters pass --image built FROM "
