@@ -2,10 +2,11 @@
 
 A TensorRT plan only deserializes in the TensorRT version that built it, so a repository with
 gsam_trt is pinned to the NGC `tritonserver:YY.MM-py3` release that ships that version. The
-table maps each monthly release to the TensorRT in its `-py3` image, as NVIDIA's Triton
-container release notes list it ("The container also includes ... TensorRT"). Tags are
-YY.MM-<variant>; a tag in any other form is refused, because nothing could be said about
-its TensorRT.
+table maps each monthly release to the TensorRT in its `-py3` image, as NVIDIA's per-release
+Triton container release notes list it. Check a row there before relying on it, and add a row
+when NVIDIA publishes a release (the `-trtllm-python-py3` images ship other TensorRT versions
+and are not covered). Tags are YY.MM-<variant>; a tag in any other form is refused, because
+nothing could be said about its TensorRT.
 """
 
 from __future__ import annotations
