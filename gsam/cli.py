@@ -57,12 +57,14 @@ def _register_commands() -> None:
     from .commands.demo import demo
     from .commands.export import export
     from .commands.info import info
+    from .commands.k8s import k8s
     from .commands.predict import predict
     from .commands.train import evaluate, train
     from .commands.triton import serve, triton
 
     for command in (demo, data, train, evaluate, predict, export, triton, serve, bench, info):
         cli.add_command(command)
+    triton.add_command(k8s)
 
 
 _register_commands()

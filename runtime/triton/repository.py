@@ -149,12 +149,12 @@ def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path
                      onnx_files, onnx_path.name),
     ]
     if engine:
-        from ...export.tensorrt import read_sidecar
+        from ...export.tensorrt import read_sidecar, sidecar_path
 
         engine = Path(engine)
         if not engine.is_file():
             raise GSAMError(f"{engine}: no such engine file")
         sidecar = read_sidecar(engine)
         written.append(_write_model(repo, tensorrt_config("gsam_trt", facts, sidecar.profiles, instances), version,
-                                    {"model.plan": engine}, engine.name))
+                                    {"model.plan": engine, "model.plan.json": sidecar_path(engine)}, engine.name))
     return written

@@ -1,0 +1,59 @@
+"""`gsam triton k8s`: Kubernetes and KServe manifests for a model repository, validated offline."""
+
+from __future__ import annotations
+
+import click
+
+from .options import out_option
+
+
+@click.command("k8s")
+@click.argument("repo", type=click.Path(file_okay=False))
+@out_option("Folder for k8s/ and kserve/.", type=click.Path(file_okay=False))
+@click.option("--replicas", type=int, default=1, show_default=True, help="Replicas at start (the HPA's minimum).")
+@click.option("--max-replicas", type=int, help="The HPA's maximum.  [default: 4 x --replicas]")
+@click.option("--gpus-per-replica", type=int,
+              help="nvidia.com/gpu per pod.  [default: 1 when a loaded model runs on KIND_GPU, else 0]")
+@click.option("--triton-model", "triton_models", multiple=True,
+              help="Model to load; repeat (or comma-separate) for several.  [default: gsam_trt if present, else "
+                   "gsam_python]")
+@click.option("--image", help="Triton image REPOSITORY:YY.MM-py3.  [default: the NGC tritonserver release whose "
+                              "TensorRT built gsam_trt, else the newest known]")
+@click.option("--storage-uri", help="Where pods read the repository: pvc://CLAIM[/PATH], s3://, gs:// or as://.  "
+                                    "[default: a new PersistentVolumeClaim NAME-models]")
+@click.option("--memory", help="Memory request and limit per pod, e.g. 4Gi.  [default: from the model size and "
+                               "the measured server footprint]")
+@click.option("--cpu", default="1", show_default=True, help="CPU request per pod.")
+@click.option("--name", default="gsam", show_default=True, help="Name of the Deployment, Service, HPA and InferenceService.")
+@click.option("--namespace", help="Namespace for every object.  [default: kubectl's current one]")
+@click.option("--autoscale", type=click.Choice(["cpu", "queue"]), default="cpu", show_default=True,
+              help="HPA on CPU utilization, or on Triton's queue time through the custom-metrics API.")
+@click.option("--target-cpu", type=int, default=70, show_default=True, help="Target CPU utilization, percent.")
+@click.option("--target-queue-us", type=int, default=200_000, show_default=True,
+              help="Target per pod of nv_inference_queue_duration_us_per_second (microseconds queued per second).")
+def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, image, storage_uri, memory, cpu, name,
+        namespace, autoscale, target_cpu, target_queue_us) -> None:
+    """Write Kubernetes manifests (k8s/) and a KServe InferenceService (kserve/) for REPO.
+
+    Everything is read from the repository `gsam triton build` wrote: model names, instance
+    kinds (GPUs are refused for CPU-only models), the engine's TensorRT version (which picks the
+    Triton image tag), and the model size (memory). Every manifest is checked against the
+    Kubernetes schemas and KServe's SDK before it is written; no cluster is contacted.
+
+    Example: gsam triton k8s triton_models --out deploy --replicas 2 --autoscale queue
+    """
+    from ..runtime.k8s import K8sOptions, write_manifests
+    from ..runtime.k8s.manifests import KUBERNETES_VERSION
+
+    options = K8sOptions(
+        replicas=replicas, max_replicas=max_replicas, gpus_per_replica=gpus_per_replica,
+        models=[m.strip() for v in triton_models for m in v.split(",") if m.strip()] or None,
+        image=image, storage_uri=storage_uri, memory=memory, cpu=cpu, name=name, namespace=namespace,
+        autoscale=autoscale, target_cpu_percent=target_cpu, target_queue_us_per_s=target_queue_us)
+    result = write_manifests(repo, out, options)
+    for path in result.files:
+        click.echo(f"wrote {path}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"validated offline against the Kubernetes {KUBERNETES_VERSION} schemas and KServe's SDK (no cluster "
+               f"contacted); apply with: kubectl apply -f {out}/k8s")

@@ -1,0 +1,97 @@
+"""Read what a deployment needs from a model repository written by `gsam triton build`.
+
+The repository is the one source of truth: model names, backends, instance kinds (CPU or GPU),
+the newest version folder, the ONNX size, and the TensorRT version of a gsam_trt engine all
+come from its files. Each config.pbtxt is parsed with Triton's own protobuf schema.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import GSAMError
+from ..triton.repository import parse_config
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    name: str
+    backend: str  # python, onnxruntime or tensorrt_plan (config's backend or platform)
+    kinds: frozenset[str]  # instance group kinds: KIND_CPU, KIND_GPU
+    version: int  # newest version folder
+    model_bytes: int  # model.onnx (+ external data) or model.plan
+    tensorrt_version: str | None  # from the engine's sidecar, for tensorrt_plan models
+
+    @property
+    def needs_gpu(self) -> bool:
+        return "KIND_GPU" in self.kinds
+
+
+@dataclass(frozen=True)
+class RepositoryFacts:
+    path: Path
+    models: dict[str, ModelFacts]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+    @property
+    def symlinks(self) -> list[Path]:
+        """Links (the checked-in triton_models/ links model.py to the source tree): copy with links followed."""
+        return sorted(p for p in self.path.rglob("*") if p.is_symlink())
+
+
+def _kind_name(kind: int) -> str:
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2.ModelInstanceGroup.Kind.Name(kind)
+
+
+def _tensorrt_version(config, version_dir: Path) -> str | None:
+    """The engine sidecar beside model.plan (written by gsam export tensorrt), else a config parameter."""
+    sidecar = version_dir / "model.plan.json"
+    if sidecar.is_file():
+        try:
+            return str(json.loads(sidecar.read_text())["tensorrt_version"])
+        except (ValueError, KeyError) as exc:
+            raise GSAMError(f"{sidecar}: expected JSON with a 'tensorrt_version' field ({exc})") from None
+    if "tensorrt_version" in config.parameters:
+        return config.parameters["tensorrt_version"].string_value
+    return None
+
+
+def read_model(folder: Path) -> ModelFacts:
+    config_path = folder / "config.pbtxt"
+    try:
+        config = parse_config(config_path.read_text())
+    except GSAMError as exc:
+        raise GSAMError(f"{config_path}: {exc}") from None
+    name = config.name or folder.name
+    if name != folder.name:
+        raise GSAMError(f"{config_path}: name {name!r} differs from its folder {folder.name!r}")
+    versions = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+    if not versions:
+        raise GSAMError(f"{folder}: no version folder (1/, 2/, ...); rebuild with `gsam triton build`")
+    version_dir = folder / str(versions[-1])
+    backend = config.backend or config.platform
+    filename = config.default_model_filename or ("model.plan" if backend == "tensorrt_plan" else "model.onnx")
+    model_files = [p for p in version_dir.glob(filename + "*") if p.is_file() and not p.name.endswith(".json")]
+    if not (version_dir / filename).is_file():
+        raise GSAMError(f"{version_dir}: {filename} is missing; rebuild with `gsam triton build`")
+    kinds = frozenset(_kind_name(group.kind) for group in config.instance_group) or frozenset({"KIND_GPU"})
+    trt = _tensorrt_version(config, version_dir) if backend == "tensorrt_plan" else None
+    return ModelFacts(name, backend, kinds, versions[-1], sum(p.stat().st_size for p in model_files), trt)
+
+
+def read_repository(repo: str | Path) -> RepositoryFacts:
+    path = Path(repo)
+    if not path.is_dir():
+        raise GSAMError(f"{path}: no such model repository; write one with `gsam triton build`")
+    models = {folder.name: read_model(folder) for folder in sorted(path.iterdir())
+              if (folder / "config.pbtxt").is_file()}
+    if not models:
+        raise GSAMError(f"{path}: no model with a config.pbtxt; write one with `gsam triton build`")
+    return RepositoryFacts(path.resolve(), models)
