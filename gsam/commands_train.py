@@ -9,6 +9,9 @@ import click
 
 from .cli_types import SIZE
 
+# The recipe names, without importing torch for `gsam --help`.
+RECIPE_NAMES = ["isbi2012", "camvid", "m-building", "kvasir", "synapse", "cityscapes", "trans10k"]
+
 
 def _train_options(f):
     options = [
@@ -35,6 +38,13 @@ def _train_options(f):
         click.option("--cnn", type=click.Choice(["resnet18", "resnet50", "resnet101"]),
                      help="CNN branch [default: the model's]."),
         click.option("--cnn-pretrained", is_flag=True, help="Start the CNN branch from torchvision's ImageNet weights."),
+        # Paper setup: per-dataset presets, resize-then-crop, gradient accumulation.
+        click.option("--recipe", type=click.Choice(RECIPE_NAMES, case_sensitive=False),
+                     help="The paper's settings for a dataset (crop, resize, classes, loss); flags override them."),
+        click.option("--resize", type=SIZE, help="Resize every image to HxW before cropping and validating "
+                     "(the reference's way) [default: native size]."),
+        click.option("--accumulate", type=click.IntRange(1), default=1, show_default=True,
+                     help="Micro-batches per optimizer step: effective batch = batch size x N x processes."),
         click.option("--resume", type=click.Path(file_okay=False), help="Continue this run directory from last.pt."),
         click.option("--stop-after", type=click.IntRange(1), help="End this invocation after epoch N; --resume continues."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
@@ -55,6 +65,10 @@ def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -
     `torchrun --nproc-per-node 4 -m gsam train ...`.
 
     Example: gsam train --data demo --out runs/demo --model tiny --epochs 10 --lr 2e-3
+
+    The paper's setup for a dataset imported with `gsam data import --from g-sam`:
+    gsam train --recipe isbi2012 --data data/isbi --out runs/isbi --sam-checkpoint sam_vit_b_01ec64.pth
+    (add --batch-size 2 --accumulate 4 for the paper's batch of 8 on a small GPU).
     """
     from click.core import ParameterSource
 
@@ -72,12 +86,21 @@ def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -
             raise GSAMError(f"{resume}: nothing to resume (no last.pt)")
         settings.update(yaml.safe_load(run.config.read_text())["train"])
         settings["out"] = resume
+    explicit: set[str] = set()
     if config_file:
-        settings.update(read_yaml_config(config_file))
+        from_file = read_yaml_config(config_file)
+        settings.update(from_file)
+        explicit.update(from_file)
     for name, value in flags.items():
-        explicit = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-        if explicit or name not in settings:
+        given = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        if given or name not in settings:
             settings[name] = value
+        if given:
+            explicit.add(name)
+    if "recipe" in explicit:  # a resumed run's config.yaml already holds its recipe's values
+        from .train.recipes import apply_recipe
+
+        settings = apply_recipe(settings, explicit)
     settings["token_stride"] = int(settings["token_stride"])
     for required in ("data", "out"):
         if not settings.get(required):
