@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -37,32 +39,61 @@ class _BatchNormFrozen(nn.Module):
         return self.model(x)
 
 
-def _one_step(num_outputs: int, batches: list, accumulate: int, optimizer_name: str) -> dict:
+def _one_step(num_outputs: int, batches: list, accumulate: int, optimizer_name: str, scaled: bool = False) -> dict:
     torch.manual_seed(0)
     model = build_gsam("tiny", num_classes=num_outputs, train_size=(64, 64))
     params = [p for p in model.parameters() if p.requires_grad]
     # Adam is nearly blind to a gradient's scale; plain SGD shows a missing 1/N at once.
     optimizer = torch.optim.Adam(params, lr=1e-4) if optimizer_name == "adam" else torch.optim.SGD(params, lr=0.5)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    # fp16 AMP's loss scaling, on the CPU: scaled gradients summed over a window, unscaled once at its step
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16, enabled=scaled)
     stats = train_one_epoch(_BatchNormFrozen(model), batches, SegmentationLoss(num_outputs, 255), optimizer, scaler,
                             torch.device("cpu"), "off", None, None, None, accumulate=accumulate)
     assert stats["steps"] == 1 and stats["images"] == 4
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("num_outputs,optimizer_name", [(1, "adam"), (3, "adam"), (3, "sgd")])
-def test_batch_4_equals_batch_2_accumulated_twice(num_outputs, optimizer_name):
+@pytest.mark.parametrize("num_outputs,optimizer_name,scaled", [(1, "adam", False), (3, "adam", False),
+                                                               (3, "sgd", False), (3, "sgd", True)])
+def test_batch_4_equals_batch_2_accumulated_twice(num_outputs, optimizer_name, scaled):
     generator = torch.Generator().manual_seed(1)
     images = torch.rand(4, 3, 64, 64, generator=generator) * 255
     masks = torch.randint(0, max(num_outputs, 2), (4, 64, 64), generator=generator)
     whole = _one_step(num_outputs, [(images, masks)], 1, optimizer_name)
-    halves = _one_step(num_outputs, [(images[:2], masks[:2]), (images[2:], masks[2:])], 2, optimizer_name)
+    halves = _one_step(num_outputs, [(images[:2], masks[:2]), (images[2:], masks[2:])], 2, optimizer_name, scaled)
     torch.manual_seed(0)
     initial = build_gsam("tiny", num_classes=num_outputs, train_size=(64, 64)).state_dict()
     moved = max((whole[k].double() - initial[k].double()).abs().max().item() for k in whole)
     assert moved > 1e-5  # the step did change the weights, so the comparison below means something
     worst = max((whole[k].double() - halves[k].double()).abs().max().item() for k in whole)
     assert worst <= 1e-5, worst
+
+
+class _RecordsNoSync(nn.Module):
+    """Stands in for DistributedDataParallel: counts the backward passes run under no_sync."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.unsynced, self.calls = model, 0, 0
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        self.unsynced += 1
+        yield
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+def test_only_a_windows_last_backward_synchronizes():
+    net = _RecordsNoSync(build_gsam("tiny", num_classes=1, train_size=(64, 64)))
+    optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    batch = (torch.rand(1, 3, 64, 64) * 255, torch.zeros(1, 64, 64, dtype=torch.long))
+    stats = train_one_epoch(net, [batch] * 6, SegmentationLoss(1, 255), optimizer,
+                            torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), "off", None, None, None,
+                            accumulate=3)
+    assert stats["steps"] == 2 and net.calls == 6 and net.unsynced == 4
 
 
 def test_incomplete_window_is_not_stepped():
