@@ -54,6 +54,8 @@ def test_apply_recipe_keeps_explicit_settings_only():
     assert merged == {"recipe": "cityscapes", "crop": (64, 64), "resize": (512, 1024), "num_classes": 19,
                       "batch_size": 2}
     assert apply_recipe({"recipe": None, "crop": None}, explicit=()) == {"recipe": None, "crop": None}
+    # native size with a recipe's other settings: `resize: null` in a --config file
+    assert apply_recipe({"recipe": "camvid", "resize": None}, explicit={"resize"})["resize"] is None
     with pytest.raises(GSAMError, match="unknown recipe"):
         apply_recipe({"recipe": "ade20k"}, explicit=())
 
