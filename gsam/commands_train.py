@@ -66,9 +66,11 @@ def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -
 
     Example: gsam train --data demo --out runs/demo --model tiny --epochs 10 --lr 2e-3
 
+    \b
     The paper's setup for a dataset imported with `gsam data import --from g-sam`:
-    gsam train --recipe isbi2012 --data data/isbi --out runs/isbi --sam-checkpoint sam_vit_b_01ec64.pth
-    (add --batch-size 2 --accumulate 4 for the paper's batch of 8 on a small GPU).
+      gsam train --recipe isbi2012 --data data/isbi --out runs/isbi --sam-checkpoint sam_vit_b_01ec64.pth
+    The paper's batch of 8 on a small GPU: --batch-size 2 --accumulate 4.
+    The reference's resize without a recipe: --resize 360x480 --crop 256.
     """
     from click.core import ParameterSource
 

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from gsam.cli import cli
+from gsam.commands_data import IMPORT_DATASETS
+from gsam.data.importers import IMPORTERS
 from gsam.data.imageio import read_image, read_mask
 from gsam.data.importers.cityscapes import LABEL_TO_TRAIN_ID
 
@@ -113,6 +115,10 @@ EXPECTED_COUNTS = {"isbi2012": {"train": 2, "val": 1}, "camvid": {"train": 2, "v
                    "m-building": {"train": 2, "val": 1}, "kvasir": {"train": 2, "val": 1, "test": 1},
                    "synapse": {"train": 2, "val": 1}, "cityscapes": {"train": 2, "val": 1},
                    "trans10k": {"train": 2, "val": 2}}
+
+
+def test_cli_choices_are_the_importers():
+    assert IMPORT_DATASETS == list(IMPORTERS) == list(LAYOUTS)
 
 
 def _import(dataset: str, src: Path, out: Path, *extra: str):
