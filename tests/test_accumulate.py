@@ -145,3 +145,4 @@ def test_resume_after_a_crash_mid_window_reproduces_the_uninterrupted_run(tmp_pa
 def test_accumulate_larger_than_an_epoch_is_refused(tmp_path, synth_data):
     with pytest.raises(GSAMError, match="--accumulate 50"):
         train(_config(synth_data, tmp_path / "run", accumulate=50, batch_size=4), progress=False)
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made

@@ -116,6 +116,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         raise GSAMError(f"--resize {resize[0]}x{resize[1]}: below the model's minimum side of {min_size}")
     if val_set is not None and resize is None:
         _check_native_sizes(val_set, min_size)
+    sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                        drop_last=len(train_set) // dist.world_size >= cfg.batch_size,
+                        pin_memory=device.type == "cuda")
+    if len(loader) < cfg.accumulate:
+        raise GSAMError(f"--accumulate {cfg.accumulate}: an epoch of {cfg.data}/train holds only {len(loader)} "
+                        f"batch(es) of {cfg.batch_size} per process; lower --accumulate or --batch-size")
     run = RunDir(cfg.out)  # created only once the data has passed its checks
     if dist.is_main:
         run.prepare(resume)
@@ -155,13 +162,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
 
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist.enabled else model
-    sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        drop_last=len(train_set) // dist.world_size >= cfg.batch_size,
-                        pin_memory=device.type == "cuda")
-    if len(loader) < cfg.accumulate:
-        raise GSAMError(f"--accumulate {cfg.accumulate}: an epoch of {cfg.data}/train holds only {len(loader)} "
-                        f"batch(es) of {cfg.batch_size} per process; lower --accumulate or --batch-size")
     loss_fn = SegmentationLoss(num_outputs, spec.ignore_index)
     writer = _tensorboard(run.path) if dist.is_main else None
     last_miou = None
