@@ -9,7 +9,7 @@ from .options import out_option
 
 @click.group()
 def data() -> None:
-    """Dataset tools: generate the demo dataset, check a dataset folder."""
+    """Dataset tools: generate the demo dataset, check a dataset folder, import the paper's datasets."""
 
 
 @data.command()
@@ -51,3 +51,35 @@ def check(root) -> None:
             dataset = SegmentationDataset.open(root, split, spec, progress=True)
             click.echo(f"{split}: {len(dataset)} images ok")
     click.echo(f"classes ({spec.num_classes}): {', '.join(spec.names)}; ignore index {spec.ignore_index}")
+
+
+# `gsam data import`: datasets in the layouts of other code bases.
+IMPORT_FORMATS = ["g-sam"]
+IMPORT_DATASETS = ["isbi2012", "camvid", "m-building", "kvasir", "synapse", "cityscapes", "trans10k"]
+
+
+@data.command("import")
+@click.argument("src", type=click.Path(file_okay=False))
+@click.option("--from", "fmt", type=click.Choice(IMPORT_FORMATS), required=True,
+              help="Layout of SRC: g-sam = the folders and files the official G-SAM loaders read.")
+@click.option("--dataset", type=click.Choice(IMPORT_DATASETS, case_sensitive=False), required=True,
+              help="Which of the paper's datasets SRC holds.")
+@out_option("New dataset folder to write.", type=click.Path(file_okay=False))
+@click.option("--fold", type=click.IntRange(0),
+              help="Cross-validation fold: ISBI2012 0..2 [default 0], Kvasir/Synapse arrays' k [default 1].")
+@click.option("--link", type=click.Choice(["symlink", "hardlink", "copy"]), default="symlink", show_default=True,
+              help="How images gsam reads as they are reach OUT (labels are always converted).")
+def import_(src, fmt, dataset, out, fold, link) -> None:
+    """Import SRC, kept in the layout the official G-SAM code reads, into gsam's layout at OUT.
+
+    Writes OUT/{train,val[,test]}/{images,masks} and OUT/classes.yaml (names, ignore index,
+    palette). Images are linked where gsam reads the format as it is; labels are decoded once into
+    PNG masks of class ids (Cityscapes labelIds to its 19 training classes, 255 ignored).
+    Then train with the paper's settings: gsam train --recipe DATASET --data OUT ...
+
+    Example: gsam data import --from g-sam --dataset isbi2012 Dataset/ISBI2012 --out data/isbi2012
+    """
+    from ..data.importers import import_dataset
+
+    counts = import_dataset(dataset, src, out, fmt=fmt, link=link, fold=fold)
+    click.echo(f"wrote {out}: " + ", ".join(f"{split} {n}" for split, n in counts.items()) + " samples")

@@ -11,6 +11,9 @@ import click
 from ..device import DEVICE_HELP
 from .options import DEVICE, SIZE, device_option
 
+# The recipe names, without importing torch for `gsam --help` (a test checks they match RECIPES).
+RECIPE_NAMES = ["isbi2012", "camvid", "m-building", "kvasir", "synapse", "cityscapes", "trans10k"]
+
 
 # Help for each TrainConfig field; the click option's type and default come from the field itself,
 # so the defaults live in one place (tests/test_cli_vocabulary.py checks the two stay in step).
@@ -34,6 +37,9 @@ TRAIN_FLAG_HELP = {
     "token_stride": "Pixels per token: 8 is the paper's grid, 16 is SAM's at a quarter of the cost.",
     "cnn": "CNN branch [default: the model's].",
     "cnn_pretrained": "Start the CNN branch from torchvision's ImageNet weights.",
+    "accumulate": "Micro-batches per optimizer step: effective batch = batch size x N x processes.",
+    "resize": "Resize every image to HxW before cropping and validating (the reference's way) [default: native size].",
+    "recipe": "The paper's settings for a dataset (crop, resize, classes, loss); flags override them.",
 }
 # Choices and types a bare dataclass field cannot express.
 TRAIN_FLAG_TYPES = {
@@ -43,6 +49,7 @@ TRAIN_FLAG_TYPES = {
     "amp": click.Choice(["off", "bf16", "fp16"]), "workers": click.IntRange(0), "val_every": click.IntRange(1),
     "steps_per_epoch": click.IntRange(1), "token_stride": click.Choice(["8", "16"]),
     "cnn": click.Choice(["resnet18", "resnet50", "resnet101"]),
+    "accumulate": click.IntRange(1), "resize": SIZE, "recipe": click.Choice(RECIPE_NAMES, case_sensitive=False),
 }
 
 
@@ -85,6 +92,12 @@ def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -
     `torchrun --nproc-per-node 4 -m gsam train ...`.
 
     Example: gsam train --data demo --out runs/demo --model tiny --epochs 10 --lr 2e-3
+
+    \b
+    The paper's setup for a dataset imported with `gsam data import --from g-sam`:
+      gsam train --recipe isbi2012 --data data/isbi --out runs/isbi --sam-checkpoint sam_vit_b_01ec64.pth
+    The paper's batch of 8 on a small GPU: --batch-size 2 --accumulate 4.
+    The reference's resize without a recipe: --resize 360x480 --crop 256.
     """
     from click.core import ParameterSource
 
@@ -102,12 +115,21 @@ def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -
             raise GSAMError(f"{resume}: nothing to resume (no last.pt)")
         settings.update(yaml.safe_load(run.config.read_text())["train"])
         settings["out"] = resume
+    explicit: set[str] = set()
     if config_file:
-        settings.update(read_yaml_config(config_file))
+        from_file = read_yaml_config(config_file)
+        settings.update(from_file)
+        explicit.update(from_file)
     for name, value in flags.items():
-        explicit = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-        if explicit or name not in settings:
+        given = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        if given or name not in settings:
             settings[name] = value
+        if given:
+            explicit.add(name)
+    if "recipe" in explicit:  # a resumed run's config.yaml already holds its recipe's values
+        from ..train.recipes import apply_recipe
+
+        settings = apply_recipe(settings, explicit)
     settings["token_stride"] = int(settings["token_stride"])
     for required in ("data", "out"):
         if not settings.get(required):

@@ -33,6 +33,9 @@ class TrainConfig:
     token_stride: int = 8
     cnn: str | None = None
     cnn_pretrained: bool = False
+    accumulate: int = 1  # micro-batches per optimizer step: effective batch = batch_size x accumulate x world size
+    resize: tuple[int, int] | None = None  # resize every image (train and val) to HxW first, as the reference does
+    recipe: str | None = None  # the per-dataset preset these settings came from (gsam.train.recipes)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -43,9 +46,12 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise GSAMError(f"{source}: unknown field {unknown[0]!r}; expected one of {', '.join(sorted(known))}")
-        if data.get("crop") is not None:
-            crop = data["crop"]
-            data = {**data, "crop": (crop, crop) if isinstance(crop, int) else tuple(crop)}
+        for key in ("crop", "resize"):
+            if data.get(key) is not None:
+                size = data[key]
+                data = {**data, key: (size, size) if isinstance(size, int) else tuple(size)}
+        if not isinstance(data.get("accumulate", 1), int) or data.get("accumulate", 1) < 1:
+            raise GSAMError(f"{source}: field 'accumulate' must be an integer >= 1, got {data['accumulate']!r}")
         return cls(**data)
 
 

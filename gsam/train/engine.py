@@ -22,22 +22,44 @@ def autocast_context(device: torch.device, amp: str):
 
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, device: torch.device, amp: str, max_steps: int | None,
-                    progress: tqdm | None, last_miou: float | None) -> dict:
-    """Returns mean loss, steps, images and images per second."""
+                    progress: tqdm | None, last_miou: float | None, accumulate: int = 1) -> dict:
+    """Returns mean loss, optimizer steps, images and images per second.
+
+    Gradient accumulation: each optimizer step sums the gradients of `accumulate` consecutive
+    micro-batches, each loss scaled by 1/accumulate, so a step equals one step on their concatenation
+    (for losses that average over equally many pixels per micro-batch, and layers without batch
+    statistics). Windows never cross an epoch: micro-batches left over after the last full window
+    are not drawn, and `max_steps` counts optimizer steps. Under DDP only a window's last backward
+    all-reduces (`no_sync` on the others); with fp16 the grad scaler unscales and steps once per window.
+    """
     model.train()
     total_loss, steps, images, start = 0.0, 0, 0, time.perf_counter()
-    for batch, target in loader:
-        if max_steps is not None and steps >= max_steps:
-            break
-        batch, target = batch.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        with autocast_context(device, amp):
-            loss = loss_fn(model(batch).float(), target)
+    batches = iter(loader)
+    while max_steps is None or steps < max_steps:
+        window = []
+        for _ in range(accumulate):
+            item = next(batches, None)
+            if item is None:
+                break
+            window.append(item)
+        if len(window) < accumulate:
+            break  # an incomplete window is dropped, like DataLoader(drop_last=True) drops a short batch
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        window_loss = 0.0
+        for index, (batch, target) in enumerate(window):
+            batch, target = batch.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            final = index == accumulate - 1
+            sync = nullcontext() if final or not hasattr(model, "no_sync") else model.no_sync()
+            with sync:
+                with autocast_context(device, amp):
+                    loss = loss_fn(model(batch).float(), target) / accumulate
+                scaler.scale(loss).backward()
+            window_loss += loss.item()
+            images += batch.shape[0]
         scaler.step(optimizer)
         scaler.update()
-        steps, images = steps + 1, images + batch.shape[0]
-        total_loss += loss.item()
+        steps += 1
+        total_loss += window_loss
         if progress is not None:
             elapsed = time.perf_counter() - start
             postfix = {"loss": f"{total_loss / steps:.4f}", "img/s": f"{images / elapsed:.1f}"}

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..data.dataset import ClassSpec, SegmentationDataset, open_dataset_spec
-from ..data.transforms import TrainTransform
+from ..data.transforms import ResizeTransform, TrainTransform
 from ..device import resolve_device
 from ..errors import GSAMError
 from ..model import build_gsam, count_parameters, get_config
@@ -23,6 +23,7 @@ from .config import TrainConfig
 from .distributed import DistContext
 from .engine import evaluate, train_one_epoch
 from .losses import SegmentationLoss
+from .recipes import check_dataset_fits
 from .run_dir import RunDir
 
 
@@ -65,10 +66,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     """Train per `cfg`; with resume, continue cfg.out from its last.pt exactly. Returns the run directory.
 
     stop_after ends this invocation after that epoch (for time-limited jobs); --resume continues it.
+
+    cfg.accumulate > 1 steps the optimizer once per that many micro-batches of cfg.batch_size each
+    (see engine.train_one_epoch); cfg.steps_per_epoch then counts optimizer steps. Checkpoints are
+    written at epoch ends and an epoch holds whole windows only, so every checkpoint sits on a window
+    boundary: a run interrupted in the middle of a window resumes from the last epoch's checkpoint and
+    recomputes that window from its first micro-batch (gradients of a partial window are never saved),
+    reproducing the uninterrupted run. The learning-rate schedule steps per epoch, so accumulation
+    does not change it.
     """
     device = resolve_device(cfg.device)
     if cfg.amp not in ("off", "bf16", "fp16"):
         raise GSAMError(f"--amp must be off, bf16 or fp16; got {cfg.amp!r}")
+    if cfg.accumulate < 1:
+        raise GSAMError(f"--accumulate must be >= 1; got {cfg.accumulate}")
     if cfg.amp != "off" and device.type != "cuda":
         raise GSAMError(f"--amp {cfg.amp} needs a CUDA device; this run is on {device.type}")
     dist = DistContext.from_env(device.type == "cuda")
@@ -77,18 +88,32 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     say = (lambda msg: tqdm.write(msg)) if dist.is_main and progress else (lambda msg: None)
 
     spec = open_dataset_spec(cfg.data)
+    if cfg.recipe:
+        check_dataset_fits(cfg.recipe, spec.names, spec.ignore_index, cfg.data)
     num_outputs = output_channels(cfg, spec)
     crop = tuple(cfg.crop) if cfg.crop else get_config(cfg.model).train_size
     model_overrides = dict(num_classes=num_outputs, train_size=crop, class_names=spec.names,
                            token_stride=cfg.token_stride, cnn_pretrained=cfg.cnn_pretrained)
     if cfg.cnn:
         model_overrides["cnn"] = cfg.cnn
-    train_set = SegmentationDataset.open(cfg.data, "train", spec, TrainTransform(crop, spec.ignore_index),
+    resize = tuple(cfg.resize) if cfg.resize else None
+    train_set = SegmentationDataset.open(cfg.data, "train", spec, TrainTransform(crop, spec.ignore_index, resize=resize),
                                          progress=dist.is_main and progress)
-    val_set = (SegmentationDataset.open(cfg.data, "val", spec, progress=dist.is_main and progress)
+    val_set = (SegmentationDataset.open(cfg.data, "val", spec, ResizeTransform(resize) if resize else None,
+                                        progress=dist.is_main and progress)
                if (Path(cfg.data) / "val").is_dir() else None)
-    if val_set is not None:
-        _check_native_sizes(val_set, get_config(cfg.model, token_stride=cfg.token_stride).min_size)
+    min_size = get_config(cfg.model, token_stride=cfg.token_stride).min_size
+    if resize is not None and min(resize) < min_size:
+        raise GSAMError(f"--resize {resize[0]}x{resize[1]}: below the model's minimum side of {min_size}")
+    if val_set is not None and resize is None:
+        _check_native_sizes(val_set, min_size)
+    sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                        drop_last=len(train_set) // dist.world_size >= cfg.batch_size,
+                        pin_memory=device.type == "cuda")
+    if len(loader) < cfg.accumulate:
+        raise GSAMError(f"--accumulate {cfg.accumulate}: an epoch of {cfg.data}/train holds only {len(loader)} "
+                        f"batch(es) of {cfg.batch_size} per process; lower --accumulate or --batch-size")
     run = RunDir(cfg.out)  # created only once the data has passed its checks
     if dist.is_main:
         run.prepare(resume)
@@ -128,21 +153,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
 
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist.enabled else model
-    sampler = DistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        drop_last=len(train_set) // dist.world_size >= cfg.batch_size,
-                        pin_memory=device.type == "cuda")
     loss_fn = SegmentationLoss(num_outputs, spec.ignore_index)
     writer = _tensorboard(run.path) if dist.is_main else None
     last_miou = None
     for epoch in range(start_epoch, min(cfg.epochs, stop_after or cfg.epochs)):
         sampler.set_epoch(epoch)
-        steps = len(loader) if cfg.steps_per_epoch is None else min(len(loader), cfg.steps_per_epoch)
+        windows = len(loader) // cfg.accumulate
+        steps = windows if cfg.steps_per_epoch is None else min(windows, cfg.steps_per_epoch)
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (dist.is_main and progress),
                    leave=False, dynamic_ncols=True)
         started = time.perf_counter()
         stats = train_one_epoch(net, loader, loss_fn, optimizer, scaler, device, cfg.amp, cfg.steps_per_epoch,
-                                bar, last_miou)
+                                bar, last_miou, accumulate=cfg.accumulate)
         bar.close()
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **stats}
         scheduler.step()
