@@ -89,11 +89,12 @@ def _register_commands() -> None:
     from .commands_data import data
     from .commands_export import export
     from .commands_predict import predict
+    from .commands_reference import import_reference_command
     from .commands_serve import serve, triton
     from .commands_train import evaluate, train
     from .demo import demo
 
-    for command in (demo, data, train, evaluate, predict, export, triton, serve, bench):
+    for command in (demo, data, train, evaluate, predict, export, triton, serve, bench, import_reference_command):
         cli.add_command(command)
 
 
