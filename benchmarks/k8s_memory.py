@@ -27,8 +27,8 @@ from soak import tree_rss_mb  # noqa: E402
 from gsam.export.onnx import export_onnx  # noqa: E402
 from gsam.model import build_gsam  # noqa: E402
 from gsam.runtime.backends import load_backend  # noqa: E402
-from gsam.runtime.triton_repo import build_repository  # noqa: E402
-from gsam.runtime.triton_server import TritonServer, free_port  # noqa: E402
+from gsam.runtime.triton.repository import build_repository  # noqa: E402
+from gsam.runtime.triton.server import TritonServer, free_port  # noqa: E402
 
 
 def peak_during(pid: int, work) -> float:

@@ -21,6 +21,7 @@ The pipeline, one command per stage (gsam demo runs them all on generated data):
   gsam serve       run Triton on it (HTTP and gRPC, any image size)
   gsam bench       latency and throughput of every backend across sizes
   gsam info        a model's size and FLOPs, or an artifact's lineage
+  gsam import-reference  turn a checkpoint of the official G-SAM code into a run
 """
 
 
@@ -59,10 +60,11 @@ def _register_commands() -> None:
     from .commands.info import info
     from .commands.k8s import k8s
     from .commands.predict import predict
+    from .commands.reference import import_reference_command
     from .commands.train import evaluate, train
     from .commands.triton import serve, triton
 
-    for command in (demo, data, train, evaluate, predict, export, triton, serve, bench, info):
+    for command in (demo, data, train, evaluate, predict, export, triton, serve, bench, info, import_reference_command):
         cli.add_command(command)
     triton.add_command(k8s)
 

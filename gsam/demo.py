@@ -9,6 +9,18 @@ from pathlib import Path
 import click
 
 DEMO_SIZES = [(96, 128), (200, 150), (257, 331)]
+# The demo's dataset and training recipe: shared with the test that holds it to its mIoU.
+DEMO_DATA = dict(num_classes=3, train=48, val=8, min_size=64, max_size=160, seed=0)
+DEMO_EPOCHS = 40
+DEMO_CROP = (96, 96)
+
+
+def demo_train_config(data: Path, run: Path, epochs: int = DEMO_EPOCHS):
+    """The tiny model on CPU under bf16 autocast; with no SAM weights every parameter trains."""
+    from .train.config import TrainConfig
+
+    return TrainConfig(data=str(data), out=str(run), model="tiny", epochs=epochs, batch_size=4, lr=2e-3,
+                       workers=0, crop=DEMO_CROP, val_every=max(1, epochs // 4), device="cpu", amp="bf16")
 
 
 def _stage(number: int, total: int, text: str) -> None:
@@ -39,18 +51,17 @@ def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
     from .runtime.backends.processing import overlay, palette_for, save_png, to_model_input
     from .runtime.triton.repository import build_repository
     from .runtime.triton.server import TritonServer, free_port
-    from .train.config import TrainConfig
     from .train.engine import evaluate
     from .train.run_dir import resolve_checkpoint
     from .train.trainer import train
 
     total, started = 7, time.perf_counter()
     _stage(1, total, f"generating a demo dataset in {out / 'data'}")
-    spec = write_synthetic_dataset(out / "data", num_classes=3, train=32, val=8, min_size=64, max_size=160, seed=0)
+    spec = write_synthetic_dataset(out / "data", **DEMO_DATA)
 
-    _stage(2, total, f"training the tiny GSAM for {epochs} epochs (random crops 96x96, CPU)")
-    config = TrainConfig(data=str(out / "data"), out=str(out / "run"), model="tiny", epochs=epochs, batch_size=4,
-                         lr=2e-3, workers=0, crop=(96, 96), val_every=max(1, epochs // 4))
+    _stage(2, total, f"training the tiny GSAM for {epochs} epochs (random crops {DEMO_CROP[0]}x{DEMO_CROP[1]}, "
+                     "CPU, bf16 autocast; no SAM weights, so the ViT trains too)")
+    config = demo_train_config(out / "data", out / "run", epochs)
     # Running the demo again into the same folder continues (or reuses) its run instead of failing.
     run = train(config, resume=(out / "run" / "last.pt").exists())
 

@@ -24,6 +24,8 @@ SAM_VARIANTS = {(768, 12): "vit_b", (1024, 24): "vit_l", (1280, 32): "vit_h"}
 # SAM keys whose GSAM name differs (GSAM keeps only this tensor of the prompt encoder).
 RENAMES = {"prompt_encoder.no_mask_embed.weight": "no_mask_embed.weight"}
 GSAM_FORMAT = "gsam-checkpoint-v1"
+# Output tokens that load from SAM only when the shapes agree (binary models).
+_DECODER_TOKENS = ("mask_decoder.iou_token.weight", "mask_decoder.mask_tokens.weight")
 
 
 class CheckpointError(GSAMError, ValueError):
@@ -79,8 +81,10 @@ def load_sam_checkpoint(model: GSAM, path: str | os.PathLike) -> LoadReport:
     """Copy a SAM checkpoint's matching tensors into `model`.
 
     The absolute position embedding is dropped (the PEG replaces it), the global blocks'
-    relative-position tables are resized to the configured crop's grid, and for
-    multi-class models the IoU head and SAM's mask tokens are skipped.
+    relative-position tables are resized to the configured crop's grid. A binary model
+    takes SAM's IoU token and all four mask tokens; multi-class models have more tokens
+    than SAM, so theirs keep their initialization (as the reference code does).
+    The IoU head is skipped: GSAM does not build it.
     """
     state = read_state_dict(path)
     if "image_encoder.patch_embed.proj.weight" not in state:
@@ -98,13 +102,11 @@ def load_sam_checkpoint(model: GSAM, path: str | os.PathLike) -> LoadReport:
     report, new_state = LoadReport(), {}
     for key, value in state.items():
         name = RENAMES.get(key, key)
-        if name not in target or (name == "mask_decoder.mask_tokens.weight" and config.num_classes > 1):
+        if name not in target or (name in _DECODER_TOKENS and config.num_classes > 1):
             report.skipped.append(key)
             continue
         want = target[name].shape
-        if name == "mask_decoder.mask_tokens.weight":
-            value = value[:1]  # a binary model keeps SAM's first (single-mask) token
-        elif ".attn.rel_pos_" in name and value.shape != want and value.shape[1] == want[1]:
+        if ".attn.rel_pos_" in name and value.shape != want and value.shape[1] == want[1]:
             value = resize_rel_pos(value, want[0])
             report.resized.append(name)
         if value.shape != want:

@@ -80,8 +80,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         raise GSAMError(f"--amp must be off, bf16 or fp16; got {cfg.amp!r}")
     if cfg.accumulate < 1:
         raise GSAMError(f"--accumulate must be >= 1; got {cfg.accumulate}")
-    if cfg.amp != "off" and device.type != "cuda":
-        raise GSAMError(f"--amp {cfg.amp} needs a CUDA device; this run is on {device.type}")
+    if cfg.amp == "fp16" and device.type != "cuda":
+        raise GSAMError(f"--amp fp16 needs a CUDA device; this run is on {device.type} (use --amp bf16 there)")
     dist = DistContext.from_env(device.type == "cuda")
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
@@ -121,14 +121,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
 
     _seed_everything(cfg.seed)
     model = build_gsam(cfg.model, **model_overrides)
+    if not cfg.sam_checkpoint:
+        # Without SAM's weights the "frozen" ViT is random noise: freezing it would only cost accuracy.
+        model.requires_grad_(True)
     checkpoint = read_gsam_checkpoint(run.last) if resume else None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
     elif cfg.sam_checkpoint:
         say(f"SAM weights from {cfg.sam_checkpoint}: {load_sam_checkpoint(model, cfg.sam_checkpoint).summary()}")
     elif dist.is_main:
-        print("warning: no --sam-checkpoint given: the ViT encoder starts from random weights "
-              "(fine for a demo; for real fine-tuning pass sam_vit_b_01ec64.pth)", file=sys.stderr)
+        print("warning: no --sam-checkpoint given: the ViT encoder starts from random weights, so every "
+              "parameter trains, the ViT too (fine for a demo; for real fine-tuning pass sam_vit_b_01ec64.pth)",
+              file=sys.stderr)
     model.to(device)
     total, trainable = count_parameters(model)
     say(f"model {cfg.model}: {total / 1e6:.1f} M parameters, {trainable / 1e6:.1f} M trainable; "
