@@ -55,13 +55,14 @@ def _register_commands() -> None:
     from .commands.bench import bench
     from .commands.data import data
     from .commands.demo import demo
+    from .commands.deploy import deploy
     from .commands.export import export
     from .commands.info import info
     from .commands.predict import predict
     from .commands.train import evaluate, train
     from .commands.triton import serve, triton
 
-    for command in (demo, data, train, evaluate, predict, export, triton, serve, bench, info):
+    for command in (demo, data, train, evaluate, predict, export, triton, serve, deploy, bench, info):
         cli.add_command(command)
 
 

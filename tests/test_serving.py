@@ -372,7 +372,9 @@ def test_metrics_endpoint_counts_successes_per_model(server):
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
     for model in ("gsam_python", "gsam_image"):
         assert f'nv_inference_request_success{{model="{model}",version="1"}}' in text
-    assert "nv_inference_queue_duration_us" in text
+    for counter in ("nv_inference_request_failure", "nv_inference_queue_duration_us", "nv_inference_count",
+                    "nv_inference_exec_count", "nv_inference_compute_infer_duration_us"):  # the README's list
+        assert f"{counter}{{" in text, counter
 
 
 def test_curl_with_the_binary_data_extension_gets_a_png(server, tmp_path):
