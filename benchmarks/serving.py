@@ -34,9 +34,11 @@ def synthetic_photo(size: int, seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size] / size
     channels = [np.sin(6 * x + rng.uniform(0, 6)) * np.cos(4 * y + rng.uniform(0, 6)) for _ in range(3)]
     image = (np.stack(channels, -1) * 80 + 128 + rng.normal(0, 6, (size, size, 3)))
+    rows, cols = np.mgrid[0:size, 0:size]
     for _ in range(6):
-        cy, cx, r = rng.uniform(0, 1, 2) * size, rng.uniform(0, 1) * size, rng.uniform(0.05, 0.2) * size
-        image[(np.mgrid[0:size, 0:size][0] - cy) ** 2 + (np.mgrid[0:size, 0:size][1] - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
+        cy, cx = rng.uniform(0, size, 2)
+        r = rng.uniform(0.05, 0.2) * size
+        image[(rows - cy) ** 2 + (cols - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
