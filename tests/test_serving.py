@@ -178,6 +178,12 @@ def test_cli_build_and_predict_over_grpc(server, tmp_path, synth_data):
                                       str(synth_data / "val" / "images"), "--out", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "p" / "masks").glob("*.png"))) == 6
+    result = CliRunner().invoke(cli, ["predict", "--backend", "triton-image", "--url", server.http_url,
+                                      str(synth_data / "val" / "images"), "--out", str(tmp_path / "i")])
+    assert result.exit_code == 0, result.output
+    for mask in sorted((tmp_path / "p" / "masks").glob("*.png")):  # file bytes on the wire, the same masks back
+        np.testing.assert_array_equal(_decode_png((tmp_path / "i" / "masks" / mask.name).read_bytes()),
+                                      _decode_png(mask.read_bytes()))
     result = CliRunner().invoke(cli, ["predict", "--backend", "triton-http", "--url", f"127.0.0.1:{free_port()}",
                                       str(synth_data), "--out", str(tmp_path / "q")])
     assert result.exit_code == 1 and "cannot reach Triton" in result.output
