@@ -412,3 +412,21 @@ curl -sf -D response.headers -o response.bin -H "Inference-Header-Content-Length
 h=$(grep -i '^Inference-Header-Content-Length' response.headers | tr -dc 0-9)
 tail -c +$((h + 5)) response.bin > mask.png
 """
+
+
+def test_memory_budget_derives_max_pixels_from_the_measured_cost(served_onnx, tmp_path):
+    """The probe sees activation memory grow with pixels; the bound it writes keeps a request within budget."""
+    from gsam.runtime.triton.budget import bytes_per_pixel, max_pixels_for
+    from gsam.runtime.triton.repository import config_facts, read_model_config
+
+    slope, fixed = bytes_per_pixel(served_onnx)
+    assert 50 < slope < 5000 and fixed > 0  # the tiny model: about 300 bytes per pixel
+    result = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(tmp_path / "r"),
+                                      "--memory-budget", "1024"])
+    assert result.exit_code == 0, result.output
+    written = int(read_model_config(tmp_path / "r" / "gsam_image").parameters["max_pixels"].string_value)
+    assert written % 1024 == 0 and abs(written - max_pixels_for(1024 << 20, slope, fixed)) < 0.2 * written
+    assert config_facts(read_model_config(tmp_path / "r" / "gsam_python")).num_classes == 3
+    result = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(tmp_path / "r"),
+                                      "--memory-budget", "1", "--max-pixels", "5000"])
+    assert result.exit_code == 1 and "not both" in result.output

@@ -4,8 +4,9 @@ onnxruntime's peak memory grows linearly with the pixels of a request (activatio
 with H x W): the tiny model's python-backend stub reached 5 GB resident on a 4096x4096
 request, about 300 bytes per pixel. DEFAULT_MAX_PIXELS (2048x2048) keeps that model near
 1.3 GB per request. With a budget, two short runs in fresh processes at two sizes give this
-model's slope in bytes per pixel; `max_pixels` = (budget - fixed cost) / slope, rounded
-down to a multiple of 1024. A separate process per run, so each sees only its own peak.
+model's slope in bytes per pixel (resident memory sampled during the run, above what loading
+left); `max_pixels` = (budget - fixed cost) / slope, rounded down to a multiple of 1024. A
+separate process per run, so each sees only its own memory.
 """
 
 from __future__ import annotations
@@ -21,19 +22,31 @@ DEFAULT_MAX_PIXELS = 2048 * 2048
 PROBE_SIDES = (256, 512)
 
 _PROBE = r"""
-import json, resource, sys
+import json, os, sys, threading
 import numpy as np, onnxruntime as ort
 path, side = sys.argv[1], int(sys.argv[2])
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
 session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-session.run(["mask"], {"image": np.zeros((1, 3, side, side), np.float32)})
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"loaded": before * 1024, "peak": after * 1024}))
+image = np.zeros((1, 3, side, side), np.float32)
+before, peak, done = rss(), [0], threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        done.wait(0.001)
+sampler = threading.Thread(target=sample)
+sampler.start()
+session.run(["mask"], {"image": image})
+done.set()
+sampler.join()
+print(json.dumps({"loaded": before, "peak": max(peak[0], rss())}))
 """
 
 
 def peak_memory(onnx_path: str | Path, side: int) -> dict[str, int]:
-    """Peak resident bytes of one onnxruntime run at side x side (and after loading only)."""
+    """Resident bytes after loading, and the peak sampled during one onnxruntime run at side x side."""
     done = subprocess.run([sys.executable, "-c", _PROBE, str(onnx_path), str(side)], capture_output=True, text=True,
                           timeout=600)
     if done.returncode != 0:
@@ -43,9 +56,10 @@ def peak_memory(onnx_path: str | Path, side: int) -> dict[str, int]:
 
 
 def bytes_per_pixel(onnx_path: str | Path, sides: tuple[int, int] = PROBE_SIDES) -> tuple[float, int]:
-    """(slope in bytes per pixel, fixed bytes) of peak memory against pixels."""
+    """(slope in bytes per pixel, fixed bytes) of a run's peak resident memory against its pixels."""
     small, large = (peak_memory(onnx_path, s) for s in sides)
-    slope = max(1.0, (large["peak"] - small["peak"]) / (sides[1] ** 2 - sides[0] ** 2))
+    growth = [m["peak"] - m["loaded"] for m in (small, large)]
+    slope = max(1.0, (growth[1] - growth[0]) / (sides[1] ** 2 - sides[0] ** 2))
     return slope, int(large["peak"] - slope * sides[1] ** 2)
 
 
