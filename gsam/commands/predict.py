@@ -89,7 +89,11 @@ def predict(paths, out, backend, url, triton_model, device, alpha) -> None:
                 raise GSAMError(f"{path}: image {image.shape[0]}x{image.shape[1]} is below the model's minimum side "
                                 f"of {segmenter.facts.min_size} pixels")
             if hasattr(segmenter, "segment_bytes"):  # the file's own bytes go on the wire
-                mask = segmenter.segment_bytes(path.read_bytes())
+                from ..runtime.triton.image_codec import decode_image
+
+                data = path.read_bytes()
+                mask = segmenter.segment_bytes(data)
+                image = decode_image(data)  # as the server saw it (EXIF orientation applied), for the overlay
             else:
                 mask = segmenter(to_model_input(image))["mask"][0]
             name = path.stem
