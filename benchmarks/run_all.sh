@@ -31,6 +31,10 @@ torch.manual_seed(0); save_gsam_checkpoint('$W/vit_b.pt', build_gsam('vit_b', nu
 fresh "$R/bench_vit_b.txt" && $GSAM bench --model "$W/vit_b.pt" --backend onnxruntime,torch,triton-grpc --sizes 256x256,512x512,480x640 \
   --warmup 1 --iters 5 --out "$R/bench_vit_b" > "$R/bench_vit_b.txt"
 
-# 5. Soak against a real Triton server
+# 5. Serving: wire bytes and p50 at 1024x1024 (FP32, UINT8, gsam_image), throughput with and without batching
+fresh "$R/serving.md" && $PY benchmarks/serving.py --onnx "$W/demo/model.onnx" --size 1024 --iters 5 \
+  --batch-size 256 --requests 32 --concurrency 1,4,8 --out "$R/serving.md"
+
+# 6. Soak against a real Triton server (gsam_python over HTTP and gRPC, gsam_image)
 fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 4000 --threads 16 --aborts 10 --out "$R/soak.json"
 echo all benchmark results are in $R

@@ -1,5 +1,6 @@
-"""Bounded soak of a real Triton server: mixed-size requests from many threads over HTTP and gRPC,
-plus clients that give up mid-request, with the server's resident memory before and after.
+"""Bounded soak of a real Triton server: mixed-size requests from many threads to every CPU model
+(gsam_python over HTTP and gRPC, gsam_image with PNG bytes over HTTP), plus clients that give up
+mid-request, with the server's resident memory before and after.
 
     python benchmarks/soak.py --requests 2000 --threads 16 [--onnx model.onnx] [--out soak.json]
 
@@ -71,16 +72,16 @@ def impatient_client(url_http: str, url_grpc: str, stop: threading.Event, counts
 
 
 def load_phase(server: TritonServer, threads: int, requests: int, inputs: dict, time_limit: float) -> dict:
-    """`requests` mixed-size requests from `threads` threads (alternately HTTP and gRPC clients,
+    """`requests` mixed-size requests from `threads` threads (gRPC, HTTP and gsam_image clients in turn,
     each created in its own thread: tritonclient's HTTP client is bound to its thread)."""
     lock, issued = threading.Lock(), [0]
-    latencies: dict[str, list[float]] = {"http": [], "grpc": []}
+    latencies: dict[str, list[float]] = {"http": [], "grpc": [], "image": []}
     errors: list[str] = []
     deadline = time.monotonic() + time_limit
 
     def worker(index: int) -> None:
-        protocol = "http" if index % 2 else "grpc"
-        client = load_backend(f"triton-{protocol}", server.http_url if protocol == "http" else server.grpc_url)
+        protocol = ("grpc", "http", "image")[index % 3]
+        client = load_backend(f"triton-{protocol}", server.grpc_url if protocol == "grpc" else server.http_url)
         while True:
             with lock:
                 if issued[0] >= requests or time.monotonic() > deadline:
@@ -112,7 +113,8 @@ def soak(onnx_path: Path, requests: int, threads: int, time_limit: float, aborts
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "triton_models"
         build_repository(onnx_path, repo)
-        with TritonServer(repo, ["gsam_python"], free_port(), free_port(), log_path=Path(tmp) / "triton.log") as server:
+        with TritonServer(repo, ["gsam_python", "gsam_image"], free_port(), free_port(),
+                          log_path=Path(tmp) / "triton.log") as server:
             rng = np.random.default_rng(0)
             inputs = {s: rng.uniform(0, 255, (1, 3, *s)).astype(np.float32) for s in SIZES}
             warm = load_phase(server, threads, threads * len(SIZES), inputs, time_limit)  # every size, full concurrency
@@ -139,7 +141,7 @@ def soak(onnx_path: Path, requests: int, threads: int, time_limit: float, aborts
             time.sleep(1.0)
             rss_after = tree_rss_mb(server.process.pid)
             latencies = main["latencies"]
-            served = latencies["http"] + latencies["grpc"]
+            served = latencies["http"] + latencies["grpc"] + latencies["image"]
             pct = lambda values, q: round(float(np.percentile(values, q)), 1) if values else None  # noqa: E731
             return {
                 "requests": main["issued"], "threads": threads, "errors": len(main["errors"]) + len(warm["errors"]),

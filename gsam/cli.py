@@ -19,6 +19,7 @@ The pipeline, one command per stage (gsam demo runs them all on generated data):
   gsam export      ONNX with dynamic height/width (verified), TensorRT engines
   gsam triton      write a Triton model repository from the ONNX file
   gsam serve       run Triton on it (HTTP and gRPC, any image size)
+  gsam deploy      run -> verified ONNX variants, profiles, Triton repository, manifest
   gsam bench       latency and throughput of every backend across sizes
   gsam info        a model's size and FLOPs, or an artifact's lineage
   gsam import-reference  turn a checkpoint of the official G-SAM code into a run
@@ -56,6 +57,7 @@ def _register_commands() -> None:
     from .commands.bench import bench
     from .commands.data import data
     from .commands.demo import demo
+    from .commands.deploy import deploy
     from .commands.export import export
     from .commands.info import info
     from .commands.k8s import k8s
@@ -64,7 +66,8 @@ def _register_commands() -> None:
     from .commands.train import evaluate, train
     from .commands.triton import serve, triton
 
-    for command in (demo, data, train, evaluate, predict, export, triton, serve, bench, info, import_reference_command):
+    for command in (demo, data, train, evaluate, predict, export, triton, serve, deploy, bench, info,
+                    import_reference_command):
         cli.add_command(command)
     triton.add_command(k8s)
 

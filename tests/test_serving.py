@@ -1,4 +1,4 @@
-"""A real Triton server (the bundled binary) on 127.0.0.1 serving gsam_python, and the repository configs."""
+"""A real Triton server (the bundled binary) on 127.0.0.1 serving gsam_python and gsam_image, and the configs."""
 
 from __future__ import annotations
 
@@ -27,16 +27,19 @@ def served_onnx(tiny_onnx):
     return tiny_onnx
 
 
+MAX_PIXELS = 256 * 256
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, served_onnx):
     root = tmp_path_factory.mktemp("repo") / "triton_models"
-    build_repository(served_onnx, root)
+    build_repository(served_onnx, root, max_pixels=MAX_PIXELS)
     return root
 
 
 @pytest.fixture(scope="module")
 def server(repo):
-    with TritonServer(repo, ["gsam_python"], free_port(), free_port()) as running:
+    with TritonServer(repo, ["gsam_python", "gsam_image"], free_port(), free_port()) as running:
         yield running
 
 
@@ -65,10 +68,15 @@ def test_served_config_and_metadata_show_dynamic_dims(server):
 
     client = http.InferenceServerClient(server.http_url)
     metadata = client.get_model_metadata("gsam_python")
-    assert metadata["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 3, -1, -1]}]
+    assert metadata["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 3, -1, -1]},
+                                  {"name": "image_uint8", "datatype": "UINT8", "shape": [-1, 3, -1, -1]}]
     shapes = {o["name"]: o["shape"] for o in metadata["outputs"]}
     assert shapes == {"logits": [-1, 3, -1, -1], "mask": [-1, -1, -1]}
-    assert client.get_model_config("gsam_python")["max_batch_size"] == 0
+    config = client.get_model_config("gsam_python")
+    assert config["max_batch_size"] == 8 and "dynamic_batching" in config
+    assert config["parameters"]["max_pixels"]["string_value"] == str(MAX_PIXELS)
+    image = client.get_model_metadata("gsam_image")
+    assert image["inputs"] == [{"name": "image_bytes", "datatype": "BYTES", "shape": [1]}]
 
 
 def test_bad_requests_get_errors_and_the_server_keeps_answering(server):
@@ -85,11 +93,13 @@ def test_bad_requests_get_errors_and_the_server_keeps_answering(server):
     cases = [(np.zeros((3, 64, 64), np.float32), "FP32", "image"),          # wrong rank
              (np.zeros((1, 3, 64, 64), np.int32), "INT32", "FP32"),          # wrong dtype
              (np.zeros((1, 1, 64, 64), np.float32), "FP32", "image"),        # wrong channel count
-             (np.zeros((1, 3, 16, 64), np.float32), "FP32", ">= 32")]        # below the minimum size
+             (np.zeros((1, 3, 16, 64), np.float32), "FP32", ">= 32"),        # below the minimum size
+             (np.zeros((1, 3, 300, 300), np.float32), "FP32", f"max_pixels={MAX_PIXELS}")]  # above the bound
     for array, datatype, expected in cases:
         with pytest.raises(InferenceServerException) as err:
             infer(array, datatype)
         assert expected in str(err.value)
+        assert err.value.status() == "400", (expected, err.value.status())  # a client error, not a server one
     assert infer(_images((1, 3, 64, 64)), "FP32").as_numpy("mask").shape == (1, 64, 64)
 
 
@@ -168,6 +178,12 @@ def test_cli_build_and_predict_over_grpc(server, tmp_path, synth_data):
                                       str(synth_data / "val" / "images"), "--out", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "p" / "masks").glob("*.png"))) == 6
+    result = CliRunner().invoke(cli, ["predict", "--backend", "triton-image", "--url", server.http_url,
+                                      str(synth_data / "val" / "images"), "--out", str(tmp_path / "i")])
+    assert result.exit_code == 0, result.output
+    for mask in sorted((tmp_path / "p" / "masks").glob("*.png")):  # file bytes on the wire, the same masks back
+        np.testing.assert_array_equal(_decode_png((tmp_path / "i" / "masks" / mask.name).read_bytes()),
+                                      _decode_png(mask.read_bytes()))
     result = CliRunner().invoke(cli, ["predict", "--backend", "triton-http", "--url", f"127.0.0.1:{free_port()}",
                                       str(synth_data), "--out", str(tmp_path / "q")])
     assert result.exit_code == 1 and "cannot reach Triton" in result.output
@@ -226,3 +242,191 @@ def test_server_follows_its_parent_even_when_the_parent_is_killed(repo):
     else:
         os.kill(server_pid, signal.SIGKILL)
         pytest.fail("tritonserver outlived its parent")
+
+
+def _http_infer(server, model, inputs, outputs=None):
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(server.http_url)
+    requests = []
+    for name, array, datatype in inputs:
+        request = http.InferInput(name, list(array.shape), datatype)
+        request.set_data_from_numpy(array)
+        requests.append(request)
+    wanted = [http.InferRequestedOutput(o) for o in outputs] if outputs else None
+    return client.infer(model, requests, outputs=wanted)
+
+
+def _png_bytes(rgb, fmt="PNG"):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def _decode_png(data):
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as png:
+        return np.asarray(png)
+
+
+def test_too_large_request_names_the_limit_and_the_next_request_succeeds(server):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException) as err:
+        _http_infer(server, "gsam_python", [("image", np.zeros((1, 3, 257, 256), np.float32), "FP32")])
+    assert err.value.status() == "400"
+    assert f"max_pixels={MAX_PIXELS}" in str(err.value) and "257x256" in str(err.value)
+    with pytest.raises(InferenceServerException) as err:  # encoded: refused from the header, before decoding
+        _http_infer(server, "gsam_image", [("image_bytes", np.array([_png_bytes(np.zeros((300, 300, 3), np.uint8))],
+                                                                    dtype=np.object_), "BYTES")])
+    assert err.value.status() == "400" and f"max_pixels={MAX_PIXELS}" in str(err.value)
+    with pytest.raises(InferenceServerException) as err:
+        _http_infer(server, "gsam_image", [("image_bytes", np.array([b"not an image"], dtype=np.object_), "BYTES")])
+    assert err.value.status() == "400" and "cannot decode" in str(err.value)
+    result = _http_infer(server, "gsam_python", [("image", _images((1, 3, 256, 256)), "FP32")])
+    assert result.as_numpy("mask").shape == (1, 256, 256)
+
+
+def test_mask_only_requests_ship_no_logits_and_the_same_mask(server):
+    images = _images((1, 3, 72, 100), seed=3)
+    both = _http_infer(server, "gsam_python", [("image", images, "FP32")])
+    only = _http_infer(server, "gsam_python", [("image", images, "FP32")], outputs=["mask"])
+    assert [o["name"] for o in only.get_response()["outputs"]] == ["mask"]
+    assert only.as_numpy("logits") is None
+    np.testing.assert_array_equal(only.as_numpy("mask"), both.as_numpy("mask"))
+
+
+def test_uint8_fp32_and_encoded_images_give_the_same_mask(server):
+    rgb = np.random.default_rng(5).integers(0, 256, (80, 112, 3), dtype=np.uint8)
+    tensor = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    fp32 = _http_infer(server, "gsam_python", [("image", tensor.astype(np.float32), "FP32")], ["mask"]).as_numpy("mask")
+    uint8 = _http_infer(server, "gsam_python", [("image_uint8", tensor, "UINT8")], ["mask"]).as_numpy("mask")
+    np.testing.assert_array_equal(uint8, fp32)
+    for fmt in ("PNG", "JPEG"):
+        data = _png_bytes(rgb, fmt)
+        decoded = _decode_png(data)  # what the server decodes: lossless for PNG, JPEG's own pixels otherwise
+        want = _http_infer(server, "gsam_python", [("image_uint8", np.ascontiguousarray(
+            decoded.transpose(2, 0, 1)[None]), "UINT8")], ["mask"]).as_numpy("mask")[0]
+        result = _http_infer(server, "gsam_image", [("image_bytes", np.array([data], dtype=np.object_), "BYTES")],
+                             ["mask_png", "overlay_png"])
+        np.testing.assert_array_equal(_decode_png(result.as_numpy("mask_png")[0]), want)
+        assert _decode_png(result.as_numpy("overlay_png")[0]).shape == (80, 112, 3)
+    with pytest.raises(Exception, match="exactly one"):
+        _http_infer(server, "gsam_python", [("image", tensor.astype(np.float32), "FP32"), ("image_uint8", tensor, "UINT8")])
+
+
+def test_encoded_image_orientation_and_modes_follow_predict(server):
+    import io
+
+    from PIL import Image
+
+    rgb = np.random.default_rng(6).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees clockwise
+    Image.fromarray(rgb).save(buffer, format="PNG", exif=exif.tobytes())
+    result = _http_infer(server, "gsam_image", [("image_bytes", np.array([buffer.getvalue()], dtype=np.object_),
+                                                 "BYTES")], ["mask_png"])
+    assert _decode_png(result.as_numpy("mask_png")[0]).shape == (96, 64)
+    gray16 = (np.random.default_rng(7).integers(0, 65536, (64, 64))).astype(np.uint16)
+    result = _http_infer(server, "gsam_image", [("image_bytes", np.array([_png_bytes(gray16)], dtype=np.object_),
+                                                 "BYTES")], ["mask_png"])
+    assert _decode_png(result.as_numpy("mask_png")[0]).shape == (64, 64)
+
+
+def test_concurrent_same_shape_requests_are_batched_and_each_gets_its_own_result(server, served_onnx):
+    import tritonclient.http as http
+
+    local = load_backend("onnxruntime", served_onnx)
+    stats = http.InferenceServerClient(server.http_url)
+
+    def counts():
+        model = stats.get_inference_statistics("gsam_python")["model_stats"][0]
+        return model["inference_count"], model["execution_count"]
+
+    inputs = [_images((1, 3, 96, 128), seed=100 + i) for i in range(24)]
+    wants = [local(x)["mask"] for x in inputs]
+    before = counts()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda x: _http_infer(server, "gsam_python", [("image", x, "FP32")], ["mask"]).as_numpy("mask"),
+                            inputs))
+    after = counts()
+    for g, w in zip(got, wants):
+        np.testing.assert_array_equal(g, w)
+    inferences, executions = after[0] - before[0], after[1] - before[1]
+    assert inferences == 24 and executions < inferences, (inferences, executions)
+    mixed = [_images((1, 3, 64 + 8 * (i % 4), 96), seed=i) for i in range(16)]  # shapes never mix in one batch
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda x: _http_infer(server, "gsam_python", [("image", x, "FP32")], ["mask"]).as_numpy("mask"),
+                            mixed))
+    for g, x in zip(got, mixed):
+        np.testing.assert_array_equal(g, local(x)["mask"])
+
+
+def test_metrics_endpoint_counts_successes_per_model(server):
+    import urllib.request
+
+    _http_infer(server, "gsam_image", [("image_bytes", np.array([_png_bytes(np.zeros((40, 40, 3), np.uint8))],
+                                                                dtype=np.object_), "BYTES")])
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    for model in ("gsam_python", "gsam_image"):
+        assert f'nv_inference_request_success{{model="{model}",version="1"}}' in text
+    for counter in ("nv_inference_request_failure", "nv_inference_queue_duration_us", "nv_inference_count",
+                    "nv_inference_exec_count", "nv_inference_compute_infer_duration_us"):  # the README's list
+        assert f"{counter}{{" in text, counter
+
+
+def test_curl_with_the_binary_data_extension_gets_a_png(server, tmp_path):
+    """The README's curl call: a JSON header, then the image as one BYTES element (4-byte length + bytes)."""
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    rgb = np.random.default_rng(8).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    (tmp_path / "in.png").write_bytes(_png_bytes(rgb))
+    script = tmp_path / "call.sh"
+    script.write_text(CURL_EXAMPLE.replace("localhost:8000", server.http_url))
+    done = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    want = _http_infer(server, "gsam_python", [("image_uint8", np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]),
+                                                "UINT8")], ["mask"]).as_numpy("mask")[0]
+    np.testing.assert_array_equal(_decode_png((tmp_path / "mask.png").read_bytes()), want)
+    assert json.loads((tmp_path / "header.json").read_text())["outputs"][0]["name"] == "mask_png"
+
+
+CURL_EXAMPLE = r"""set -e
+n=$(stat -c %s in.png)
+printf '{"inputs":[{"name":"image_bytes","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":%d}}],"outputs":[{"name":"mask_png","parameters":{"binary_data":true}}]}' $((n + 4)) > header.json
+{ cat header.json; printf "%08x" "$n" | sed 's/\(..\)\(..\)\(..\)\(..\)/\\x\4\\x\3\\x\2\\x\1/' | xargs -0 printf; cat in.png; } > request.bin
+curl -sf -D response.headers -o response.bin -H "Inference-Header-Content-Length: $(stat -c %s header.json)" \
+  --data-binary @request.bin http://localhost:8000/v2/models/gsam_image/infer
+h=$(grep -i '^Inference-Header-Content-Length' response.headers | tr -dc 0-9)
+tail -c +$((h + 5)) response.bin > mask.png
+"""
+
+
+def test_memory_budget_derives_max_pixels_from_the_measured_cost(served_onnx, tmp_path):
+    """The probe sees activation memory grow with pixels; the bound it writes keeps a request within budget."""
+    from gsam.runtime.triton.budget import bytes_per_pixel, max_pixels_for
+    from gsam.runtime.triton.repository import config_facts, read_model_config
+
+    slope, fixed = bytes_per_pixel(served_onnx)
+    assert 50 < slope < 5000 and fixed > 0  # the tiny model: about 300 bytes per pixel
+    result = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(tmp_path / "r"),
+                                      "--memory-budget", "1024"])
+    assert result.exit_code == 0, result.output
+    written = int(read_model_config(tmp_path / "r" / "gsam_image").parameters["max_pixels"].string_value)
+    assert written % 1024 == 0 and abs(written - max_pixels_for(1024 << 20, slope, fixed)) < 0.2 * written
+    assert config_facts(read_model_config(tmp_path / "r" / "gsam_python")).num_classes == 3
+    result = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(tmp_path / "r"),
+                                      "--memory-budget", "1", "--max-pixels", "5000"])
+    assert result.exit_code == 1 and "not both" in result.output

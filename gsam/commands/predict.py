@@ -38,6 +38,8 @@ def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton
     if backend.startswith("triton"):
         if not url:
             raise GSAMError(f"--backend {backend} needs --url, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
+        if backend == "triton-image" and triton_model == "gsam_python":
+            triton_model = "gsam_image"  # the default names the tensor model; this backend needs the image one
         return load_backend(backend, url, model=triton_model), list(paths)
     if len(paths) < 2:
         raise GSAMError("give the model (run directory, .pt, .onnx or .plan) and then one or more images or folders")
@@ -51,7 +53,8 @@ def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton
 @out_option("Writes OUT/masks and OUT/overlays.", type=click.Path(file_okay=False))
 @click.option("--backend", type=click.Choice(["auto", *backend_names()]), default="auto", show_default=True,
               help="auto picks by the model file: run dir/.pt -> torch, .onnx -> onnxruntime, .plan -> tensorrt.")
-@click.option("--url", help="Triton server for triton-http / triton-grpc, e.g. localhost:8001.")
+@click.option("--url", help="Triton server for triton-http / triton-grpc / triton-image, e.g. localhost:8001 "
+                            "(triton-image: the HTTP port, e.g. localhost:8000).")
 @triton_model_option()
 @device_option()
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
@@ -61,6 +64,7 @@ def predict(paths, out, backend, url, triton_model, device, alpha) -> None:
     \b
     Local model:  gsam predict RUN_OR_MODEL IMAGES_OR_DIRS... --out DIR
     Triton:       gsam predict --backend triton-grpc --url localhost:8001 IMAGES_OR_DIRS... --out DIR
+    Image bytes:  gsam predict --backend triton-image --url localhost:8000 IMAGES_OR_DIRS... --out DIR
     """
     from tqdm import tqdm
 
@@ -84,7 +88,14 @@ def predict(paths, out, backend, url, triton_model, device, alpha) -> None:
             if min(image.shape[:2]) < segmenter.facts.min_size:
                 raise GSAMError(f"{path}: image {image.shape[0]}x{image.shape[1]} is below the model's minimum side "
                                 f"of {segmenter.facts.min_size} pixels")
-            mask = segmenter(to_model_input(image))["mask"][0]
+            if hasattr(segmenter, "segment_bytes"):  # the file's own bytes go on the wire
+                from ..runtime.triton.image_codec import decode_image
+
+                data = path.read_bytes()
+                mask = segmenter.segment_bytes(data)
+                image = decode_image(data)  # as the server saw it (EXIF orientation applied), for the overlay
+            else:
+                mask = segmenter(to_model_input(image))["mask"][0]
             name = path.stem
             while name in used:
                 name += "_"

@@ -24,22 +24,45 @@ def triton() -> None:
 @click.option("--gpu", is_flag=True, help="gsam_python on KIND_GPU with onnxruntime's CUDA provider.")
 @profile_option("Give gsam_onnx the TensorRT accelerator with this profile (repeatable).")
 @click.option("--fp16", is_flag=True, help="FP16 for the TensorRT accelerator.")
-def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profiles, fp16) -> None:
-    """Write or update a model repository: gsam_python, gsam_onnx (and gsam_trt with --engine).
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Most pixels one request may hold (N x H x W); larger ones get HTTP 400. "
+                   "[default: 4194304 = 2048x2048, or derived from --memory-budget]")
+@click.option("--memory-budget", type=click.IntRange(1), default=None, metavar="MIB",
+              help="Derive --max-pixels from this budget per request, measuring this model's memory per pixel.")
+@click.option("--max-batch", type=click.IntRange(0), default=8, show_default=True,
+              help="gsam_python's largest dynamic batch (0 = no batching).")
+@click.option("--preferred-batch", "preferred", type=click.IntRange(1), multiple=True,
+              help="A batch size the dynamic batcher prefers (repeatable).")
+@click.option("--queue-delay-us", type=click.IntRange(0), default=2000, show_default=True,
+              help="How long the dynamic batcher waits for more same-shape requests.")
+def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profiles, fp16, max_pixels, memory_budget,
+                 max_batch, preferred, queue_delay_us) -> None:
+    """Write or update a model repository: gsam_python, gsam_image, gsam_onnx (and gsam_trt with --engine).
 
-    Inputs and outputs come from the ONNX file: image [-1, 3, -1, -1] FP32 in; logits and
-    mask out. Configs are built as Triton ModelConfig messages and carry the model's facts
-    and the ONNX file's sha256 as parameters.
+    gsam_python takes tensors (image FP32 or image_uint8 UINT8, [N, 3, H, W]) and returns
+    logits and/or mask, batching same-shape requests; gsam_image takes encoded PNG/JPEG/TIFF
+    bytes and returns the mask as PNG. Configs are built as Triton ModelConfig messages and
+    carry the model's facts, the request bound and the ONNX file's sha256 as parameters.
 
-    Example: gsam triton build model.onnx --repo triton_models
+    Example: gsam triton build model.onnx --repo triton_models --max-pixels 4194304 --preferred-batch 4
     """
+    from ..errors import GSAMError
     from ..export.metadata import read_onnx_facts
     from ..export.profiles import parse_profile
-    from ..runtime.triton.repository import build_repository
+    from ..runtime.triton.repository import Batching, build_repository
 
+    if max_pixels and memory_budget:
+        raise GSAMError("give --max-pixels or --memory-budget, not both")
+    if memory_budget:
+        from ..runtime.triton.budget import max_pixels_within
+
+        max_pixels = max_pixels_within(onnx_path, memory_budget << 20)
+        click.echo(f"--memory-budget {memory_budget} MiB -> --max-pixels {max_pixels}")
     min_size = read_onnx_facts(onnx_path).min_size
     parsed = [parse_profile(p, min_size) for p in profiles] or None
-    for folder in build_repository(onnx_path, repo, engine, model_version, instances, gpu, parsed, fp16):
+    batching = Batching(max_batch, tuple(preferred), queue_delay_us) if max_batch else None
+    for folder in build_repository(onnx_path, repo, engine, model_version, instances, gpu, parsed, fp16,
+                                   max_pixels, batching):
         click.echo(f"wrote {folder}/config.pbtxt and {folder}/{model_version}/")
 
 
@@ -47,21 +70,23 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
 @click.option("--repo", default="triton_models", show_default=True, type=click.Path(file_okay=False))
 @click.option("--http-port", type=int, default=8000, show_default=True)
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
-@click.option("--triton-model", "triton_models", multiple=True, default=["gsam_python"], show_default=True,
+@click.option("--triton-model", "triton_models", multiple=True, default=["gsam_python,gsam_image"], show_default=True,
               help="Model to load; repeat (or comma-separate) for several. gsam_onnx and gsam_trt need Triton's "
                    "GPU container.")
+@click.option("--metrics-port", type=int, default=8002, show_default=True,
+              help="Port of Triton's Prometheus metrics (http://127.0.0.1:PORT/metrics).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for readiness.")
-def serve(repo, http_port, grpc_port, triton_models, timeout) -> None:
+def serve(repo, http_port, grpc_port, triton_models, metrics_port, timeout) -> None:
     """Run Triton on a model repository until Ctrl-C, bound to 127.0.0.1.
 
     Uses `tritonserver` from PATH (e.g. the NGC container), else the one bundled in nvidia-pytriton.
 
-    Example: gsam serve --repo triton_models --triton-model gsam_python
+    Example: gsam serve --repo triton_models --triton-model gsam_python,gsam_image --metrics-port 8002
     """
     from ..runtime.triton.server import TritonServer
 
     models = [m.strip() for value in triton_models for m in value.split(",") if m.strip()]
-    server = TritonServer(repo, models, http_port, grpc_port)
+    server = TritonServer(repo, models, http_port, grpc_port, metrics_port)
     stopping = []
 
     def request_stop(signum, frame):
@@ -71,7 +96,8 @@ def serve(repo, http_port, grpc_port, triton_models, timeout) -> None:
     try:
         click.echo(f"starting tritonserver on {repo} (models: {', '.join(models)}); log: {server.log_path}")
         server.start(timeout)
-        click.echo(f"ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  (Ctrl-C stops)")
+        click.echo(f"ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}  "
+                   "(Ctrl-C stops)")
         while not stopping and server.process.poll() is None:
             time.sleep(0.2)
         if not stopping:

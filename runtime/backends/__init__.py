@@ -1,7 +1,8 @@
 """Every way to run a gsam model behind one call: `load_backend(kind, target, **options)`.
 
 Backends: torch (run dir or .pt), onnxruntime (.onnx), tensorrt (.plan + sidecar),
-triton-http and triton-grpc (URL + model name). Each lives in its own module, imported only
+triton-http and triton-grpc (URL + model name), triton-image (URL of gsam_image: bytes in,
+PNG out). Each lives in its own module, imported only
 when asked for, so `gsam predict --backend onnxruntime` never imports TensorRT or tritonclient.
 """
 
@@ -20,6 +21,7 @@ BACKENDS: dict[str, tuple[str, str, dict]] = {
     "tensorrt": ("tensorrt_engine", "TensorRTSegmenter", {}),
     "triton-http": ("triton_client", "TritonSegmenter", {"protocol": "http"}),
     "triton-grpc": ("triton_client", "TritonSegmenter", {"protocol": "grpc"}),
+    "triton-image": ("triton_client", "TritonImageSegmenter", {}),
 }
 SUFFIX_BACKEND = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt"}
 

@@ -50,3 +50,42 @@ class TritonSegmenter(Segmenter):
 
     def close(self) -> None:
         self.client.close()
+
+
+class TritonImageSegmenter(TritonSegmenter):
+    """gsam_image over HTTP: encoded image bytes in, the mask as PNG bytes out (no tensors on the wire).
+
+    `segment_bytes` sends a file's own bytes; calling it with float32 [N, 3, H, W] arrays sends
+    each image as a lossless PNG (pixels rounded to uint8)."""
+
+    def __init__(self, url: str, model: str = "gsam_image", timeout: float = 120.0) -> None:
+        super().__init__(url, model=model, protocol="http", timeout=timeout)
+        self.name = "triton-image"
+
+    def segment_bytes(self, data: bytes) -> np.ndarray:
+        """Encoded PNG/JPEG/TIFF bytes -> int32 mask (H, W), the size of the decoded image."""
+        import io
+
+        from PIL import Image
+
+        client = self.client_module
+        request = client.InferInput("image_bytes", [1], "BYTES")
+        request.set_data_from_numpy(np.array([data], dtype=np.object_))
+        try:
+            result = self.client.infer(self.model, [request], outputs=[client.InferRequestedOutput("mask_png")])
+        except Exception as exc:
+            raise GSAMError(f"{self.name}: {str(exc).splitlines()[0][:300]}") from None
+        with Image.open(io.BytesIO(result.as_numpy("mask_png")[0])) as png:
+            return np.asarray(png).astype(np.int32)
+
+    def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        import io
+
+        from PIL import Image
+
+        masks = []
+        for image in images:
+            buffer = io.BytesIO()
+            Image.fromarray(np.clip(image.transpose(1, 2, 0), 0, 255).round().astype(np.uint8)).save(buffer, "PNG")
+            masks.append(self.segment_bytes(buffer.getvalue()))
+        return {"mask": np.stack(masks)}

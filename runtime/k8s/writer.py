@@ -53,20 +53,25 @@ def _dump(obj: dict, repo: Path) -> str:
     return HEADER.format(repo=repo) + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
 
 
-def write_manifests(repo: str | Path, out: str | Path, options: K8sOptions | None = None) -> K8sResult:
-    """Read the repository, plan, validate every manifest offline, then write them under `out`."""
+def write_manifests(repo: str | Path, out: str | Path, options: K8sOptions | None = None,
+                    repo_label: str | Path | None = None) -> K8sResult:
+    """Read the repository, plan, validate every manifest offline, then write them under `out`.
+
+    `repo_label` names the repository in the files' headers when it is read from a staging folder.
+    """
     options = options or K8sOptions()
     plan = make_plan(read_repository(repo), options)
     out = Path(out)
+    label = Path(repo_label) if repo_label else plan.repo.path
     texts: dict[Path, str] = {}
     for name, obj in kubernetes_objects(plan).items():
         validate_kubernetes(obj, KUBERNETES_VERSION)
-        texts[out / "k8s" / name] = _dump(obj, plan.repo.path)
+        texts[out / "k8s" / name] = _dump(obj, label)
     isvc = inference_service(plan)
     check_inference_service(isvc)
-    texts[out / "kserve" / "inferenceservice.yaml"] = _dump(isvc, plan.repo.path)
+    texts[out / "kserve" / "inferenceservice.yaml"] = _dump(isvc, label)
     if options.autoscale == "queue":
-        texts[out / "prometheus-adapter" / "values.yaml"] = _dump(prometheus_adapter_values(plan), plan.repo.path)
+        texts[out / "prometheus-adapter" / "values.yaml"] = _dump(prometheus_adapter_values(plan), label)
     stale = [out / "k8s" / "pvc.yaml", out / "prometheus-adapter" / "values.yaml"]
     for path, text in texts.items():
         write_text_atomic(path, text)

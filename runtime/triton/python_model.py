@@ -2,22 +2,52 @@
 
 This is what lets one model repository serve on a CPU-only machine (Triton's own
 onnxruntime backend is not in the pip-installed server). `gsam triton build` copies it to
-<repo>/gsam_python/<version>/model.py beside model.onnx. It imports nothing from gsam.
+<repo>/<model>/<version>/model.py beside model.onnx and image_codec.py. It imports nothing
+from gsam. One file serves two models, told apart by their config's inputs:
+
+- gsam_python: tensors in (`image` FP32 or `image_uint8` UINT8, [N, 3, H, W]), `logits`
+  and/or `mask` out. With a batch dimension in the config, Triton's dynamic batcher hands
+  several requests to one `execute`; requests of the same shape and dtype run as one batch.
+- gsam_image: encoded image bytes in (`image_bytes`, one PNG/JPEG/TIFF per request), the
+  mask as PNG bytes out (`mask_png`, and `overlay_png` when asked for).
+
+Every request is bounded by the `max_pixels` parameter (pixels of one request, all of its
+images together); a request outside the bounds gets INVALID_ARG (HTTP 400), never a crash.
+Only the outputs a request asks for are computed and returned. `_segment` is the one place
+that runs the network, so a tiling step can wrap it.
 """
 
 import json
 import os
+import sys
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import image_codec  # noqa: E402  (copied beside this file)
+
+TENSOR_INPUTS = {"image": np.float32, "image_uint8": np.uint8}
+
+
+class RequestError(ValueError):
+    """A request this model refuses (answered with INVALID_ARG = HTTP 400)."""
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        self.name = config["name"]
         self.min_size = int(params.get("min_size", "32"))
+        self.max_pixels = int(params.get("max_pixels", "0") or 0)
+        self.batched = int(config.get("max_batch_size", 0)) > 0
+        self.encoded = any(i["name"] == "image_bytes" for i in config.get("input", []))
+        palette = json.loads(params.get("overlay_palette", "[]") or "[]")
+        self.palette = np.array(palette or [[0, 0, 0], [255, 0, 0]], dtype=np.uint8)
+        if self.max_pixels:
+            image_codec.Image.MAX_IMAGE_PIXELS = None  # the max_pixels check comes first and is tighter
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         options = ort.SessionOptions()
         threads = int(params.get("intra_op_threads", "0") or 0)
@@ -30,31 +60,124 @@ class TritonPythonModel:
             providers = ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(path, options, providers=providers)
 
-    def _check(self, image):
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"input 'image' must be [N, 3, H, W]; got shape {list(image.shape)}")
-        if image.dtype != np.float32:
-            raise ValueError(f"input 'image' must be FP32; got {image.dtype}")
-        if min(image.shape[2], image.shape[3]) < self.min_size:
-            raise ValueError(f"input 'image' is {image.shape[2]}x{image.shape[3]}; height and width must be "
-                             f">= {self.min_size}")
+    # -- the network ---------------------------------------------------------------------------
 
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            if hasattr(request, "is_cancelled") and request.is_cancelled():  # the client gave up: skip the work
-                responses.append(pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)))
+    def _segment(self, images, outputs):
+        """float32 [N, 3, H, W] -> {name: array} for the requested graph outputs ('logits', 'mask')."""
+        values = self.session.run(list(outputs), {"image": images})
+        return dict(zip(outputs, values))
+
+    # -- tensor requests (gsam_python) ---------------------------------------------------------
+
+    def _tensor_input(self, request):
+        given = [(name, pb_utils.get_input_tensor_by_name(request, name)) for name in TENSOR_INPUTS]
+        given = [(name, tensor) for name, tensor in given if tensor is not None]
+        if len(given) != 1:
+            raise RequestError(f"give exactly one of the inputs {', '.join(TENSOR_INPUTS)}; got "
+                               f"{len(given)}")
+        name, tensor = given[0]
+        array = tensor.as_numpy()
+        if array.ndim != 4 or array.shape[1] != 3:
+            raise RequestError(f"input {name!r} must be [N, 3, H, W]; got shape {list(array.shape)}")
+        if array.dtype != TENSOR_INPUTS[name]:
+            raise RequestError(f"input {name!r} must be {np.dtype(TENSOR_INPUTS[name]).name}; got {array.dtype}")
+        n, _, height, width = array.shape
+        if min(height, width) < self.min_size:
+            raise RequestError(f"input {name!r} is {height}x{width}; height and width must be >= {self.min_size}")
+        if self.max_pixels and n * height * width > self.max_pixels:
+            raise RequestError(f"input {name!r} is {n}x{height}x{width} = {n * height * width} pixels; this "
+                               f"model's limit is max_pixels={self.max_pixels} per request")
+        return array
+
+    def _requested(self, request):
+        names = [n for n in request.requested_output_names() if n in ("logits", "mask")]
+        return tuple(names) or ("logits", "mask")
+
+    def _run_tensor_requests(self, requests, responses):
+        """Requests of one shape and dtype run together, in batches of at most max_pixels."""
+        groups = {}
+        for index, request in enumerate(requests):
+            if responses[index] is not None:
                 continue
             try:
-                image = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
-                self._check(image)
-                logits, mask = self.session.run(["logits", "mask"], {"image": image})
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor("logits", logits), pb_utils.Tensor("mask", mask)]))
+                array = self._tensor_input(request)
+            except RequestError as exc:
+                responses[index] = self._error(exc, pb_utils.TritonError.INVALID_ARG)
+                continue
+            groups.setdefault((array.dtype.str, array.shape[1:]), []).append((index, array))
+        for (_, shape), members in groups.items():
+            limit = max(1, self.max_pixels // (shape[1] * shape[2])) if self.max_pixels else 1 << 30
+            chunk = []
+            for member in members:
+                if chunk and sum(len(a) for _, a in chunk) + len(member[1]) > limit:
+                    self._run_chunk(requests, chunk, responses)
+                    chunk = []
+                chunk.append(member)
+            self._run_chunk(requests, chunk, responses)
+
+    def _run_chunk(self, requests, chunk, responses):
+        try:
+            wanted = sorted({name for index, _ in chunk for name in self._requested(requests[index])})
+            images = np.concatenate([a for _, a in chunk]).astype(np.float32, copy=False)
+            result = self._segment(images, tuple(wanted))
+        except Exception as exc:  # one failing batch must not take the model down
+            for index, _ in chunk:
+                responses[index] = self._error(exc, pb_utils.TritonError.INTERNAL)
+            return
+        start = 0
+        for index, array in chunk:
+            stop = start + len(array)
+            names = self._requested(requests[index])
+            responses[index] = pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(n, np.ascontiguousarray(result[n][start:stop])) for n in names])
+            start = stop
+
+    # -- encoded image requests (gsam_image) -----------------------------------------------------
+
+    def _run_image_request(self, request):
+        tensor = pb_utils.get_input_tensor_by_name(request, "image_bytes")
+        items = tensor.as_numpy().reshape(-1)
+        if len(items) != 1:
+            raise RequestError(f"input 'image_bytes' must hold one encoded image; got {len(items)}")
+        data = items[0] if isinstance(items[0], bytes) else bytes(items[0])
+        try:
+            image = image_codec.decode_image(data, self.min_size, self.max_pixels)
+        except image_codec.ImageRequestError as exc:
+            raise RequestError(f"input 'image_bytes': {exc}") from None
+        wanted = set(request.requested_output_names()) or {"mask_png"}
+        mask = self._segment(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32), ("mask",))
+        mask = mask["mask"][0]
+        outputs = []
+        if "mask_png" in wanted:
+            outputs.append(pb_utils.Tensor("mask_png", np.array([image_codec.encode_png(mask)], dtype=np.object_)))
+        if "overlay_png" in wanted:
+            picture = image_codec.overlay(image, mask, self.palette)
+            outputs.append(pb_utils.Tensor("overlay_png", np.array([image_codec.encode_png(picture)],
+                                                                   dtype=np.object_)))
+        return pb_utils.InferenceResponse(output_tensors=outputs)
+
+    # -- Triton entry points ---------------------------------------------------------------------
+
+    def _error(self, exc, code):
+        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"{self.name}: {exc}", code))
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        for index, request in enumerate(requests):
+            if hasattr(request, "is_cancelled") and request.is_cancelled():  # the client gave up: skip the work
+                responses[index] = self._error("request cancelled", pb_utils.TritonError.CANCELLED)
+        if not self.encoded:
+            self._run_tensor_requests(requests, responses)
+            return responses
+        for index, request in enumerate(requests):
+            if responses[index] is not None:
+                continue
+            try:
+                responses[index] = self._run_image_request(request)
+            except RequestError as exc:
+                responses[index] = self._error(exc, pb_utils.TritonError.INVALID_ARG)
             except Exception as exc:  # one bad request must not take the model down
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"gsam_python: {exc}")))
+                responses[index] = self._error(exc, pb_utils.TritonError.INTERNAL)
         return responses
 
     def finalize(self):

@@ -6,13 +6,18 @@ match the model, and written with protobuf's text format. The model's facts and 
 (the ONNX file's name and sha256) travel as the config's string parameters, where the Triton
 client reads them back.
 
-Dynamic batching stays off: requests of different image sizes cannot be concatenated into
-one batch without Triton's ragged batching, which the model does not take.
+gsam_python (tensors in) batches with Triton's dynamic batcher: the config has a batch
+dimension, and the batcher only joins requests whose shapes are equal, so a batch is always
+one image size; the python model concatenates them and runs onnxruntime once. gsam_image
+(encoded bytes in, PNG out) takes one image per request. Both carry `max_pixels`, the most
+pixels one request may hold; gsam_onnx and gsam_trt keep `max_batch_size: 0`.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import GSAMError
@@ -22,8 +27,27 @@ from ...facts import ModelFacts
 from ...io import atomic_path, sha256_file, write_text_atomic
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("python_model.py")
+IMAGE_CODEC_SOURCE = Path(__file__).with_name("image_codec.py")
 WARMUP_SHAPE = (1, 3, 64, 96)
-MODEL_NAMES = ("gsam_python", "gsam_onnx", "gsam_trt")
+MODEL_NAMES = ("gsam_python", "gsam_image", "gsam_onnx", "gsam_trt")
+PYTHON_MODELS = ("gsam_python", "gsam_image")
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Triton's dynamic batcher for gsam_python: largest batch, preferred sizes, queue delay."""
+
+    max_batch_size: int = 8
+    preferred: tuple[int, ...] = ()
+    max_queue_delay_us: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 0 or self.max_queue_delay_us < 0:
+            raise GSAMError(f"--max-batch and --queue-delay-us must be >= 0; got {self.max_batch_size}, "
+                            f"{self.max_queue_delay_us}")
+        bad = [p for p in self.preferred if not 1 <= p <= self.max_batch_size]
+        if bad:
+            raise GSAMError(f"--preferred-batch {bad[0]} is outside 1..--max-batch ({self.max_batch_size})")
 
 
 def _schema():
@@ -32,16 +56,23 @@ def _schema():
     return model_config_pb2
 
 
-def new_config(name: str, facts: ModelFacts, **fields):
-    """A ModelConfig with gsam's inputs, outputs and parameters; `fields` set the backend or platform."""
+def new_config(name: str, facts: ModelFacts, max_batch_size: int = 0, **fields):
+    """A ModelConfig with gsam's inputs, outputs and parameters; `fields` set the backend or platform.
+
+    With max_batch_size > 0 Triton owns the batch axis, so dims leave it out."""
     mc = _schema()
-    config = mc.ModelConfig(name=name, max_batch_size=0, **fields)
-    config.input.add(name="image", data_type=mc.TYPE_FP32, dims=[-1, 3, -1, -1])
-    config.output.add(name="logits", data_type=mc.TYPE_FP32, dims=[-1, facts.num_classes, -1, -1])
-    config.output.add(name="mask", data_type=mc.TYPE_INT32, dims=[-1, -1, -1])
-    for key, value in facts.to_metadata().items():
-        config.parameters[key].string_value = value
+    config = mc.ModelConfig(name=name, max_batch_size=max_batch_size, **fields)
+    batch = [] if max_batch_size > 0 else [-1]
+    config.input.add(name="image", data_type=mc.TYPE_FP32, dims=batch + [3, -1, -1])
+    config.output.add(name="logits", data_type=mc.TYPE_FP32, dims=batch + [facts.num_classes, -1, -1])
+    config.output.add(name="mask", data_type=mc.TYPE_INT32, dims=batch + [-1, -1])
+    set_parameters(config, facts.to_metadata())
     return config
+
+
+def set_parameters(config, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        config.parameters[key].string_value = str(value)
 
 
 def add_instances(config, count: int, gpu: bool, profiles: list[str] | None = None) -> None:
@@ -54,17 +85,49 @@ def add_warmup(config, facts: ModelFacts) -> None:
     """One random request at a small size, so the first real request does not pay for initialization."""
     mc = _schema()
     shape = (1, 3, max(facts.min_size, WARMUP_SHAPE[2]), max(facts.min_size, WARMUP_SHAPE[3]))
+    shape = shape[1:] if config.max_batch_size > 0 else shape
     warmup = config.model_warmup.add(name="warmup", batch_size=1)
     warmup.inputs["image"].data_type = mc.TYPE_FP32
     warmup.inputs["image"].dims.extend(shape)
     warmup.inputs["image"].random_data = True
 
 
-def python_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = False):
-    config = new_config(name, facts, backend="python")
+def python_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
+                  batching: Batching | None = Batching()):
+    """Tensors in: `image` (FP32) or `image_uint8` (UINT8), one of the two per request (Triton
+    types each input once, so the two dtypes are two optional inputs)."""
+    mc = _schema()
+    config = new_config(name, facts, batching.max_batch_size if batching else 0, backend="python")
+    config.input[0].optional = True
+    config.input.add(name="image_uint8", data_type=mc.TYPE_UINT8, dims=list(config.input[0].dims), optional=True)
+    if batching and batching.max_batch_size > 0:
+        config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+        config.dynamic_batching.preferred_batch_size.extend(batching.preferred)
     add_instances(config, instances, gpu)
-    config.parameters["intra_op_threads"].string_value = "0"
+    set_parameters(config, {"intra_op_threads": "0", "max_pixels": str(max_pixels)})
     add_warmup(config, facts)
+    return config
+
+
+def overlay_palette(facts: ModelFacts) -> list[list[int]]:
+    """The colours an overlay uses: the model's palette, else gsam's default one."""
+    from ...data.palette import default_palette
+
+    return [list(c) for c in (facts.palette or default_palette(max(facts.num_classes, 2)))]
+
+
+def image_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = False, max_pixels: int = 0):
+    """Encoded image bytes in (`image_bytes`, TYPE_STRING), the mask as PNG bytes out (`mask_png`,
+    and `overlay_png` when a request asks for it); class names and palette in the parameters."""
+    mc = _schema()
+    config = mc.ModelConfig(name=name, max_batch_size=0, backend="python")
+    config.input.add(name="image_bytes", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="mask_png", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="overlay_png", data_type=mc.TYPE_STRING, dims=[1])
+    set_parameters(config, facts.to_metadata())
+    set_parameters(config, {"intra_op_threads": "0", "max_pixels": str(max_pixels),
+                            "overlay_palette": json.dumps(overlay_palette(facts))})
+    add_instances(config, instances, gpu)
     return config
 
 
@@ -134,17 +197,29 @@ def _write_model(repo: Path, config, version: int, files: dict[str, Path], sourc
 
 def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path | None = None, version: int = 1,
                      instances: int = 1, gpu: bool = False, trt_profiles: list[ShapeProfile] | None = None,
-                     fp16: bool = False) -> list[Path]:
-    """Write gsam_python and gsam_onnx (and gsam_trt with an engine). Returns the model folders."""
+                     fp16: bool = False, max_pixels: int | None = None,
+                     batching: Batching | None = Batching()) -> list[Path]:
+    """Write gsam_python, gsam_image and gsam_onnx (and gsam_trt with an engine). Returns the model folders.
+
+    `max_pixels`: the most pixels one request may hold (None: DEFAULT_MAX_PIXELS)."""
     onnx_path, repo = Path(onnx_path), Path(repo)
     if version < 1:
         raise GSAMError(f"--version must be >= 1; got {version}")
     facts = read_onnx_facts(onnx_path).with_lineage(onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path))
+    if max_pixels is None:
+        from .budget import DEFAULT_MAX_PIXELS
+
+        max_pixels = DEFAULT_MAX_PIXELS
+    if max_pixels < facts.min_size ** 2:
+        raise GSAMError(f"--max-pixels {max_pixels} is below one minimum-size image ({facts.min_size}x{facts.min_size})")
     external = onnx_path.with_name(onnx_path.name + ".data")
     onnx_files = {"model.onnx": onnx_path, **({external.name: external} if external.exists() else {})}
+    python_files = {**onnx_files, "model.py": PYTHON_MODEL_SOURCE, "image_codec.py": IMAGE_CODEC_SOURCE}
     written = [
-        _write_model(repo, python_config("gsam_python", facts, instances, gpu), version,
-                     {**onnx_files, "model.py": PYTHON_MODEL_SOURCE}, onnx_path.name),
+        _write_model(repo, python_config("gsam_python", facts, instances, gpu, max_pixels, batching), version,
+                     python_files, onnx_path.name),
+        _write_model(repo, image_config("gsam_image", facts, instances, gpu, max_pixels), version,
+                     python_files, onnx_path.name),
         _write_model(repo, onnx_config("gsam_onnx", facts, instances, True, trt_profiles, fp16), version,
                      onnx_files, onnx_path.name),
     ]

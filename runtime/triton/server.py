@@ -3,8 +3,9 @@
 Uses `tritonserver` from PATH when there is one (an NGC container), otherwise the binary
 bundled in the nvidia-pytriton wheel, set up as docs/facts.md describes: backends
 copied to a work dir with the python stub inside, the interpreter's libdir and the wheel's
-libs on LD_LIBRARY_PATH, the venv's bin first on PATH. Binds 127.0.0.1 only; stops with
-SIGTERM so the python backend removes its /dev/shm segments.
+libs on LD_LIBRARY_PATH, the venv's bin first on PATH. Binds 127.0.0.1 only (HTTP, gRPC and
+the Prometheus metrics endpoint); stops with SIGTERM so the python backend removes its
+/dev/shm segments.
 """
 
 from __future__ import annotations
@@ -86,11 +87,12 @@ class TritonServer:
     """A tritonserver child process on 127.0.0.1; use as a context manager or call start/stop."""
 
     def __init__(self, repo: str | Path, models: list[str], http_port: int = 8000, grpc_port: int = 8001,
-                 metrics_port: int | None = None, log_path: str | Path | None = None) -> None:
+                 metrics_port: int | None = None, log_path: str | Path | None = None, metrics: bool = True) -> None:
         self.repo = Path(repo).resolve()
         self.models = models
         self.http_port, self.grpc_port = http_port, grpc_port
         self.metrics_port = metrics_port or free_port()
+        self.metrics = metrics
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="gsam-triton-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
         self._shm_before: set[str] = set()
@@ -98,6 +100,10 @@ class TritonServer:
     @property
     def http_url(self) -> str:
         return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def grpc_url(self) -> str:
@@ -113,9 +119,15 @@ class TritonServer:
                 *[f"--load-model={m}" for m in self.models],
                 "--http-address=127.0.0.1", f"--http-port={self.http_port}",
                 "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-                f"--metrics-port={self.metrics_port}", "--allow-metrics=false", "--strict-readiness=true",
+                *self._metrics_args(), "--strict-readiness=true",
                 "--log-verbose=0", *extra]
         return args, {**os.environ, **env}
+
+    def _metrics_args(self) -> list[str]:
+        if not self.metrics:
+            return ["--allow-metrics=false"]
+        return ["--allow-metrics=true", "--metrics-address=127.0.0.1",
+                f"--metrics-port={self.metrics_port}"]
 
     def _check_inputs(self) -> None:
         if not self.repo.is_dir():
@@ -123,7 +135,8 @@ class TritonServer:
         for model in self.models:
             if not (self.repo / model / "config.pbtxt").is_file():
                 raise GSAMError(f"{self.repo / model}: model {model!r} has no config.pbtxt in the repository")
-        for name, port in (("--http-port", self.http_port), ("--grpc-port", self.grpc_port)):
+        ports = [("--http-port", self.http_port), ("--grpc-port", self.grpc_port)]
+        for name, port in ports + ([("--metrics-port", self.metrics_port)] if self.metrics else []):
             if not port_is_free(port):
                 raise GSAMError(f"{name} {port} is busy on 127.0.0.1; stop what uses it or choose another port")
 

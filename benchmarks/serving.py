@@ -1,0 +1,161 @@
+"""What a request costs on the wire and in time, per way of calling a real Triton server, and what
+dynamic batching does to throughput.
+
+    python benchmarks/serving.py --onnx model.onnx [--size 1024] [--iters 5] [--out serving.md]
+
+1. Bytes on the wire (HTTP bodies, binary-data extension) and p50 latency at SIZE x SIZE for:
+   FP32 tensor in / logits+mask out (everything), FP32 in / mask out, UINT8 in / mask out, and
+   gsam_image (JPEG in, PNG out).
+2. Throughput of gsam_python at concurrency 1, 4 and 8 for a same-size workload, with the dynamic
+   batcher on (max batch 8) and off (max_batch_size 0), each on its own server.
+Loopback only; the image is a smooth synthetic picture (a photo-like JPEG size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from gsam.runtime.triton.repository import Batching, build_repository
+from gsam.runtime.triton.server import TritonServer, free_port
+
+
+def synthetic_photo(size: int, seed: int = 0) -> np.ndarray:
+    """A smooth RGB picture with a few shapes, so JPEG/PNG sizes look like a photo's, not like noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    channels = [np.sin(6 * x + rng.uniform(0, 6)) * np.cos(4 * y + rng.uniform(0, 6)) for _ in range(3)]
+    image = (np.stack(channels, -1) * 80 + 128 + rng.normal(0, 6, (size, size, 3)))
+    rows, cols = np.mgrid[0:size, 0:size]
+    for _ in range(6):
+        cy, cx = rng.uniform(0, size, 2)
+        r = rng.uniform(0.05, 0.2) * size
+        image[(rows - cy) ** 2 + (cols - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def jpeg_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def request_body(name: str, array: np.ndarray, datatype: str, outputs: list[str]) -> tuple[bytes, int]:
+    import tritonclient.http as httpclient
+
+    request = httpclient.InferInput(name, list(array.shape), datatype)
+    request.set_data_from_numpy(array, binary_data=True)
+    wanted = [httpclient.InferRequestedOutput(o, binary_data=True) for o in outputs]
+    body, json_size = httpclient.InferenceServerClient.generate_request_body([request], outputs=wanted)
+    return body, json_size
+
+
+def post(url: str, model: str, body: bytes, json_size: int | None) -> tuple[int, float]:
+    """(response body bytes, seconds) of one POST; raises on a non-200 answer."""
+    host, port = url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=600)
+    headers = {"Content-Type": "application/octet-stream"}
+    if json_size is not None:
+        headers["Inference-Header-Content-Length"] = str(json_size)
+    start = time.perf_counter()
+    connection.request("POST", f"/v2/models/{model}/infer", body=body, headers=headers)
+    response = connection.getresponse()
+    data = response.read()
+    seconds = time.perf_counter() - start
+    connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"{model}: HTTP {response.status}: {data[:200]!r}")
+    return len(data), seconds
+
+
+def wire_table(server: TritonServer, size: int, iters: int) -> str:
+    rgb = synthetic_photo(size)
+    tensor = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    jpeg = jpeg_bytes(rgb)
+    cases = [
+        ("FP32 tensor in, logits+mask out", "gsam_python", request_body("image", tensor.astype(np.float32), "FP32",
+                                                                         ["logits", "mask"])),
+        ("FP32 tensor in, mask out", "gsam_python", request_body("image", tensor.astype(np.float32), "FP32", ["mask"])),
+        ("UINT8 tensor in, mask out", "gsam_python", request_body("image_uint8", tensor, "UINT8", ["mask"])),
+        ("gsam_image: JPEG in, PNG out", "gsam_image",
+         request_body("image_bytes", np.array([jpeg], dtype=np.object_), "BYTES", ["mask_png"])),
+    ]
+    rows = [f"| request ({size}x{size}) | request bytes | response bytes | p50 ms | runs |", "|---|---:|---:|---:|---:|"]
+    for label, model, (body, json_size) in cases:
+        post(server.http_url, model, body, json_size)  # warm-up
+        times, received = [], 0
+        for _ in range(iters):
+            received, seconds = post(server.http_url, model, body, json_size)
+            times.append(seconds * 1000)
+        rows.append(f"| {label} | {len(body):,} | {received:,} | {statistics.median(times):.0f} | {iters} |")
+    return "\n".join(rows)
+
+
+def throughput(server: TritonServer, size: int, concurrency: int, requests: int) -> tuple[float, int, int]:
+    """(requests per second, inferences, executions) for `requests` same-size mask requests."""
+    import tritonclient.http as httpclient
+
+    images = [np.random.default_rng(i).integers(0, 256, (1, 3, size, size), dtype=np.uint8) for i in range(requests)]
+    bodies = [request_body("image_uint8", x, "UINT8", ["mask"]) for x in images]
+    stats = httpclient.InferenceServerClient(server.http_url)
+    before = stats.get_inference_statistics("gsam_python")["model_stats"][0]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda b: post(server.http_url, "gsam_python", *b), bodies))
+    wall = time.perf_counter() - start
+    after = stats.get_inference_statistics("gsam_python")["model_stats"][0]
+    return (requests / wall, int(after["inference_count"]) - int(before["inference_count"]),
+            int(after["execution_count"]) - int(before["execution_count"]))
+
+
+def throughput_table(onnx: Path, work: Path, size: int, requests: int, levels: list[int]) -> str:
+    rows = [f"| dynamic batching | concurrency | requests/s ({size}x{size}) | inferences | executions |",
+            "|---|---:|---:|---:|---:|"]
+    for label, batching in (("on (max batch 8, 2 ms)", Batching(8, (), 2000)), ("off", None)):
+        repo = work / f"repo-{'on' if batching else 'off'}"
+        build_repository(onnx, repo, batching=batching)
+        with TritonServer(repo, ["gsam_python"], free_port(), free_port(), log_path=work / "triton.log") as server:
+            throughput(server, size, 1, 2)  # warm-up
+            for level in levels:
+                rate, inferences, executions = throughput(server, size, level, requests)
+                rows.append(f"| {label} | {level} | {rate:.2f} | {inferences} | {executions} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--onnx", type=Path, required=True)
+    parser.add_argument("--size", type=int, default=1024, help="Side of the wire/latency image.")
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=256, help="Side of the same-size throughput workload.")
+    parser.add_argument("--requests", type=int, default=32, help="Requests per throughput case.")
+    parser.add_argument("--concurrency", default="1,4,8")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        build_repository(args.onnx, work / "repo")
+        with TritonServer(work / "repo", ["gsam_python", "gsam_image"], free_port(), free_port(),
+                          log_path=work / "triton.log") as server:
+            wire = wire_table(server, args.size, args.iters)
+        batching = throughput_table(args.onnx, work, args.batch_size, args.requests, levels)
+    text = (f"# Serving: wire bytes and latency, dynamic batching\n\nmodel: {args.onnx}\n\n## Bytes on the wire and "
+            f"p50 latency\n\n{wire}\n\n## Throughput, same-size workload (UINT8 in, mask out)\n\n{batching}\n")
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`gsam deploy` on a trained run: the folder, its manifest, and a repository the bundled server loads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gsam.cli import cli
+from gsam.deploy import DeployManifest, deploy, parse_precisions, precision_support
+from gsam.errors import GSAMError
+
+
+def test_precisions_parse_with_fp32_first_and_reject_unknown_ones():
+    assert parse_precisions("int8,fp32") == ["fp32", "int8"]
+    assert parse_precisions("fp16") == ["fp32", "fp16"]
+    with pytest.raises(GSAMError, match="--precision"):
+        parse_precisions("fp8")
+
+
+@pytest.mark.skipif(precision_support() is not None, reason="gsam.export.precision exists: variants can be built")
+def test_variants_without_the_precision_module_fail_in_one_line_before_any_work(trained_run, tmp_path):
+    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--out", str(tmp_path / "d"), "--precision",
+                                      "fp32,int8"])
+    assert result.exit_code == 1 and "no gsam.export.precision" in result.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_an_existing_folder_is_never_overwritten(trained_run, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep.txt").write_text("mine")
+    with pytest.raises(GSAMError, match="not empty"):
+        deploy(trained_run, tmp_path / "d", log=lambda s: None)
+    assert (tmp_path / "d" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.server
+def test_deploy_writes_a_folder_whose_repository_serves_and_whose_hashes_match(trained_run, tmp_path):
+    pytest.importorskip("pytriton", reason="needs the serve extra (nvidia-pytriton)")
+    from gsam.runtime.backends import load_backend
+    from gsam.runtime.triton.server import TritonServer, free_port
+
+    out = tmp_path / "deploy"
+    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = DeployManifest.read(out)
+    assert manifest.verify(out) == []
+    paths = {a.path: a for a in manifest.artifacts}
+    for needed in ("onnx/model.fp32.onnx", "profiles.txt", "trtexec.sh", "triton_models/gsam_python/config.pbtxt",
+                   "triton_models/gsam_image/1/model.py", "triton_models/gsam_image/1/image_codec.py"):
+        assert needed in paths, needed
+    assert paths["onnx/model.fp32.onnx"].lineage["source_sha256"]
+    assert "--minShapes=image:" in (out / "trtexec.sh").read_text()
+    assert (out / "profiles.txt").read_text().startswith("min=1x3x")
+    assert json.loads((out / "manifest.json").read_text())["precisions"] == ["fp32"]
+    (out / "profiles.txt").write_text("changed")
+    assert manifest.verify(out) == ["profiles.txt"]
+    with TritonServer(out / "triton_models", ["gsam_python", "gsam_image"], free_port(), free_port()) as server:
+        local = load_backend("onnxruntime", out / "onnx" / "model.fp32.onnx")
+        remote = load_backend("triton-http", server.http_url)
+        image = np.random.default_rng(0).uniform(0, 255, (1, 3, 64, 80)).astype(np.float32)
+        np.testing.assert_array_equal(remote(image)["mask"], local(image)["mask"])
+        remote.close()
+
+
+@pytest.mark.skipif(precision_support() is None, reason="needs gsam.export.precision (lower-precision variants)")
+def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, tmp_path):
+    manifest = deploy(trained_run, tmp_path / "d", ["fp32", "int8"], log=lambda s: None)
+    assert manifest.precisions == ["fp32", "int8"] and manifest.verify(tmp_path / "d") == []

@@ -1,0 +1,1 @@
+../../../runtime/triton/python_model.py

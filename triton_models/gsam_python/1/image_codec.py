@@ -1,0 +1,1 @@
+../../../runtime/triton/image_codec.py
