@@ -69,3 +69,19 @@ def test_deploy_writes_a_folder_whose_repository_serves_and_whose_hashes_match(t
 def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, tmp_path):
     manifest = deploy(trained_run, tmp_path / "d", ["fp32", "int8"], log=lambda s: None)
     assert manifest.precisions == ["fp32", "int8"] and manifest.verify(tmp_path / "d") == []
+
+
+def test_deploy_with_k8s_writes_validated_manifests_listed_in_the_manifest(trained_run, tmp_path):
+    pytest.importorskip("kubernetes_validate", reason="needs the k8s extra")
+    out = tmp_path / "deploy"
+    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--out", str(out), "--k8s", "--replicas", "2"])
+    assert result.exit_code == 0, result.output
+    manifest = DeployManifest.read(out)
+    paths = {a.path for a in manifest.artifacts}
+    assert {"k8s/deployment.yaml", "k8s/service.yaml", "kserve/inferenceservice.yaml"} <= paths, sorted(paths)
+    assert manifest.verify(out) == []
+    text = (out / "k8s" / "deployment.yaml").read_text()
+    assert "replicas: 2" in text and str(out / "triton_models") in text and ".deploy-" not in text
+    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--out", str(tmp_path / "gpu"), "--k8s",
+                                      "--gpus-per-replica", "1"])
+    assert result.exit_code == 1 and "GPU" in result.output and not (tmp_path / "gpu").exists()

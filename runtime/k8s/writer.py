@@ -28,13 +28,13 @@ class K8sResult:
     notes: list[str]
 
 
-def _notes(plan: Plan) -> list[str]:
+def _notes(plan: Plan, repo: Path) -> list[str]:
     notes = [f"image {plan.image} (Triton {plan.release}"
              + (f", TensorRT {plan.shipped_tensorrt})" if plan.shipped_tensorrt else ")")
              + f"; models {', '.join(plan.models)}; {plan.gpus} GPU(s) and {plan.memory} per replica "
              f"(memory from {plan.memory_source})"]
     if plan.pvc_name and plan.storage_uri is None:
-        notes.append(f"copy {plan.repo.path} into the PersistentVolumeClaim {plan.pvc_name} (k8s/pvc.yaml) before "
+        notes.append(f"copy {repo} into the PersistentVolumeClaim {plan.pvc_name} (k8s/pvc.yaml) before "
                      "the pods start, or regenerate with --storage-uri s3://... / pvc://...")
     if plan.repo.symlinks:
         notes.append(f"{plan.repo.symlinks[0]} and {len(plan.repo.symlinks) - 1} more are symbolic links: copy the "
@@ -78,4 +78,4 @@ def write_manifests(repo: str | Path, out: str | Path, options: K8sOptions | Non
     for path in stale:  # left from an earlier run with other options; kubectl apply -f k8s/ would pick it up
         if path not in texts:
             path.unlink(missing_ok=True)
-    return K8sResult(plan, list(texts), _notes(plan))
+    return K8sResult(plan, list(texts), _notes(plan, label))
