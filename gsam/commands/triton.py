@@ -22,16 +22,21 @@ def triton() -> None:
 @click.option("--version", "model_version", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Instances per model (or per profile).")
 @click.option("--gpu", is_flag=True, help="gsam_python on KIND_GPU with onnxruntime's CUDA provider.")
-@profile_option("Give gsam_onnx the TensorRT accelerator with this profile (repeatable).")
-@click.option("--fp16", is_flag=True, help="FP16 for the TensorRT accelerator.")
+@profile_option("An engine profile (repeatable): writes gsam_trt's config (before the engine exists, or checked "
+                "against --engine's sidecar) and gives gsam_onnx the TensorRT accelerator with the first.")
+@click.option("--fp16", is_flag=True, help="FP16 for gsam_onnx's TensorRT accelerator.")
 def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profiles, fp16) -> None:
-    """Write or update a model repository: gsam_python, gsam_onnx (and gsam_trt with --engine).
+    """Write or update a model repository: gsam_python, gsam_onnx (and gsam_trt with --engine or --profile).
 
     Inputs and outputs come from the ONNX file: image [-1, 3, -1, -1] FP32 in; logits and
     mask out. Configs are built as Triton ModelConfig messages and carry the model's facts
     and the ONNX file's sha256 as parameters.
 
     Example: gsam triton build model.onnx --repo triton_models
+
+    Example (gsam_trt's config now, the engine later from trtexec on the GPU host):
+      gsam triton build model.onnx --profile min=1x3x128x128,opt=1x3x512x512,max=1x3x1024x1024
+      --profile min=1x3x1024x1024,opt=1x3x1536x1536,max=1x3x2048x2048
     """
     from ..export.metadata import read_onnx_facts
     from ..export.profiles import parse_profile
@@ -39,7 +44,8 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
 
     min_size = read_onnx_facts(onnx_path).min_size
     parsed = [parse_profile(p, min_size) for p in profiles] or None
-    for folder in build_repository(onnx_path, repo, engine, model_version, instances, gpu, parsed, fp16):
+    for folder in build_repository(onnx_path, repo, engine, model_version, instances, gpu, parsed, fp16,
+                                   log=click.echo):
         click.echo(f"wrote {folder}/config.pbtxt and {folder}/{model_version}/")
 
 
