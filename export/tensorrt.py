@@ -117,11 +117,11 @@ def convert_for_engine(fp32_onnx: Path, out: Path, precision: str, profiles: lis
     from . import precision as variants
 
     rng = np.random.default_rng(0)
-    images = []
-    for p in profiles:
-        for h, w in {(p.min[2], p.min[3]), (p.opt[2], p.opt[3])}:
-            h, w = min(h, 512), min(w, 512)  # the gate runs on the CPU: keep it quick
-            images.append(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    # Each profile's smallest size and the smallest profile's opt size: inside the profiles, and quick
+    # enough for a gate that runs on the CPU.
+    smallest = min(profiles, key=lambda p: p.max[2] * p.max[3])
+    sizes = dict.fromkeys([(p.min[2], p.min[3]) for p in profiles] + [(smallest.opt[2], smallest.opt[3])])
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
     reference = load_backend("onnxruntime", fp32_onnx)
     log(f"converting {fp32_onnx} to {precision} ({out}), checked against fp32 at "
         f"{', '.join(f'{i.shape[0]}x{i.shape[1]}' for i in images)}...")

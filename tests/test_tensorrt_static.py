@@ -438,3 +438,19 @@ def test_onnxruntime_tensorrt_provider_takes_one_profile():
         execution_providers("tensorrt", TWO_PROFILES)
     (trt, options), *_ = execution_providers("tensorrt", TWO_PROFILES[:1])
     assert trt == "TensorrtExecutionProvider" and options["trt_profile_opt_shapes"] == "image:1x3x128x128"
+
+
+def test_fp16_on_an_fp32_export_converts_through_the_gate_before_trtexec(tiny_onnx, tmp_path):
+    if importlib.util.find_spec("gsam.export.precision") is None:
+        pytest.skip("gsam.export.precision (fp16 with fp32 islands and its gate) is not on this branch")
+    from gsam.export.metadata import read_onnx_facts
+
+    args = ["export", "tensorrt", str(tiny_onnx), "--out", str(tmp_path / "tiny.plan"), "--fp16", "--print-trtexec"]
+    for p in TWO_PROFILES:
+        args += ["--profile", p.flag()]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    converted = tmp_path / "tiny.fp16.onnx"
+    assert read_onnx_facts(converted).precision == "fp16"
+    options = check_trtexec_line(result.output.strip().splitlines()[-1], TWO_PROFILES, "11")
+    assert options["--onnx"] == [str(converted)]
