@@ -165,6 +165,8 @@ def parser_ops() -> dict[str, set[str]]:
 
 def data_types(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
     """(op, node name, TensorRT type name of its data input) for every node."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    del model.graph.value_info[:]  # converters leave stale types there; infer them afresh
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {v.name: v.type.tensor_type.elem_type for v in
              [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
@@ -211,7 +213,8 @@ def int8_model(fp32: Path, out: Path) -> onnx.ModelProto:
             return next(self.batches, None)
 
     quantize_static(str(fp32), str(out), Images(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul", "Conv"],
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={"QuantizeBias": False})  # TensorRT dequantizes int8 only, not int32 biases
     return onnx.load(str(out))
 
 

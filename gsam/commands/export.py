@@ -58,6 +58,7 @@ def export_tensorrt_command(onnx_path, out, profiles, fp16, bf16, converted, wor
     The engine computes in the ONNX's precision: build an fp16 or int8 export as it is, or
     pass --fp16/--bf16 with an fp32 export to convert it first.
 
+    \b
     Example: gsam export tensorrt model.onnx --out model.plan
       --profile min=1x3x128x128,opt=1x3x512x512,max=1x3x1024x1024
       --profile min=1x3x1024x1024,opt=1x3x1536x1536,max=1x3x2048x2048 --fp16

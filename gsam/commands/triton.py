@@ -20,7 +20,7 @@ def triton() -> None:
 @click.option("--repo", default="triton_models", show_default=True, type=click.Path(file_okay=False))
 @click.option("--engine", type=click.Path(dir_okay=False), help="A TensorRT engine (with its .json sidecar) for gsam_trt.")
 @click.option("--version", "model_version", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Instances per model (or per profile).")
+@click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Instances per model (gsam_trt: one group of this many, serving every profile).")
 @click.option("--gpu", is_flag=True, help="gsam_python on KIND_GPU with onnxruntime's CUDA provider.")
 @profile_option("An engine profile (repeatable): writes gsam_trt's config (before the engine exists, or checked "
                 "against --engine's sidecar) and gives gsam_onnx the TensorRT accelerator with the first.")
@@ -34,6 +34,7 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
 
     Example: gsam triton build model.onnx --repo triton_models
 
+    \b
     Example (gsam_trt's config now, the engine later from trtexec on the GPU host):
       gsam triton build model.onnx --profile min=1x3x128x128,opt=1x3x512x512,max=1x3x1024x1024
       --profile min=1x3x1024x1024,opt=1x3x1536x1536,max=1x3x2048x2048
