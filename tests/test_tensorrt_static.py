@@ -165,9 +165,12 @@ def parser_ops() -> dict[str, set[str]]:
 
 def data_types(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
     """(op, node name, TensorRT type name of its data input) for every node."""
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    del model.graph.value_info[:]  # converters leave stale types there; infer them afresh
-    inferred = onnx.shape_inference.infer_shapes(model)
+    del model.graph.value_info[:]  # converters leave stale types there; infer them afresh,
+    OnnxModel(model).topological_sort()  # in an order where every input is typed before its use
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     types = {v.name: v.type.tensor_type.elem_type for v in
              [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
     types |= {t.name: t.data_type for t in inferred.graph.initializer}
