@@ -1,16 +1,22 @@
-"""Build TensorRT engines from a gsam ONNX file (TensorRT 10 Python API, imported lazily).
+"""Build TensorRT engines (10.x and 11.x) from a gsam ONNX file; TensorRT is imported lazily.
 
-Precision policy: with --fp16 / --bf16, LayerNorm, Softmax and the input normalization
-stay in fp32 (SAM-family encoders overflow in fp16 LayerNorm; see docs/facts.md),
-enforced with OBEY_PRECISION_CONSTRAINTS. Every build writes a JSON sidecar beside the
-engine: profiles, precision, versions and the ONNX file's hash, which the runner reads.
+Precision lives in the ONNX, not in builder flags: the network is strongly typed
+(`NetworkDefinitionCreationFlag.STRONGLY_TYPED`), so an fp16 or int8 (QDQ) ONNX written by
+`gsam export onnx --precision ...` builds exactly the types its export gate verified on the
+CPU, fp32 islands included. TensorRT 11 has no other mode (no FP16/BF16 builder flags, no
+per-layer precision). Asking for --fp16/--bf16 on an fp32 ONNX converts it first, through the
+same gate. A weakly typed build (builder flags plus per-layer fp32 pins on the float layers
+that overflow) remains only for a TensorRT without strong typing.
+
+Every build writes a JSON sidecar beside the engine: profiles, precision, versions and the
+ONNX file's hash, which the runner and `gsam triton build` read.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import __version__
@@ -21,7 +27,7 @@ from .metadata import read_onnx_facts
 from .profiles import ShapeProfile, format_shape
 
 INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run pip install 'gsam[gpu]' "
-                "(TensorRT 10), or use NVIDIA's TensorRT / Triton container")
+                "(TensorRT 10 or 11), or use NVIDIA's TensorRT / Triton container")
 
 
 def require_tensorrt():
@@ -62,65 +68,167 @@ def read_sidecar(engine: str | Path) -> EngineSidecar:
         raise GSAMError(f"{side}: damaged engine sidecar ({type(exc).__name__}: {exc})") from None
 
 
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Op types computed in fp32 in a weakly typed reduced-precision build (fp16 overflows there).
+FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div", "Exp", "Erf")
+
+
 @dataclass
 class BuildSettings:
     profiles: list[ShapeProfile]
-    precision: str = "fp32"  # fp32, fp16 or bf16
+    precision: str = "fp32"  # the engine's precision: the ONNX's, or fp16/bf16 converted from an fp32 ONNX
     workspace_gb: float = 4.0
     timing_cache: str | None = None
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "fp16", "bf16"):
-            raise GSAMError(f"precision must be fp32, fp16 or bf16; got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise GSAMError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if not self.profiles:
             raise GSAMError("give at least one --profile min=...,opt=...,max=...")
 
 
-def trtexec_command(onnx_path: str | Path, engine: str | Path, settings: BuildSettings) -> str:
-    """The trtexec line that builds the same engine (one --minShapes/--optShapes/--maxShapes set per profile)."""
+def strongly_typed_supported(trt) -> bool:
+    """TensorRT >= 9 (all of 10.x and 11.x) can build strongly typed networks."""
+    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+
+
+def plan_precision(onnx_precision: str, requested: str | None) -> str | None:
+    """Which precision the ONNX must be converted to before building (None: build it as it is).
+
+    A reduced-precision ONNX builds as exported; an fp32 ONNX is converted when fp16/bf16 is asked for.
+    """
+    if requested in (None, onnx_precision):
+        return None
+    if onnx_precision != "fp32":
+        raise GSAMError(f"the ONNX file is already {onnx_precision}; build it without --{requested}, or start "
+                        f"from the fp32 export")
+    if requested not in ("fp16", "bf16"):
+        raise GSAMError(f"--{requested} is not a build option: export an {requested} ONNX with "
+                        f"`gsam export onnx --precision {requested}` and build that")
+    return requested
+
+
+def convert_for_engine(fp32_onnx: Path, out: Path, precision: str, profiles: list[ShapeProfile], log=print) -> Path:
+    """Write the fp16/bf16 variant of an fp32 ONNX through the export gate, against the fp32 model in
+    onnxruntime on random images of a few sizes inside the profiles."""
+    import numpy as np
+
+    from ..runtime.backends import load_backend
+    from . import precision as variants
+
+    rng = np.random.default_rng(0)
+    # Each profile's smallest size and the smallest profile's opt size: inside the profiles, and quick
+    # enough for a gate that runs on the CPU.
+    smallest = min(profiles, key=lambda p: p.max[2] * p.max[3])
+    sizes = dict.fromkeys([(p.min[2], p.min[3]) for p in profiles] + [(smallest.opt[2], smallest.opt[3])])
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    reference = load_backend("onnxruntime", fp32_onnx)
+    log(f"converting {fp32_onnx} to {precision} ({out}), checked against fp32 at "
+        f"{', '.join(f'{i.shape[0]}x{i.shape[1]}' for i in images)}...")
+    variants.make_variant(fp32_onnx, out, precision, reference=reference, images=images, log=log)
+    return out
+
+
+def trtexec_command(onnx_path: str | Path, engine: str | Path, settings: BuildSettings,
+                    strongly_typed: bool = True, fp32_layers: list[str] | None = None) -> str:
+    """The trtexec line that builds the same engine.
+
+    Each profile's shapes follow its own `--profile=N` (trtexec refuses repeated shapes without it).
+    Strongly typed (TensorRT 10 and 11; a no-op flag in 11): no precision flags, the ONNX decides.
+    Weakly typed (only TensorRT 10 has the flags): --fp16/--bf16 with the named layers kept in fp32,
+    one literal prefix and one `*` per pattern, as trtexec matches them.
+    """
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}"]
-    for p in settings.profiles:
-        args += [f"--minShapes=image:{format_shape(p.min)}", f"--optShapes=image:{format_shape(p.opt)}",
-                 f"--maxShapes=image:{format_shape(p.max)}"]
-    if settings.precision != "fp32":
-        args += [f"--{settings.precision}", "--precisionConstraints=obey",
-                 "--layerPrecisions=*LayerNorm*:fp32,*layer_norm*:fp32,*Softmax*:fp32,*softmax*:fp32"]
+    for i, p in enumerate(settings.profiles):
+        args += [f"--profile={i}", f"--minShapes=image:{format_shape(p.min)}",
+                 f"--optShapes=image:{format_shape(p.opt)}", f"--maxShapes=image:{format_shape(p.max)}"]
+    if strongly_typed:
+        args.append("--stronglyTyped")
+    elif settings.precision in ("fp16", "bf16"):
+        args.append(f"--{settings.precision}")
+        if fp32_layers:
+            args += ["--precisionConstraints=obey",
+                     "--layerPrecisions=" + ",".join(f"{name}*:fp32" for name in fp32_layers)]
+    elif settings.precision == "int8":
+        args.append("--int8")
     args.append(f"--memPoolSize=workspace:{int(settings.workspace_gb * 1024)}M")
     if settings.timing_cache:
         args.append(f"--timingCacheFile={settings.timing_cache}")
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _keep_fp32_layers(trt, network) -> int:
-    """Pin normalization, softmax and the input normalization (everything before the first conv) to fp32."""
+def fp32_node_names(onnx_path: str | Path) -> list[str]:
+    """Names of the ONNX nodes a weakly typed reduced-precision build keeps in fp32."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type in FP32_OPS and n.name]
+
+
+def _is_float_layer(trt, layer) -> bool:
+    """A layer computing on float tensors: not shape arithmetic, not integer or bool outputs."""
+    if layer.type in (trt.LayerType.SHAPE, trt.LayerType.CONSTANT, trt.LayerType.CAST):
+        return False
+    return all(layer.get_output(j).dtype in (trt.float32, trt.float16, trt.bfloat16)
+               for j in range(layer.num_outputs))
+
+
+def weak_keep_fp32_layers(trt, network) -> int:
+    """Weak typing only: pin normalization, softmax, reductions and the float layers before the first
+    convolution (the input normalization) to fp32; skip shape and integer layers, as trtexec does."""
     pinned, before_first_conv = 0, True
-    sensitive = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE}
+    sensitive = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE, trt.LayerType.UNARY}
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         if layer.type == trt.LayerType.CONVOLUTION:
             before_first_conv = False
-        name = layer.name.lower()
-        if layer.type in sensitive or before_first_conv or "norm" in name or "softmax" in name:
-            if layer.type in (trt.LayerType.CONSTANT, trt.LayerType.SHAPE, trt.LayerType.SLICE, trt.LayerType.CAST):
-                continue
+        if not _is_float_layer(trt, layer):
+            continue
+        if layer.type in sensitive or before_first_conv:
             layer.precision = trt.float32
             for j in range(layer.num_outputs):
-                if layer.get_output(j).dtype == trt.float32:
-                    layer.set_output_type(j, trt.float32)
+                layer.set_output_type(j, trt.float32)
             pinned += 1
     return pinned
 
 
-def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSettings, log=print) -> dict:
-    """Build, write the engine atomically, write the sidecar; returns the sidecar's content."""
+def weak_precision_flags(trt, config, precision: str) -> None:
+    """Weak typing only: builder flags that allow reduced-precision kernels, constraints obeyed."""
+    flags = {"fp16": trt.BuilderFlag.FP16, "bf16": trt.BuilderFlag.BF16, "int8": trt.BuilderFlag.INT8}
+    if precision in flags:
+        config.set_flag(flags[precision])
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+
+
+def strong_network(trt, builder):
+    return builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+
+
+def weak_network(trt, builder):
+    return builder.create_network(0)  # explicit batch is the only mode since TensorRT 10
+
+
+def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSettings, log=print,
+                 converted: str | Path | None = None) -> dict:
+    """Build, write the engine atomically, write the sidecar; returns the sidecar's content.
+
+    `settings.precision` different from the ONNX's converts an fp32 ONNX to it first (written to
+    `converted`, default ENGINE.<precision>.onnx) and builds from that.
+    """
     onnx_path, engine = Path(onnx_path), Path(engine)
     facts = read_onnx_facts(onnx_path)
     for profile in settings.profiles:
         profile.validate(facts.min_size)
+    target = plan_precision(facts.precision, settings.precision)
     trt = require_tensorrt()
+    strong = strongly_typed_supported(trt)
+    if target and strong:
+        onnx_path = convert_for_engine(onnx_path, Path(converted or engine.with_suffix(f".{target}.onnx")),
+                                       target, settings.profiles, log)
+        facts = read_onnx_facts(onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    network = strong_network(trt, builder) if strong else weak_network(trt, builder)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -132,14 +240,16 @@ def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSetti
         shapes.set_shape("image", profile.min, profile.opt, profile.max)
         config.add_optimization_profile(shapes)
     pinned = 0
-    if settings.precision != "fp32":
-        config.set_flag(trt.BuilderFlag.FP16 if settings.precision == "fp16" else trt.BuilderFlag.BF16)
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        pinned = _keep_fp32_layers(trt, network)
+    if not strong:
+        weak_precision_flags(trt, config, settings.precision)
+        if settings.precision in ("fp16", "bf16"):
+            pinned = weak_keep_fp32_layers(trt, network)
     cache_path = Path(settings.timing_cache) if settings.timing_cache else None
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and cache_path.exists() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
-    log(f"building a TensorRT {trt.__version__} engine ({settings.precision}, {len(settings.profiles)} profile(s))...")
+    typing = "strongly typed" if strong else "weakly typed"
+    log(f"building a TensorRT {trt.__version__} engine ({settings.precision}, {typing}, "
+        f"{len(settings.profiles)} profile(s))...")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise GSAMError(f"{onnx_path}: TensorRT could not build an engine (see the log above)")
@@ -148,11 +258,14 @@ def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSetti
     if cache_path:
         with atomic_path(cache_path) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    digest = sha256_file(onnx_path)
+    engine_facts = facts.with_lineage(onnx_file=onnx_path.name, onnx_sha256=digest)
+    if engine_facts.precision != settings.precision:
+        engine_facts = replace(engine_facts, precision=settings.precision)
     sidecar = {
         "gsam_version": __version__, "tensorrt_version": trt.__version__, "precision": settings.precision,
-        "fp32_layers": pinned, "profiles": [p.to_dict() for p in settings.profiles],
-        "onnx": str(onnx_path), "onnx_sha256": (digest := sha256_file(onnx_path)),
-        "metadata": facts.with_lineage(onnx_file=onnx_path.name, onnx_sha256=digest).to_metadata(),
+        "strongly_typed": strong, "fp32_layers": pinned, "profiles": [p.to_dict() for p in settings.profiles],
+        "onnx": str(onnx_path), "onnx_sha256": digest, "metadata": engine_facts.to_metadata(),
     }
     write_text_atomic(sidecar_path(engine), json.dumps(sidecar, indent=2))
     return sidecar

@@ -31,21 +31,31 @@ def test_cuda_training_step(tmp_path, synth_data, amp):
     assert (train(cfg, progress=False) / "last.pt").is_file()
 
 
+TWO_PROFILES = ["min=1x3x32x32,opt=1x3x128x128,max=2x3x256x256", "min=1x3x256x256,opt=1x3x512x512,max=1x3x768x768"]
+REQUESTS = [(2, 3, 97, 130), (1, 3, 32, 255), (1, 3, 300, 500), (1, 3, 768, 257)]  # two from each profile
+
+
 @needs_cuda
 @needs_tensorrt
-@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 5e-2)])
-def test_tensorrt_two_profiles_match_onnxruntime(tmp_path, tiny_onnx, precision, tolerance):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_two_profiles_match_onnxruntime(tmp_path, tiny_onnx, precision):
+    """Strongly typed engines from the default (dynamo) export; fp16 is converted through the export gate."""
     from gsam.export.tensorrt import BuildSettings, build_engine
 
-    onnx_path = tiny_onnx
-    profiles = [parse_profile("min=1x3x32x32,opt=1x3x128x128,max=2x3x256x256"),
-                parse_profile("min=1x3x256x256,opt=1x3x512x512,max=1x3x768x768")]
-    build_engine(onnx_path, tmp_path / "tiny.plan", BuildSettings(profiles, precision), log=lambda s: None)
-    engine, reference = load_backend("tensorrt", tmp_path / "tiny.plan"), load_backend("onnxruntime", onnx_path)
-    for shape in [(2, 3, 97, 130), (1, 3, 300, 500)]:
-        images = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
-        got, want = engine(images)["logits"], reference(images)["logits"]
-        assert np.abs(got - want).max() / np.abs(want).max() <= tolerance
+    if precision == "fp16" and importlib.util.find_spec("gsam.export.precision") is None:
+        pytest.skip("gsam.export.precision (fp16 conversion with fp32 islands) is not on this branch")
+    profiles = [parse_profile(p) for p in TWO_PROFILES]
+    sidecar = build_engine(tiny_onnx, tmp_path / "tiny.plan", BuildSettings(profiles, precision), log=lambda s: None)
+    assert sidecar["strongly_typed"] and sidecar["precision"] == precision
+    engine, reference = load_backend("tensorrt", tmp_path / "tiny.plan"), load_backend("onnxruntime", tiny_onnx)
+    rng = np.random.default_rng(0)
+    for shape in REQUESTS:
+        images = rng.uniform(0, 255, shape).astype(np.float32)
+        got, want = engine(images), reference(images)
+        if precision == "fp32":
+            assert np.abs(got["logits"] - want["logits"]).max() / np.abs(want["logits"]).max() <= 1e-3
+        else:
+            assert (got["mask"] == want["mask"]).mean() >= 0.995, shape
 
 
 @needs_cuda

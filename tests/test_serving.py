@@ -10,10 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from gsam.cli import cli
-from gsam.export.profiles import parse_profile
 from gsam.runtime.backends import load_backend
 from gsam.io import sha256_file
-from gsam.runtime.triton.repository import build_repository, config_text, onnx_config, parse_config, tensorrt_config
+from gsam.runtime.triton.repository import build_repository
 from gsam.runtime.triton.server import TritonServer, free_port
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
@@ -155,22 +154,6 @@ def test_model_that_fails_to_load_reports_the_servers_message(repo, tmp_path):
         server.start(timeout=60)
     assert "exited" in str(err.value) or "not ready" in str(err.value)
     server.stop()
-
-
-def test_onnx_and_tensorrt_configs_parse_with_two_profiles(served_onnx):
-    from gsam.export.metadata import read_onnx_facts
-
-    facts = read_onnx_facts(served_onnx)
-    profiles = [parse_profile("min=1x3x32x32,opt=1x3x256x256,max=2x3x512x512"),
-                parse_profile("min=1x3x512x512,opt=1x3x1024x1024,max=1x3x2048x2048")]
-    onnx_cfg = parse_config(config_text(onnx_config("gsam_onnx", facts, trt_profiles=profiles, fp16=True), "test"))
-    assert onnx_cfg.backend == "onnxruntime" and list(onnx_cfg.input[0].dims) == [-1, 3, -1, -1]
-    accelerator = onnx_cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
-    assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
-    assert accelerator.parameters["trt_profile_min_shapes"] == "image:1x3x32x32,image:1x3x512x512"
-    trt_cfg = parse_config(config_text(tensorrt_config("gsam_trt", facts, profiles), "test"))
-    assert trt_cfg.platform == "tensorrt_plan" and list(trt_cfg.output[1].dims) == [-1, -1, -1]
-    assert [list(g.profile) for g in trt_cfg.instance_group] == [["0", "1"]]  # one group: Triton picks per request
 
 
 def test_cli_build_and_predict_over_grpc(server, tmp_path, synth_data):

@@ -42,31 +42,50 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
 @click.argument("onnx_path", type=click.Path(dir_okay=False))
 @out_option("Engine file (.plan); a .plan.json sidecar is written beside it.", type=click.Path(dir_okay=False))
 @profile_option("Optimization profile; repeat for several (narrow profiles are faster than one wide one).")
-@click.option("--fp16", is_flag=True, help="FP16 kernels; LayerNorm, Softmax and input normalization stay fp32.")
-@click.option("--bf16", is_flag=True, help="BF16 kernels, with the same fp32 exceptions.")
+@click.option("--fp16", is_flag=True, help="From an fp32 ONNX: convert to fp16 with fp32 islands (checked against "
+              "fp32 on the CPU), then build. An fp16 or int8 ONNX needs no flag.")
+@click.option("--bf16", is_flag=True, help="The same with bf16.")
+@click.option("--converted", type=click.Path(dir_okay=False),
+              help="Where --fp16/--bf16 writes the converted ONNX [default: OUT with .fp16.onnx / .bf16.onnx].")
 @click.option("--workspace", type=float, default=4.0, show_default=True, help="Builder workspace in GiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Reuse and update this timing cache file.")
-@click.option("--print-trtexec", is_flag=True, help="Print the equivalent trtexec command and exit.")
-def export_tensorrt_command(onnx_path, out, profiles, fp16, bf16, workspace, timing_cache, print_trtexec) -> None:
-    """Build a TensorRT engine from a gsam ONNX file with one or more shape profiles.
+@click.option("--print-trtexec", is_flag=True, help="Print the equivalent trtexec command and exit (needs no "
+              "TensorRT; with --fp16/--bf16 the converted ONNX is written first).")
+def export_tensorrt_command(onnx_path, out, profiles, fp16, bf16, converted, workspace, timing_cache,
+                            print_trtexec) -> None:
+    """Build a strongly typed TensorRT (10 or 11) engine from a gsam ONNX file with one or more shape profiles.
 
+    The engine computes in the ONNX's precision: build an fp16 or int8 export as it is, or
+    pass --fp16/--bf16 with an fp32 export to convert it first.
+
+    \b
     Example: gsam export tensorrt model.onnx --out model.plan
-      --profile min=1x3x128x128,opt=1x3x512x512,max=2x3x1024x1024 --fp16
+      --profile min=1x3x128x128,opt=1x3x512x512,max=1x3x1024x1024
+      --profile min=1x3x1024x1024,opt=1x3x1536x1536,max=1x3x2048x2048 --fp16
+
+    Example: gsam export tensorrt model.fp16.onnx --out model.plan --profile ... --print-trtexec
     """
+    from pathlib import Path
+
     from ..errors import GSAMError
     from ..export.metadata import read_onnx_facts
     from ..export.profiles import parse_profile
-    from ..export.tensorrt import BuildSettings, build_engine, trtexec_command
+    from ..export.tensorrt import BuildSettings, build_engine, convert_for_engine, plan_precision, trtexec_command
 
     if fp16 and bf16:
         raise GSAMError("choose one of --fp16 and --bf16")
-    min_size = read_onnx_facts(onnx_path).min_size
-    parsed = [parse_profile(p, min_size) for p in profiles]
-    settings = BuildSettings(parsed, "fp16" if fp16 else "bf16" if bf16 else "fp32", workspace, timing_cache)
+    facts = read_onnx_facts(onnx_path)
+    parsed = [parse_profile(p, facts.min_size) for p in profiles]
+    requested = "fp16" if fp16 else "bf16" if bf16 else None
+    target = plan_precision(facts.precision, requested)
+    settings = BuildSettings(parsed, target or facts.precision, workspace, timing_cache)
+    converted = (converted or str(Path(out).with_suffix(f".{target}.onnx"))) if target else None
     if print_trtexec:
+        if target:
+            onnx_path = convert_for_engine(Path(onnx_path), Path(converted), target, parsed, log=click.echo)
         click.echo(trtexec_command(onnx_path, out, settings))
         return
-    sidecar = build_engine(onnx_path, out, settings, log=click.echo)
+    sidecar = build_engine(onnx_path, out, settings, log=click.echo, converted=converted)
     click.echo(f"wrote {out} and {out}.json ({sidecar['precision']}, profiles: "
                f"{', '.join(p['name'] for p in sidecar['profiles'])})")
 

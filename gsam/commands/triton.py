@@ -20,10 +20,11 @@ def triton() -> None:
 @click.option("--repo", default="triton_models", show_default=True, type=click.Path(file_okay=False))
 @click.option("--engine", type=click.Path(dir_okay=False), help="A TensorRT engine (with its .json sidecar) for gsam_trt.")
 @click.option("--version", "model_version", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Instances per model (or per profile).")
+@click.option("--instances", type=click.IntRange(1), default=1, show_default=True, help="Instances per model (gsam_trt: one group of this many, serving every profile).")
 @click.option("--gpu", is_flag=True, help="gsam_python on KIND_GPU with onnxruntime's CUDA provider.")
-@profile_option("Give gsam_onnx the TensorRT accelerator with this profile (repeatable).")
-@click.option("--fp16", is_flag=True, help="FP16 for the TensorRT accelerator.")
+@profile_option("An engine profile (repeatable): writes gsam_trt's config (before the engine exists, or checked "
+                "against --engine's sidecar) and gives gsam_onnx the TensorRT accelerator with the first.")
+@click.option("--fp16", is_flag=True, help="FP16 for gsam_onnx's TensorRT accelerator.")
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Most pixels one request may hold (N x H x W); larger ones get HTTP 400. "
                    "[default: 4194304 = 2048x2048, or derived from --memory-budget]")
@@ -37,7 +38,7 @@ def triton() -> None:
               help="How long the dynamic batcher waits for more same-shape requests.")
 def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profiles, fp16, max_pixels, memory_budget,
                  max_batch, preferred, queue_delay_us) -> None:
-    """Write or update a model repository: gsam_python, gsam_image, gsam_onnx (and gsam_trt with --engine).
+    """Write or update a model repository: gsam_python, gsam_image, gsam_onnx (and gsam_trt with --engine or --profile).
 
     gsam_python takes tensors (image FP32 or image_uint8 UINT8, [N, 3, H, W]) and returns
     logits and/or mask, batching same-shape requests; gsam_image takes encoded PNG/JPEG/TIFF
@@ -45,6 +46,11 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
     carry the model's facts, the request bound and the ONNX file's sha256 as parameters.
 
     Example: gsam triton build model.onnx --repo triton_models --max-pixels 4194304 --preferred-batch 4
+
+    \b
+    Example (gsam_trt's config now, the engine later from trtexec on the GPU host):
+      gsam triton build model.onnx --profile min=1x3x128x128,opt=1x3x512x512,max=1x3x1024x1024
+      --profile min=1x3x1024x1024,opt=1x3x1536x1536,max=1x3x2048x2048
     """
     from ..errors import GSAMError
     from ..export.metadata import read_onnx_facts
@@ -62,7 +68,7 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
     parsed = [parse_profile(p, min_size) for p in profiles] or None
     batching = Batching(max_batch, tuple(preferred), queue_delay_us) if max_batch else None
     for folder in build_repository(onnx_path, repo, engine, model_version, instances, gpu, parsed, fp16,
-                                   max_pixels, batching):
+                                   max_pixels, batching, log=click.echo):
         click.echo(f"wrote {folder}/config.pbtxt and {folder}/{model_version}/")
 
 

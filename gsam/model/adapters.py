@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
+
+from .layers import LayerNorm2d
 
 
 class InputAdapter(nn.Module):

@@ -45,8 +45,10 @@ def get_rel_pos(q_size, k_size: int, rel_pos: Tensor) -> Tensor:
     SAM's Python `max` and `if`: the table is always interpolated (a same-size linear resize
     is the identity) to 2 * q_size - 1 entries.
     """
-    table = F.interpolate(rel_pos.transpose(0, 1)[None], size=2 * q_size - 1, mode="linear")
-    table = table[0].transpose(0, 1)
+    # A bilinear resize of a width-1 image is the 1-D linear resize, bit for bit, but exports as one ONNX
+    # Resize; the 1-D form exports as index arithmetic with integer Clip, which TensorRT's parser refuses.
+    table = F.interpolate(rel_pos.transpose(0, 1)[None, :, :, None], size=(2 * q_size - 1, 1), mode="bilinear")
+    table = table[0, :, :, 0].transpose(0, 1)
     q_coords = torch.arange(q_size, device=rel_pos.device)[:, None].to(torch.float32)
     # The ratio as a tensor, not a Python float, so the dynamo exporter keeps it symbolic.
     ratio = (q_coords[-1] + 1) / k_size

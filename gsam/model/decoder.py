@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.mask_decoder import MLP
 from segment_anything.modeling.transformer import TwoWayTransformer
 from torch import Tensor, nn
+
+from .layers import LayerNorm2d
 
 # SAM's decoder has one single-mask token plus three multimask tokens.
 SAM_MASK_TOKENS = 4

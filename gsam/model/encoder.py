@@ -4,13 +4,14 @@ an input adapter, a positional encoding generator (PEG) and pooled attention."""
 from __future__ import annotations
 
 import torch.nn.functional as F
-from segment_anything.modeling.common import LayerNorm2d, MLPBlock
+from segment_anything.modeling.common import MLPBlock
 from torch import Tensor, nn
 
 from .adapters import InputAdapter, MultiScaleAdaptFormer, RefineAdapter
 from .attention import PooledAttention
 from .cnn import CNNBranch
 from .config import GSAMConfig
+from .layers import LayerNorm2d
 
 
 class StridedPatchEmbed(nn.Module):

@@ -35,6 +35,10 @@ class OnnxRuntimeSegmenter(Segmenter):
             self.session = ort.InferenceSession(str(path), options, providers=chain)
         except Exception as exc:
             raise GSAMError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})") from None
+        started = self.session.get_providers()
+        if names[0] not in started:
+            raise GSAMError(f"{path}: onnxruntime's {names[0]} did not start (running on {', '.join(started)} "
+                            f"instead); see onnxruntime's log above")
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -45,8 +49,9 @@ def execution_providers(kind: str, profiles: list[ShapeProfile] | None = None, c
                         fp16: bool = False) -> list:
     """onnxruntime provider chain for 'cpu', 'cuda' or 'tensorrt'.
 
-    The TensorRT provider gets explicit profile shapes and an engine cache, so it builds
-    once per profile instead of once per new input shape.
+    The TensorRT provider gets one profile's shapes and an engine cache, so it builds once
+    instead of once per new input shape. One profile only: with several, onnxruntime keeps its
+    execution context on the first.
     """
     if kind == "cpu":
         return ["CPUExecutionProvider"]
@@ -54,8 +59,9 @@ def execution_providers(kind: str, profiles: list[ShapeProfile] | None = None, c
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if kind != "tensorrt":
         raise GSAMError(f"providers must be one of {', '.join(PROVIDERS)}; got {kind!r}")
-    if not profiles:
-        raise GSAMError("the TensorRT execution provider needs at least one shape profile")
+    if not profiles or len(profiles) > 1:
+        raise GSAMError(f"onnxruntime's TensorRT provider takes exactly one shape profile; got {len(profiles or [])} "
+                        "(the tensorrt backend serves several from one engine)")
     trt_options = {**onnxruntime_trt_options(profiles), "trt_engine_cache_enable": True,
                    "trt_engine_cache_path": cache_dir, "trt_timing_cache_enable": True, "trt_fp16_enable": fp16}
     return [("TensorrtExecutionProvider", trt_options), "CUDAExecutionProvider", "CPUExecutionProvider"]

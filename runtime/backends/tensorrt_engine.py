@@ -1,7 +1,8 @@
 """Run a gsam TensorRT engine: pick the profile that contains the request, execute, return numpy.
 
 Device buffers are torch CUDA tensors (torch is already a dependency), bound by name with
-the TensorRT 10 API (set_input_shape, set_tensor_address, execute_async_v3).
+the named-tensor API that TensorRT 10 and 11 share (set_input_shape, set_tensor_address,
+execute_async_v3, set_optimization_profile_async).
 """
 
 from __future__ import annotations

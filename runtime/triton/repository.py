@@ -81,15 +81,25 @@ def add_instances(config, count: int, gpu: bool, profiles: list[str] | None = No
     config.instance_group.add(count=count, kind=kind, profile=profiles or [])
 
 
-def add_warmup(config, facts: ModelFacts) -> None:
-    """One random request at a small size, so the first real request does not pay for initialization."""
-    mc = _schema()
+def warmup_shape(facts: ModelFacts, profile: ShapeProfile | None = None) -> tuple[int, int, int, int]:
+    """A small request shape: WARMUP_SHAPE raised to the model's minimum side, and moved inside
+    `profile` (a warm-up outside every profile fails, and the model never becomes ready)."""
     shape = (1, 3, max(facts.min_size, WARMUP_SHAPE[2]), max(facts.min_size, WARMUP_SHAPE[3]))
-    shape = shape[1:] if config.max_batch_size > 0 else shape
-    warmup = config.model_warmup.add(name="warmup", batch_size=1)
-    warmup.inputs["image"].data_type = mc.TYPE_FP32
-    warmup.inputs["image"].dims.extend(shape)
-    warmup.inputs["image"].random_data = True
+    if profile is None:
+        return shape
+    return tuple(min(max(s, lo), hi) for s, lo, hi in zip(shape, profile.min, profile.max))  # type: ignore
+
+
+def add_warmup(config, facts: ModelFacts, profiles: list[ShapeProfile] | None = None) -> None:
+    """One random request at a small size (one per profile), so the first real request does not pay
+    for initialization."""
+    mc = _schema()
+    for i, profile in enumerate(profiles or [None]):
+        warmup = config.model_warmup.add(name="warmup" if profile is None else f"warmup_profile_{i}", batch_size=1)
+        warmup.inputs["image"].data_type = mc.TYPE_FP32
+        shape = warmup_shape(facts, profile)
+        warmup.inputs["image"].dims.extend(shape[1:] if config.max_batch_size > 0 else shape)
+        warmup.inputs["image"].random_data = True
 
 
 def python_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
@@ -133,7 +143,15 @@ def image_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = F
 
 def onnx_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = True,
                 trt_profiles: list[ShapeProfile] | None = None, fp16: bool = False):
-    """Triton's onnxruntime backend; with profiles, its TensorRT accelerator gets their shapes."""
+    """Triton's onnxruntime backend; with a profile, its TensorRT accelerator gets that profile's shapes.
+
+    Exactly one profile: onnxruntime's TensorRT provider keeps its execution context on the first
+    of several, so requests in the others would fail or rebuild. The warm-up lies inside it.
+    """
+    if trt_profiles and len(trt_profiles) > 1:
+        raise GSAMError(f"{name}: onnxruntime's TensorRT accelerator serves only one profile; got "
+                        f"{len(trt_profiles)} ({', '.join(p.name for p in trt_profiles)}). Give it one, and serve "
+                        "several profiles from a TensorRT engine (gsam_trt)")
     config = new_config(name, facts, backend="onnxruntime", default_model_filename="model.onnx")
     add_instances(config, instances, gpu)
     if trt_profiles:
@@ -141,15 +159,27 @@ def onnx_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = Tr
         accelerator.parameters.update({"precision_mode": "FP16" if fp16 else "FP32", "trt_engine_cache_enable": "true",
                                        "trt_engine_cache_path": "/tmp/gsam_trt_cache",
                                        **onnxruntime_trt_options(trt_profiles)})
-    add_warmup(config, facts)
+    add_warmup(config, facts, trt_profiles or None)
     return config
 
 
 def tensorrt_config(name: str, facts: ModelFacts, profiles: list[ShapeProfile], instances: int = 1):
-    """One instance group listing every profile: Triton picks, per request, a profile that contains it."""
+    """One instance group listing every profile: the backend picks, per request, a profile that contains
+    it (Triton does not route requests between instance groups by shape). One warm-up per profile."""
+    if not profiles:
+        raise GSAMError(f"{name}: a TensorRT model needs its engine's profiles (--profile or the engine's sidecar)")
     config = new_config(name, facts, platform="tensorrt_plan", default_model_filename="model.plan")
     add_instances(config, instances, True, [str(i) for i in range(len(profiles))])
+    add_warmup(config, facts, profiles)
     return config
+
+
+def check_engine_profiles(engine: Path, engine_profiles: list[ShapeProfile], profiles: list[ShapeProfile]) -> None:
+    """An engine serves the config's profile indices only if its sidecar lists the same profiles, in order."""
+    if profiles and list(profiles) != list(engine_profiles):
+        raise GSAMError(f"{engine}: the engine was built with profiles "
+                        f"{', '.join(p.name for p in engine_profiles)} but --profile gives "
+                        f"{', '.join(p.name for p in profiles)}; pass the engine's profiles, in its order, or none")
 
 
 def config_text(config, source: str) -> str:
@@ -197,11 +227,16 @@ def _write_model(repo: Path, config, version: int, files: dict[str, Path], sourc
 
 def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path | None = None, version: int = 1,
                      instances: int = 1, gpu: bool = False, trt_profiles: list[ShapeProfile] | None = None,
-                     fp16: bool = False, max_pixels: int | None = None,
-                     batching: Batching | None = Batching()) -> list[Path]:
-    """Write gsam_python, gsam_image and gsam_onnx (and gsam_trt with an engine). Returns the model folders.
+                     fp16: bool = False, max_pixels: int | None = None, batching: Batching | None = Batching(),
+                     log=print) -> list[Path]:
+    """Write gsam_python, gsam_image and gsam_onnx, and gsam_trt when an engine or profiles are given.
+    Returns the model folders.
 
-    `max_pixels`: the most pixels one request may hold (None: DEFAULT_MAX_PIXELS)."""
+    `max_pixels`: the most pixels one request may hold (None: DEFAULT_MAX_PIXELS). gsam_trt's
+    config needs only the engine's profiles, so it can be written from `trt_profiles` before the
+    engine exists (engines are often built on the GPU host with trtexec); an engine given with
+    them must have been built with the same profiles.
+    """
     onnx_path, repo = Path(onnx_path), Path(repo)
     if version < 1:
         raise GSAMError(f"--version must be >= 1; got {version}")
@@ -214,22 +249,34 @@ def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path
         raise GSAMError(f"--max-pixels {max_pixels} is below one minimum-size image ({facts.min_size}x{facts.min_size})")
     external = onnx_path.with_name(onnx_path.name + ".data")
     onnx_files = {"model.onnx": onnx_path, **({external.name: external} if external.exists() else {})}
-    python_files = {**onnx_files, "model.py": PYTHON_MODEL_SOURCE, "image_codec.py": IMAGE_CODEC_SOURCE}
-    written = [
-        _write_model(repo, python_config("gsam_python", facts, instances, gpu, max_pixels, batching), version,
-                     python_files, onnx_path.name),
-        _write_model(repo, image_config("gsam_image", facts, instances, gpu, max_pixels), version,
-                     python_files, onnx_path.name),
-        _write_model(repo, onnx_config("gsam_onnx", facts, instances, True, trt_profiles, fp16), version,
-                     onnx_files, onnx_path.name),
-    ]
+    trt_profiles = list(trt_profiles or [])
+    engine_profiles, engine_files = trt_profiles, {}
     if engine:
         from ...export.tensorrt import read_sidecar, sidecar_path
 
         engine = Path(engine)
         if not engine.is_file():
             raise GSAMError(f"{engine}: no such engine file")
-        sidecar = read_sidecar(engine)
-        written.append(_write_model(repo, tensorrt_config("gsam_trt", facts, sidecar.profiles, instances), version,
-                                    {"model.plan": engine, "model.plan.json": sidecar_path(engine)}, engine.name))
+        engine_profiles = read_sidecar(engine).profiles
+        check_engine_profiles(engine, engine_profiles, trt_profiles)
+        engine_files = {"model.plan": engine, "model.plan.json": sidecar_path(engine)}
+    if len(trt_profiles) > 1:
+        log(f"gsam_onnx: onnxruntime's TensorRT accelerator serves one profile; it gets the first "
+            f"({trt_profiles[0].name}); gsam_trt serves all {len(trt_profiles)}")
+    python_files = {**onnx_files, "model.py": PYTHON_MODEL_SOURCE, "image_codec.py": IMAGE_CODEC_SOURCE}
+    written = [
+        _write_model(repo, python_config("gsam_python", facts, instances, gpu, max_pixels, batching), version,
+                     python_files, onnx_path.name),
+        _write_model(repo, image_config("gsam_image", facts, instances, gpu, max_pixels), version,
+                     python_files, onnx_path.name),
+        _write_model(repo, onnx_config("gsam_onnx", facts, instances, True, trt_profiles[:1], fp16), version,
+                     onnx_files, onnx_path.name),
+    ]
+    if engine_profiles:
+        source = engine.name if engine else onnx_path.name
+        written.append(_write_model(repo, tensorrt_config("gsam_trt", facts, engine_profiles, instances), version,
+                                    engine_files, source))
+        if not engine:
+            log(f"gsam_trt: config written for {len(engine_profiles)} profile(s); put an engine built with exactly "
+                f"these profiles, in this order, at {repo / 'gsam_trt' / str(version) / 'model.plan'}")
     return written
