@@ -26,7 +26,7 @@ TRAIN_FLAG_HELP = {
     "lr": "Adam learning rate (cosine decay).",
     "weight_decay": "Adam weight decay.",
     "device": DEVICE_HELP,
-    "amp": "Mixed precision on CUDA (fp16 uses a grad scaler).",
+    "amp": "Mixed precision: bf16 on the CPU or CUDA (autocast); fp16 on CUDA only (with a grad scaler).",
     "workers": "DataLoader workers.",
     "seed": "Random seed (data order, crops, initialization).",
     "val_every": "Validate every N epochs.",
