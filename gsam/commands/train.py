@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..device import DEVICE_HELP
-from .options import DEVICE, SIZE, device_option
+from .options import AMP, DEVICE, SIZE, device_option
 
 
 # Help for each TrainConfig field; the click option's type and default come from the field itself,
@@ -40,7 +40,7 @@ TRAIN_FLAG_TYPES = {
     "data": click.Path(file_okay=False), "out": click.Path(file_okay=False),
     "sam_checkpoint": click.Path(dir_okay=False), "num_classes": click.IntRange(1), "crop": SIZE,
     "epochs": click.IntRange(1), "batch_size": click.IntRange(1), "device": DEVICE,
-    "amp": click.Choice(["off", "bf16", "fp16"]), "workers": click.IntRange(0), "val_every": click.IntRange(1),
+    "amp": AMP, "workers": click.IntRange(0), "val_every": click.IntRange(1),
     "steps_per_epoch": click.IntRange(1), "token_stride": click.Choice(["8", "16"]),
     "cnn": click.Choice(["resnet18", "resnet50", "resnet101"]),
 }
