@@ -122,3 +122,23 @@ def test_bf16_autocast_on_the_cpu_trains_resumes_and_exports(tmp_path, synth_dat
                                  "--exporter", "torchscript", "--verify-sizes", "64x80"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "bf16.onnx").is_file()
+
+
+def test_predict_under_bf16_agrees_with_fp32(tmp_path, trained_run, synth_data):
+    import numpy as np
+
+    runner = CliRunner()
+    images = str(synth_data / "val" / "images")
+    for amp in ("off", "bf16"):
+        result = runner.invoke(cli, ["predict", str(trained_run), images, "--out", str(tmp_path / amp),
+                                     "--device", "cpu", "--amp", amp])
+        assert result.exit_code == 0, result.output
+    agree = total = 0
+    for mask_path in sorted((tmp_path / "off" / "masks").glob("*.png")):
+        fp32 = np.asarray(Image.open(mask_path))
+        bf16 = np.asarray(Image.open(tmp_path / "bf16" / "masks" / mask_path.name))
+        agree, total = agree + int((fp32 == bf16).sum()), total + fp32.size
+    assert total > 0 and agree / total > 0.97, agree / total
+    onnx_result = runner.invoke(cli, ["predict", str(tmp_path / "none.onnx"), images, "--out", str(tmp_path / "x"),
+                                      "--amp", "bf16"])
+    assert onnx_result.exit_code != 0 and "applies to the torch backend only" in onnx_result.output
