@@ -13,7 +13,7 @@ fresh() { [ "${FORCE:-0}" = 1 ] || [ ! -s "$1" ]; }
 
 # 1. Training throughput (fp32 and bf16 autocast side by side), bf16 accuracy, forward MACs
 fresh "$R/train_throughput.md" && $PY benchmarks/train_throughput.py --models tiny,vit_b --crops 128,256 --batch 2 --amp off,bf16 --steps 3 --warmup 1 > "$R/train_throughput.md"
-fresh "$R/amp_miou.md" && $PY benchmarks/amp_miou.py --seeds 0,1 --epochs 12 > "$R/amp_miou.md"
+fresh "$R/amp_miou.md" && $PY benchmarks/amp_miou.py --seeds 0,1 --epochs 8 > "$R/amp_miou.md"
 fresh "$R/macs.md" && $PY benchmarks/macs.py > "$R/macs.md"
 # GPU only (prints "skipped" without CUDA): GSAM vit_b at 256 against SAM vit_b at 1024, time and peak memory
 fresh "$R/gpu_train_memory.md" && $PY benchmarks/gpu_train_memory.py --batch 2 --amp off,bf16 > "$R/gpu_train_memory.md"
