@@ -1,7 +1,9 @@
 """Forward multiply-adds per training crop: GSAM vit_b at small crops against SAM vit_b at 1024x1024.
 
-Counted two ways: every operation (torch.utils.flop_counter, FLOPs / 2) and Conv/Linear layers only
-(the thop convention of the paper's table, where SAM = 371.98 G). Runs on the meta device: no compute.
+Counted two ways: every operation (torch.utils.flop_counter, FLOPs / 2) and convolutions and linear
+projections only (the thop convention of the paper's table, where SAM = 371.98 G), including those called
+through torch.nn.functional (GSAM's qkv projection), which thop's module hooks miss. Runs on the meta
+device: no compute.
 
     python benchmarks/macs.py
 """

@@ -11,9 +11,12 @@ mkdir -p "$R" "$W"
 # A step whose result file exists is skipped (FORCE=1 reruns everything), so an interrupted run resumes.
 fresh() { [ "${FORCE:-0}" = 1 ] || [ ! -s "$1" ]; }
 
-# 1. Training throughput and forward MACs
-fresh "$R/train_throughput.md" && $PY benchmarks/train_throughput.py --models tiny,vit_b --crops 128,256 --batch 2 > "$R/train_throughput.md"
+# 1. Training throughput (fp32 and bf16 autocast side by side), bf16 accuracy, forward MACs
+fresh "$R/train_throughput.md" && $PY benchmarks/train_throughput.py --models tiny,vit_b --crops 128,256 --batch 2 --amp off,bf16 --steps 3 --warmup 1 > "$R/train_throughput.md"
+fresh "$R/amp_miou.md" && $PY benchmarks/amp_miou.py --seeds 0,1 --epochs 8 > "$R/amp_miou.md"
 fresh "$R/macs.md" && $PY benchmarks/macs.py > "$R/macs.md"
+# GPU only (prints "skipped" without CUDA): GSAM vit_b at 256 against SAM vit_b at 1024, time and peak memory
+fresh "$R/gpu_train_memory.md" && $PY benchmarks/gpu_train_memory.py --batch 2 --amp off,bf16 > "$R/gpu_train_memory.md"
 
 # 2. Export time/size, onnxruntime against PyTorch eager
 fresh "$R/export_latency.md" && $PY benchmarks/export_latency.py --models tiny,vit_b --sizes 256,512,1024 --repeats 3 > "$R/export_latency.md"

@@ -26,7 +26,9 @@ def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     assert {"cpu", "cores", "torch_threads", "versions"} <= set(report["environment"])
-    assert report["matmul_gflops"] > 0 and set(report["scaling_exponent"]) == {"onnxruntime", "torch"}
+    peaks = report["peak_gflops"]
+    assert set(peaks) == {"torch/fp32", "torch/bf16", "onnxruntime/fp32", "onnxruntime/int8"}
+    assert all(rate > 0 for rate in peaks.values()) and set(report["scaling_exponent"]) == {"onnxruntime", "torch"}
     rows = report["results"]
     assert [(r["backend"], r["height"], r["width"]) for r in rows] == [
         ("onnxruntime", 64, 64), ("onnxruntime", 96, 160), ("torch", 64, 64), ("torch", 96, 160)]
@@ -35,12 +37,42 @@ def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx)
         assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
         assert r["images_per_s"] > 0 and r["megapixels_per_s"] > 0
         assert r["gflops_per_image"] > 0 and 0 < r["fraction_of_peak"]
+        # each row against its own engine's rate, measured in this run
+        assert r["precision"] == "fp32" and r["peak"] == f"{r['backend']}/fp32"
+        assert r["peak_gflops"] == peaks[r["peak"]]
+        assert r["fraction_of_peak"] == pytest.approx(r["achieved_gflops"] / peaks[r["peak"]])
     with (out / "bench.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 4
     for name in ("latency_vs_megapixels.png", "throughput_vs_concurrency.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[0] > 100
     assert "ratio" in result.output and "torch" in result.output
+
+
+def test_bench_torch_bf16_rows_use_the_bf16_peak(tmp_path, run_and_onnx):
+    run, _ = run_and_onnx
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--backend", "torch", "--amp", "bf16",
+                                      "--sizes", "64x64", "--iters", "2", "--warmup", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    (row,) = report["results"]
+    assert report["amp"] == "bf16" and row["precision"] == "bf16" and row["peak"] == "torch/bf16"
+    assert row["fraction_of_peak"] == pytest.approx(row["achieved_gflops"] / report["peak_gflops"]["torch/bf16"])
+
+
+def test_rows_pick_their_engines_peak():
+    from gsam.runtime.bench.harness import BenchPlan, summarize
+
+    peaks = {"torch/fp32": 100.0, "torch/bf16": 400.0, "onnxruntime/fp32": 200.0, "onnxruntime/int8": 800.0}
+    plan = BenchPlan([(64, 64)], iters=4)
+    cases = {("triton-grpc", "int8"): "onnxruntime/int8", ("onnxruntime", "fp32"): "onnxruntime/fp32",
+             ("sam-vit-b@1024", "fp32"): "onnxruntime/fp32", ("torch", "bf16"): "torch/bf16"}
+    for (backend, precision), key in cases.items():
+        row = summarize(backend, (64, 64), plan, 1, [10.0] * 4, 0, 0.04, None, 2.0, peaks, precision)
+        assert row.peak == key and row.fraction_of_peak == pytest.approx(200.0 / peaks[key]), backend
+    gpu = summarize("tensorrt", (64, 64), plan, 1, [10.0] * 4, 0, 0.04, None, 2.0, peaks, "fp16")
+    assert gpu.peak is None and gpu.fraction_of_peak is None and gpu.achieved_gflops == pytest.approx(200.0)
 
 
 @pytest.mark.server
@@ -64,6 +96,7 @@ def test_bench_through_a_real_triton_server_at_concurrency_2(tmp_path, run_and_o
     (["--sizes", "0x0"], "must be positive"),
     (["--backend", "tensorflow"], "unknown backend 'tensorflow'"),
     (["--concurrency", "0"], "integers >= 1"),
+    (["--amp", "fp8"], "'fp8' is not one of"),
 ])
 def test_bad_arguments_fail_in_one_line(tmp_path, run_and_onnx, args, message):
     run, onnx_path = run_and_onnx

@@ -114,7 +114,7 @@ def test_training_settings_errors(tmp_path, synth_data):
     base = ["train", "--data", synth_data, "--model", "tiny", "--quiet"]
     if not torch.cuda.is_available():
         assert_one_line_error(*run(*base, "--out", tmp_path / "a", "--device", "cuda"), "no CUDA device")
-        assert_one_line_error(*run(*base, "--out", tmp_path / "b", "--amp", "fp16"), "needs a CUDA device")
+        assert_one_line_error(*run(*base, "--out", tmp_path / "b", "--amp", "fp16"), "fp16 needs a CUDA device")
     assert_one_line_error(*run(*base, "--out", tmp_path / "c", "--num-classes", "5"), "does not fit the dataset's 3 classes")
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("epochs: [1\n")

@@ -89,3 +89,32 @@ def test_token_stride_16_quarters_the_vit_grid():
     with torch.no_grad():
         assert model16.eval()(torch.rand(1, 3, 50, 70) * 255).shape == (1, 1, 50, 70)
     assert model16.config.min_size == 48
+
+
+class _FunctionalLayers(nn.Module):
+    """Projections called through torch.nn.functional, which module hooks never see, beside real layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.depthwise = nn.Parameter(torch.randn(8, 1, 3, 3))
+
+    def forward(self, x):
+        y = torch.nn.functional.conv2d(x, self.conv.weight, padding=1)  # (1, 8, 5, 6)
+        y = torch.nn.functional.conv2d(y, self.depthwise, padding=1, groups=8)  # (1, 8, 5, 6)
+        tokens = torch.nn.functional.linear(y.permute(0, 2, 3, 1), self.qkv.weight)  # (1, 5, 6, 24)
+        return self.conv(x), tokens, self.up(y)  # (1, 8, 5, 6) and (1, 4, 10, 12)
+
+
+def test_layer_macs_count_functional_linear_and_conv_calls():
+    from gsam.model.flops import count_layer_macs
+
+    pixels = 5 * 6
+    expected = (pixels * 8 * 3 * 9      # F.conv2d
+                + pixels * 8 * 1 * 9    # depthwise F.conv2d, groups=8
+                + pixels * 24 * 8       # F.linear on the qkv weight
+                + pixels * 8 * 3 * 9    # nn.Conv2d
+                + pixels * 8 * 4 * 4)   # nn.ConvTranspose2d: each input pixel scatters 4 channels x 2x2
+    assert count_layer_macs(_FunctionalLayers(), torch.rand(1, 3, 5, 6)) == expected

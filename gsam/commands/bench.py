@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import SIZE_LIST, out_option, triton_model_option
+from .options import SIZE_LIST, amp_option, out_option, triton_model_option
 
 LOCAL = ("torch", "onnxruntime", "tensorrt")
 TRITON = ("triton-http", "triton-grpc")
@@ -48,20 +48,24 @@ def _backend_list(ctx, param, value):
 @click.option("--concurrency", default="1", show_default=True, callback=_int_list, help="e.g. 1,4")
 @click.option("--threads", type=click.IntRange(1), help="Intra-op threads for torch and onnxruntime.")
 @click.option("--baseline", type=click.Choice(["sam-vit-b"]), help="Add SAM ViT-B at a fixed 1024x1024 (onnxruntime).")
+@amp_option("Run the torch backend under autocast: bf16 on the CPU (compared with torch's bf16 matmul rate).")
 @out_option("Writes bench.json, bench.csv, PNG plots.", type=click.Path(file_okay=False))
 def bench(backends, model_path, onnx_path, engine, url, triton_model, sizes, batch, warmup, iters, duration,
-          concurrency, threads, baseline, out) -> None:
+          concurrency, threads, baseline, amp, out) -> None:
     """Latency (p50/p90/p99) and throughput of each backend at each size and concurrency.
 
     All backends see the same seeded images. Each row also reports FLOPs per image, the
-    achieved GFLOP/s and its fraction of this machine's measured fp32 matmul rate.
+    achieved GFLOP/s and its fraction of the matmul rate its own engine reaches at its
+    precision, measured in the same run (torch fp32/bf16, onnxruntime fp32/int8).
 
+    \b
     Example: gsam bench --model runs/demo --backend onnxruntime,torch,triton-grpc --sizes 256x256,480x640 --out bench/
+    bf16:    gsam bench --model runs/demo --backend torch --amp bf16 --out bench_bf16/
     """
     from ..runtime.bench.runner import run_bench
 
     report = run_bench(backends=backends, model_path=Path(model_path), onnx_path=onnx_path, engine=engine, url=url,
                        triton_model=triton_model, sizes=sizes, batch=batch, warmup=warmup, iters=iters,
                        duration=duration, concurrency=concurrency, threads=threads, baseline=baseline, out=Path(out),
-                       log=click.echo)
+                       amp=amp, log=click.echo)
     click.echo(report)

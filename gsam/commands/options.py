@@ -67,6 +67,7 @@ class DeviceType(click.ParamType):
 SIZE = SizeType()
 SIZE_LIST = SizeListType()
 DEVICE = DeviceType()
+AMP = click.Choice(["off", "bf16", "fp16"])  # the modes of gsam.train.amp, named here without importing torch
 
 
 def device_option(default: str = "auto"):
@@ -87,3 +88,7 @@ def profile_option(help_text: str):
 def triton_model_option(default: str = "gsam_python"):
     return click.option("--triton-model", default=default, show_default=True,
                         help="Model name inside the Triton server (gsam_python, gsam_onnx or gsam_trt).")
+
+
+def amp_option(help_text: str = "Torch backend: run under autocast, bf16 (CPU or CUDA) or fp16 (CUDA only)."):
+    return click.option("--amp", type=AMP, default="off", show_default=True, help=help_text)

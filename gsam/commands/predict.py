@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..runtime.backends import backend_names
-from .options import device_option, out_option, triton_model_option
+from .options import amp_option, device_option, out_option, triton_model_option
 
 
 def collect_images(paths: list[str]) -> list[Path]:
@@ -30,7 +30,8 @@ def collect_images(paths: list[str]) -> list[Path]:
     return images
 
 
-def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton_model: str, device: str):
+def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton_model: str, device: str,
+                   amp: str = "off"):
     """(segmenter, image paths): local backends take the model as the first path, Triton ones a URL."""
     from ..errors import GSAMError
     from ..runtime.backends import guess_backend, load_backend
@@ -44,7 +45,10 @@ def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton
     if len(paths) < 2:
         raise GSAMError("give the model (run directory, .pt, .onnx or .plan) and then one or more images or folders")
     kind = guess_backend(paths[0]) if backend == "auto" else backend
-    options = {"device": device} if kind == "torch" else {}
+    if amp != "off" and kind != "torch":
+        raise GSAMError(f"--amp {amp} applies to the torch backend only (a run directory or .pt); "
+                        f"{paths[0]} runs on {kind}")
+    options = {"device": device, "amp": amp} if kind == "torch" else {}
     return load_backend(kind, paths[0], **options), list(paths[1:])
 
 
@@ -57,14 +61,16 @@ def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton
                             "(triton-image: the HTTP port, e.g. localhost:8000).")
 @triton_model_option()
 @device_option()
+@amp_option()
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
-def predict(paths, out, backend, url, triton_model, device, alpha) -> None:
+def predict(paths, out, backend, url, triton_model, device, amp, alpha) -> None:
     """Segment images at their native size: a class-id PNG and a colour overlay per image.
 
     \b
     Local model:  gsam predict RUN_OR_MODEL IMAGES_OR_DIRS... --out DIR
     Triton:       gsam predict --backend triton-grpc --url localhost:8001 IMAGES_OR_DIRS... --out DIR
     Image bytes:  gsam predict --backend triton-image --url localhost:8000 IMAGES_OR_DIRS... --out DIR
+    bf16 on CPU:  gsam predict runs/demo photos/ --out masks/ --amp bf16
     """
     from tqdm import tqdm
 
@@ -72,7 +78,7 @@ def predict(paths, out, backend, url, triton_model, device, alpha) -> None:
     from ..errors import GSAMError
     from ..runtime.backends.processing import overlay, palette_for, save_png, to_model_input
 
-    segmenter, image_args = open_segmenter(backend, paths, url, triton_model, device)
+    segmenter, image_args = open_segmenter(backend, paths, url, triton_model, device, amp)
     images = collect_images(image_args)
     palette = palette_for(segmenter.facts.num_classes, segmenter.facts.palette)
     out = Path(out)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..device import DEVICE_HELP
-from .options import DEVICE, SIZE, device_option
+from .options import AMP, DEVICE, SIZE, device_option
 
 # The recipe names, without importing torch for `gsam --help` (a test checks they match RECIPES).
 RECIPE_NAMES = ["isbi2012", "camvid", "m-building", "kvasir", "synapse", "cityscapes", "trans10k"]
@@ -29,7 +29,7 @@ TRAIN_FLAG_HELP = {
     "lr": "Adam learning rate (cosine decay).",
     "weight_decay": "Adam weight decay.",
     "device": DEVICE_HELP,
-    "amp": "Mixed precision: bf16 on the CPU or CUDA; fp16 on CUDA only (with a grad scaler).",
+    "amp": "Mixed precision: bf16 on the CPU or CUDA (autocast); fp16 on CUDA only (with a grad scaler).",
     "workers": "DataLoader workers.",
     "seed": "Random seed (data order, crops, initialization).",
     "val_every": "Validate every N epochs.",
@@ -46,7 +46,7 @@ TRAIN_FLAG_TYPES = {
     "data": click.Path(file_okay=False), "out": click.Path(file_okay=False),
     "sam_checkpoint": click.Path(dir_okay=False), "num_classes": click.IntRange(1), "crop": SIZE,
     "epochs": click.IntRange(1), "batch_size": click.IntRange(1), "device": DEVICE,
-    "amp": click.Choice(["off", "bf16", "fp16"]), "workers": click.IntRange(0), "val_every": click.IntRange(1),
+    "amp": AMP, "workers": click.IntRange(0), "val_every": click.IntRange(1),
     "steps_per_epoch": click.IntRange(1), "token_stride": click.Choice(["8", "16"]),
     "cnn": click.Choice(["resnet18", "resnet50", "resnet101"]),
     "accumulate": click.IntRange(1), "resize": SIZE, "recipe": click.Choice(RECIPE_NAMES, case_sensitive=False),

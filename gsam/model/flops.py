@@ -1,8 +1,9 @@
 """Forward cost of a model at a given input size, counted two ways.
 
 `count_flops` counts every operation PyTorch runs (torch.utils.flop_counter);
-`count_layer_macs` counts only Conv/Linear layers, the convention of the GSAM paper's
-cost table (thop), so our numbers can be set beside the paper's.
+`count_layer_macs` counts only convolutions and linear projections, the convention of the
+GSAM paper's cost table (thop), so our numbers can be set beside the paper's; unlike thop's
+module hooks it also sees projections called through torch.nn.functional.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -49,25 +52,37 @@ def count_flops(model: nn.Module, height: int, width: int, batch: int = 1) -> Fl
     return FlopReport(counter.get_total_flops(), by_module)
 
 
+class _LayerMacCounter(TorchFunctionMode):
+    """Counts linear, conv2d and conv_transpose2d as they are called, whether by an nn.Linear /
+    nn.Conv2d module or directly through torch.nn.functional (which no module hook sees)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _LINEAR:
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            self.total += out.numel() * weight.shape[1]
+        elif func in _CONV:  # weight (out, in / groups, kh, kw): each output element sums that many products
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            self.total += out.numel() * weight[0].numel()
+        elif func in _CONV_TRANSPOSE:  # weight (in, out / groups, kh, kw): each input pixel scatters a patch
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            self.total += args[0].numel() * weight[0].numel()
+        return out
+
+
+_LINEAR = {F.linear}
+_CONV = {F.conv2d}
+_CONV_TRANSPOSE = {F.conv_transpose2d}
+
+
 def count_layer_macs(model: nn.Module, inputs: torch.Tensor) -> int:
-    """Multiply-adds of nn.Conv2d, nn.ConvTranspose2d and nn.Linear layers only (the thop convention)."""
-    total = 0
-
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
-        elif isinstance(module, nn.Conv2d):
-            total += output.numel() * (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
-        else:  # ConvTranspose2d: every input pixel scatters into a kernel-sized patch
-            total += args[0].numel() * (module.out_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
-
-    layers = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, layers)]
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total
+    """Multiply-adds of linear, conv2d and conv_transpose2d calls only (the thop convention), counting
+    functional calls such as F.linear(x, self.qkv.weight) as well as nn.Linear / nn.Conv2d layers."""
+    with torch.no_grad(), _LayerMacCounter() as counter:
+        model(inputs)
+    return counter.total

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from typing import Iterable
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from .amp import autocast
 from .distributed import DistContext
 from .metrics import ConfusionMatrix
-
-
-def autocast_context(device: torch.device, amp: str):
-    if amp == "off":
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
@@ -51,7 +45,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
             final = index == accumulate - 1
             sync = nullcontext() if final or not hasattr(model, "no_sync") else model.no_sync()
             with sync:
-                with autocast_context(device, amp):
+                with autocast(device, amp):
                     loss = loss_fn(model(batch).float(), target) / accumulate
                 scaler.scale(loss).backward()
             window_loss += loss.item()
@@ -86,7 +80,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, device: torch.device, 
     indices = range(dist.rank, len(dataset), dist.world_size)
     for index in tqdm(indices, desc="evaluating", disable=not progress, leave=False):
         image, target = dataset[index]
-        with autocast_context(device, amp):
+        with autocast(device, amp):
             logits = core(image[None].to(device))
         confusion.update(core.predict_mask(logits.float())[0].cpu(), target, dataset.spec.ignore_index)
     # nccl reduces device tensors only

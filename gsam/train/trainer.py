@@ -19,6 +19,7 @@ from ..device import resolve_device
 from ..errors import GSAMError
 from ..model import build_gsam, count_parameters, get_config
 from ..model.checkpoint import load_sam_checkpoint, read_gsam_checkpoint, save_gsam_checkpoint
+from .amp import check_amp, grad_scaler
 from .config import TrainConfig
 from .distributed import DistContext
 from .engine import evaluate, train_one_epoch
@@ -76,12 +77,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     does not change it.
     """
     device = resolve_device(cfg.device)
-    if cfg.amp not in ("off", "bf16", "fp16"):
-        raise GSAMError(f"--amp must be off, bf16 or fp16; got {cfg.amp!r}")
+    check_amp(cfg.amp, device)
     if cfg.accumulate < 1:
         raise GSAMError(f"--accumulate must be >= 1; got {cfg.accumulate}")
-    if cfg.amp == "fp16" and device.type != "cuda":
-        raise GSAMError(f"--amp fp16 needs a CUDA device; this run is on {device.type} (use --amp bf16 there)")
     dist = DistContext.from_env(device.type == "cuda")
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
@@ -141,7 +139,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                  weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    scaler = grad_scaler(device, cfg.amp)
     start_epoch, best_miou = 0, -1.0
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])

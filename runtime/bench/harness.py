@@ -2,8 +2,8 @@
 
 Each (backend, size, concurrency) case runs a bounded number of requests (and stops at a
 time limit), all backends on the same seeded images. Results carry a cost model: FLOPs per
-image counted from the architecture, achieved GFLOP/s, and the fraction of this machine's
-measured fp32 matmul rate.
+image counted from the architecture, achieved GFLOP/s, and the fraction of the matmul rate
+that the row's own engine reaches at the row's precision on this machine (see peaks.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from ...io import atomic_path, write_text_atomic
 from ..backends import Segmenter
+from .peaks import peak_key
 
 
 @dataclass
@@ -43,6 +44,9 @@ class CaseResult:
     achieved_gflops: float | None = None
     fraction_of_peak: float | None = None
     first_error: str | None = None
+    precision: str = "fp32"
+    peak: str | None = None  # the "engine/precision" rate fraction_of_peak divides by
+    peak_gflops: float | None = None
 
 
 @dataclass
@@ -115,29 +119,20 @@ def run_case(open_segmenter: Callable[[], Segmenter], images: np.ndarray, plan: 
 
 
 def summarize(backend: str, size: tuple[int, int], plan: BenchPlan, concurrency: int, latencies: list[float],
-              errors: int, wall: float, first_error: str | None, gflops: float | None, peak: float | None) -> CaseResult:
+              errors: int, wall: float, first_error: str | None, gflops: float | None, peaks: dict[str, float],
+              precision: str = "fp32") -> CaseResult:
+    """One row; its fraction of peak is against its own engine's rate at its precision (None if unmeasured)."""
     images = len(latencies) * plan.batch
     per_s = images / wall if wall > 0 else 0.0
     achieved = gflops * per_s if gflops is not None else None
+    key = peak_key(backend, precision)
+    peak = peaks.get(key) if key else None
     return CaseResult(
         backend, size[0], size[1], plan.batch, concurrency, len(latencies) + errors, errors,
         percentile(latencies, 50), percentile(latencies, 90), percentile(latencies, 99),
         float(np.mean(latencies)) if latencies else float("nan"), per_s, per_s * size[0] * size[1] / 1e6,
-        gflops, achieved, (achieved / peak) if achieved is not None and peak else None, first_error)
-
-
-def measure_matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
-    """This machine's fp32 matmul rate with the current torch thread count (best of `repeats`)."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+        gflops, achieved, (achieved / peak) if achieved is not None and peak else None, first_error,
+        precision, key if peak else None, peak)
 
 
 def gflops_per_image(config_dict: dict, size: tuple[int, int]) -> float:
@@ -242,13 +237,14 @@ def format_table(results: list[CaseResult]) -> str:
     """Rows with each backend's p50 as a ratio to the first backend's at the same size and concurrency."""
     first = results[0].backend if results else ""
     base = {(r.height, r.width, r.concurrency): r.p50_ms for r in results if r.backend == first}
-    head = (f"{'backend':<18}{'size':>10}{'conc':>5}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'img/s':>8}"
+    head = (f"{'backend':<18}{'prec':>5}{'size':>10}{'conc':>5}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'img/s':>8}"
             f"{'MP/s':>7}{'GFLOP/s':>9}{'%peak':>7}{'err':>5}{'ratio':>7}")
-    lines = [f"(ratio: p50 latency relative to {first} at the same size and concurrency)", head]
+    lines = [f"(ratio: p50 latency relative to {first} at the same size and concurrency; %peak: of the matmul "
+             f"rate of the row's own engine and precision)", head]
     for r in results:
         ratio = r.p50_ms / base[(r.height, r.width, r.concurrency)] if (r.height, r.width, r.concurrency) in base else float("nan")
         gf = f"{r.achieved_gflops:9.1f}" if r.achieved_gflops is not None else f"{'-':>9}"
         pk = f"{100 * r.fraction_of_peak:6.1f}%" if r.fraction_of_peak is not None else f"{'-':>7}"
-        lines.append(f"{r.backend:<18}{f'{r.height}x{r.width}':>10}{r.concurrency:>5}{r.p50_ms:9.1f}{r.p90_ms:9.1f}"
+        lines.append(f"{r.backend:<18}{r.precision:>5}{f'{r.height}x{r.width}':>10}{r.concurrency:>5}{r.p50_ms:9.1f}{r.p90_ms:9.1f}"
                      f"{r.p99_ms:9.1f}{r.images_per_s:8.2f}{r.megapixels_per_s:7.2f}{gf}{pk}{r.errors:>5}{ratio:7.2f}")
     return "\n".join(lines)

@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from ...errors import GSAMError
 from ..backends import load_backend
-from .harness import (BenchPlan, environment, format_table, gflops_per_image, measure_matmul_gflops, run_case,
-                    summarize, write_reports)
+from .harness import BenchPlan, environment, format_table, gflops_per_image, run_case, summarize, write_reports
+from .peaks import measure_peaks
 
 
 def _set_threads(threads: int | None) -> None:
@@ -50,13 +50,15 @@ def _model_config(model_path: Path, onnx: Path | None) -> dict | None:
 def run_bench(backends: list[str], model_path: Path, onnx_path: str | None, engine: str | None, url: str | None,
               triton_model: str, sizes: list[tuple[int, int]], batch: int, warmup: int, iters: int,
               duration: float | None, concurrency: list[int], threads: int | None, baseline: str | None, out: Path,
-              log=print) -> str:
+              amp: str = "off", log=print) -> str:
     if not model_path.exists():
         raise GSAMError(f"{model_path}: no such run directory, checkpoint or ONNX file")
     if "torch" in backends and model_path.suffix == ".onnx":
         raise GSAMError("the torch backend needs a run directory or .pt as --model, not an ONNX file")
     if "tensorrt" in backends and not engine:
         raise GSAMError("the tensorrt backend needs --engine model.plan")
+    if amp != "off" and "torch" not in backends:
+        raise GSAMError(f"--amp {amp} applies to the torch backend only; add torch to --backend")
     _set_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     local_triton = any(b.startswith("triton") for b in backends) and not url
@@ -72,8 +74,9 @@ def run_bench(backends: list[str], model_path: Path, onnx_path: str | None, engi
     if small:
         raise GSAMError(f"--sizes {small[0][0]}x{small[0][1]} is below the model's minimum side of {min_size}")
     plan = BenchPlan(sizes, batch, warmup, iters, duration, concurrency)
-    peak = measure_matmul_gflops()
-    log(f"fp32 matmul rate of this machine: {peak:.1f} GFLOP/s")
+    peaks = measure_peaks(threads)
+    log("matmul rate of each engine on this machine (GFLOP/s): "
+        + ", ".join(f"{key} {rate:.0f}" for key, rate in peaks.items()))
     flops = {s: gflops_per_image(config, s) for s in sizes} if config else {}
     results = []
     with contextlib.ExitStack() as stack:
@@ -92,20 +95,21 @@ def run_bench(backends: list[str], model_path: Path, onnx_path: str | None, engi
         total = len(backends) * len(sizes) * len(concurrency) + (len(sizes) if baseline else 0)
         bar = stack.enter_context(tqdm(total=total, desc="bench", unit="case"))
         for backend in backends:
-            opener, shared = _opener(backend, model_path, onnx, engine, server_url, triton_model, threads)
+            opener, shared, precision = _opener(backend, model_path, onnx, engine, server_url, triton_model,
+                                                threads, amp)
             try:
                 for size in sizes:
                     for conc in concurrency:
                         bar.set_postfix_str(f"{backend} {size[0]}x{size[1]} c{conc}")
                         result = run_case(opener, inputs[size], plan, conc, owned=shared is None)
-                        results.append(summarize(backend, size, plan, conc, *result, flops.get(size), peak))
+                        results.append(summarize(backend, size, plan, conc, *result, flops.get(size), peaks, precision))
                         bar.update(1)
             finally:
                 if shared is not None:
                     shared.close()
         extra = {"plan": {"sizes": [list(s) for s in sizes], "batch": batch, "warmup": warmup, "iters": iters,
                           "duration": duration, "concurrency": concurrency},
-                 "matmul_gflops": peak, "model": str(model_path), "onnx": str(onnx) if onnx else None}
+                 "peak_gflops": peaks, "amp": amp, "model": str(model_path), "onnx": str(onnx) if onnx else None}
         if baseline:
             from .sam_baseline import SamBaselineSegmenter, export_sam_baseline, sam_gflops
 
@@ -116,21 +120,25 @@ def run_bench(backends: list[str], model_path: Path, onnx_path: str | None, engi
             for size in sizes:
                 bar.set_postfix_str(f"sam-vit-b@1024 from {size[0]}x{size[1]}")
                 result = run_case(lambda: sam, inputs[size], plan, 1, owned=False)
-                results.append(summarize(sam.name, size, plan, 1, *result, sam_flops, peak))
+                results.append(summarize(sam.name, size, plan, 1, *result, sam_flops, peaks))
                 bar.update(1)
     write_reports(out, results, environment(threads), extra)
     return format_table(results) + f"\nwrote {out}/bench.json, bench.csv, latency_vs_megapixels.png, throughput_vs_concurrency.png"
 
 
-def _opener(backend, model_path, onnx, engine, server_url, triton_model, threads):
-    """(open_segmenter, shared): local backends load once and are shared by the threads;
-    Triton clients are opened by each thread (shared is None)."""
+def _opener(backend, model_path, onnx, engine, server_url, triton_model, threads, amp):
+    """(open_segmenter, shared, precision): local backends load once and are shared by the threads;
+    Triton clients are opened by each thread (shared is None). Torch runs at `amp`, the others
+    at the precision their model file records."""
     if backend in ("torch", "onnxruntime", "tensorrt"):
         target = {"torch": model_path, "onnxruntime": onnx, "tensorrt": engine}[backend]
-        options = {"threads": threads} if backend == "onnxruntime" else {}
+        options = {"threads": threads} if backend == "onnxruntime" else {"amp": amp} if backend == "torch" else {}
         shared = load_backend(backend, target, **options)
-        return (lambda: shared), shared
+        precision = (amp if amp != "off" else "fp32") if backend == "torch" else shared.facts.precision
+        return (lambda: shared), shared, precision
     protocol = backend.split("-")[1]
     target = server_url[protocol] if isinstance(server_url, dict) else server_url
-    load_backend(backend, target, model=triton_model).close()  # fail early, in one line, if unreachable
-    return (lambda: load_backend(backend, target, model=triton_model)), None
+    probe = load_backend(backend, target, model=triton_model)  # fail early, in one line, if unreachable
+    precision = probe.facts.precision
+    probe.close()
+    return (lambda: load_backend(backend, target, model=triton_model)), None, precision
