@@ -10,6 +10,7 @@ does not depend on the values), so its variants are converted without a gate.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -22,8 +23,7 @@ import torch
 from gsam.export.gate_data import load_gate_images, run_data_folder
 from gsam.export.onnx import export_checkpoint, export_onnx
 from gsam.export.precision import GateThresholds, convert_fp16, make_variant, quantize_int8
-from gsam.export.metadata import read_onnx_facts
-from gsam.export.precision import _rewrite_facts
+from gsam.export.metadata import read_onnx_facts, rewrite_onnx_facts
 from gsam.model import build_gsam
 from gsam.runtime.backends import load_backend
 
@@ -54,7 +54,7 @@ def ungated_variants(fp32: Path, calib: list[np.ndarray]) -> dict[str, Path]:
     onnx.save(convert_fp16(onnx.load(str(fp32))), str(fp16))
     quantize_int8(fp32, int8, calib)
     for path, precision in ((fp16, "fp16"), (int8, "int8")):
-        _rewrite_facts(path, dataclasses.replace(facts, precision=precision))
+        rewrite_onnx_facts(path, dataclasses.replace(facts, precision=precision))
     return {"fp32": fp32, "fp16": fp16, "int8": int8}
 
 
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--vit-b-sizes", help="Sizes for vit_b [default: --sizes].")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--exporter", default="dynamo")
+    parser.add_argument("--vit-b-onnx", help="An fp32 vit_b export to reuse instead of exporting one.")
     args = parser.parse_args()
     data = Path(args.data) if args.data else run_data_folder(args.run)
     gate_data = load_gate_images(data, calib_count=32)
@@ -96,8 +97,11 @@ def main() -> None:
                     print(gate_rows[-1], flush=True)
                 label, sizes = "tiny (trained run)", args.sizes
             else:
-                torch.manual_seed(0)
-                export_onnx(build_gsam(name, num_classes=3).eval(), fp32, **quiet)
+                if name == "vit_b" and args.vit_b_onnx:
+                    shutil.copyfile(args.vit_b_onnx, fp32)
+                else:
+                    torch.manual_seed(0)
+                    export_onnx(build_gsam(name, num_classes=3).eval(), fp32, **quiet)
                 files = ungated_variants(fp32, gate_data.calib_images[:8])
                 label, sizes = f"{name} (random weights)", args.vit_b_sizes or args.sizes
             sessions = {p: load_backend("onnxruntime", files[p]) for p in PRECISIONS}

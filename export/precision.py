@@ -24,9 +24,8 @@ import numpy as np
 import onnx
 
 from ..errors import GSAMError
-from ..facts import ModelFacts
 from ..io import sha256_file
-from .metadata import read_onnx_facts, write_facts
+from .metadata import read_onnx_facts, rewrite_onnx_facts
 from .onnx import DEFAULT_VERIFY_SIZES, ExportError
 
 VARIANT_PRECISIONS = ("fp16", "int8")
@@ -315,7 +314,7 @@ def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference, image
         fp32_sha = sha256_file(fp32_onnx)
         variant_facts = dataclasses.replace(facts, precision=precision).with_lineage(
             onnx_file=fp32_onnx.name, onnx_sha256=fp32_sha).with_extra(fp32_onnx_sha256=fp32_sha)
-        _rewrite_facts(staged, variant_facts)
+        rewrite_onnx_facts(staged, variant_facts)
         seconds = time.perf_counter() - started
         log(f"gating it on {len(images)} image(s) at native size and {len(verify_sizes or DEFAULT_VERIFY_SIZES)} "
             "random image(s) at unseen sizes...")
@@ -332,7 +331,7 @@ def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference, image
         if reason:
             log(report.table())
             raise ExportError(f"{out}: the {precision} gate failed ({reason}); no file written")
-        _rewrite_facts(staged, variant_facts.with_extra(**report.metadata()))
+        rewrite_onnx_facts(staged, variant_facts.with_extra(**report.metadata()))
         report.size_bytes = sum(f.stat().st_size for f in workdir.iterdir())
         report.sha256 = sha256_file(staged)
         for staged_file in workdir.iterdir():
@@ -341,12 +340,6 @@ def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference, image
         return report
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _rewrite_facts(path: Path, facts: ModelFacts) -> None:
-    model = onnx.load(str(path), load_external_data=False)
-    write_facts(model, facts)
-    onnx.save(model, str(path))
 
 
 def export_checkpoint_variant(source: str | Path, out: str | Path, precision: str, *, calib_data: str | Path | None = None,
