@@ -31,6 +31,10 @@ torch.manual_seed(0); save_gsam_checkpoint('$W/vit_b.pt', build_gsam('vit_b', nu
 fresh "$R/bench_vit_b.txt" && $GSAM bench --model "$W/vit_b.pt" --backend onnxruntime,torch,triton-grpc --sizes 256x256,512x512,480x640 \
   --warmup 1 --iters 5 --out "$R/bench_vit_b" > "$R/bench_vit_b.txt"
 
-# 5. Soak against a real Triton server
+# 5. fp32 / fp16 / int8 onnxruntime side by side, and the variants' gates on the demo's data
+fresh "$R/precision.md" && $PY benchmarks/precision.py --run "$W/demo/run" --models run,vit_b --sizes 256,512,1024 \
+  --repeats 3 > "$R/precision.md"
+
+# 6. Soak against a real Triton server
 fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 4000 --threads 16 --aborts 10 --out "$R/soak.json"
 echo all benchmark results are in $R
