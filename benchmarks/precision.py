@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import statistics
 import tempfile
 import time
@@ -94,7 +95,7 @@ def main() -> None:
                                      f"{100 * report.variant_miou:.2f} | {report.miou_drop:+.2f} | "
                                      f"{report.max_logit_error:.3f} | {report.size_bytes / 1e6:.1f} | "
                                      f"{time.perf_counter() - started:.0f} |")
-                    print(gate_rows[-1], flush=True)
+                    print(gate_rows[-1], file=sys.stderr, flush=True)
                 label, sizes = "tiny (trained run)", args.sizes
             else:
                 if name == "vit_b" and args.vit_b_onnx:
@@ -111,7 +112,7 @@ def main() -> None:
                 t = side_by_side(sessions, images, args.repeats)
                 latency_rows.append(f"| {label} | {size}x{size} | {t['fp32'] * 1000:.0f} | {t['fp16'] * 1000:.0f} | "
                                     f"{t['int8'] * 1000:.0f} | {t['fp16'] / t['fp32']:.2f} | {t['int8'] / t['fp32']:.2f} |")
-                print(latency_rows[-1], flush=True)
+                print(latency_rows[-1], file=sys.stderr, flush=True)
             latency_rows.append(f"| {label} | file MB | {sizes_mb['fp32']:.1f} | {sizes_mb['fp16']:.1f} | "
                                 f"{sizes_mb['int8']:.1f} | | |")
     print(f"\nonnxruntime {onnxruntime.__version__} CPU, {torch.get_num_threads()} threads, batch 1, median of "
