@@ -38,6 +38,10 @@ fresh "$R/bench_vit_b.txt" && $GSAM bench --model "$W/vit_b.pt" --backend onnxru
 fresh "$R/serving.md" && $PY benchmarks/serving.py --onnx "$W/demo/model.onnx" --size 1024 --iters 5 \
   --batch-size 256 --requests 32 --concurrency 1,4,8 --out "$R/serving.md"
 
-# 6. Soak against a real Triton server (gsam_python over HTTP and gRPC, gsam_image)
+# 6. fp32 / fp16 / int8 onnxruntime side by side, and the variants' gates on the demo's data
+fresh "$R/precision.md" && $PY benchmarks/precision.py --run "$W/demo/run" --models run,vit_b --sizes 256,512,1024 \
+  --repeats 3 > "$R/precision.md"
+
+# 7. Soak against a real Triton server (gsam_python over HTTP and gRPC, gsam_image)
 fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 4000 --threads 16 --aborts 10 --out "$R/soak.json"
 echo all benchmark results are in $R

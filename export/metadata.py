@@ -42,3 +42,10 @@ def write_facts(model: onnx.ModelProto, facts: ModelFacts) -> None:
     for key, value in (facts.to_metadata() | IO_DESCRIPTION).items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = PRODUCER
+
+
+def rewrite_onnx_facts(path: str | Path, facts: ModelFacts) -> None:
+    """Replace the facts stored in an ONNX file in place (its weights are not loaded)."""
+    model = onnx.load(str(path), load_external_data=False)
+    write_facts(model, facts)
+    onnx.save(model, str(path))

@@ -72,22 +72,16 @@ def parse_precisions(text: str) -> list[str]:
     return ["fp32"] + [p for p in dict.fromkeys(wanted) if p != "fp32"]  # fp32 is every variant's reference
 
 
-def precision_support() -> Callable | None:
-    """gsam.export.precision's make_variant, or None where this gsam has no precision variants."""
-    try:
-        from .export.precision import make_variant as build_variant
-    except ImportError:
-        return None
-    return build_variant
+def make_variant(fp32_onnx: Path, out: Path, precision: str, run: Path, log) -> Path:
+    """A lower-precision variant of the fp32 file, kept only if it passes the export gate: the run's
+    PyTorch model as the reference on its validation images, calibrated on its training images."""
+    from .export.gate_data import load_gate_images, run_data_folder
+    from .export.precision import make_variant as build_variant
+    from .runtime.backends import load_backend
 
-
-def make_variant(fp32_onnx: Path, out: Path, precision: str, run: Path, images: list[Path], log) -> Path:
-    """A verified lower-precision variant of the fp32 file, through the export gates of gsam.export.precision."""
-    build_variant = precision_support()
-    if build_variant is None:
-        raise GSAMError(f"--precision {precision}: this gsam has no gsam.export.precision (only fp32 can be "
-                        "deployed)")
-    build_variant(fp32_onnx, out, precision, reference=run, images=images, log=log)
+    gate = load_gate_images(run_data_folder(run))
+    build_variant(fp32_onnx, out, precision, reference=load_backend("torch", run), images=gate.images,
+                  labels=gate.labels, calib_images=gate.calib_images if precision == "int8" else None, log=log)
     return out
 
 
@@ -121,20 +115,13 @@ def choose_profiles(spec: str, run: Path, min_size: int):
 
 
 def trtexec_lines(variants: dict[str, Path], profiles, folder: Path) -> list[str]:
-    """trtexec lines per ONNX variant (fp32 also as an fp16 engine), paths relative to the folder."""
+    """One strongly typed trtexec line per ONNX variant, paths relative to the folder: the engine
+    computes in the variant's precision (fp16 engines come from the fp16 ONNX, int8 ones from the
+    QDQ ONNX), so no precision flags are needed and the line works on TensorRT 10 and 11."""
     from .export.tensorrt import BuildSettings, trtexec_command
 
-    lines = []
-    for precision, onnx in variants.items():
-        rel = onnx.relative_to(folder)
-        if precision == "fp32":
-            for engine_precision in ("fp32", "fp16"):
-                lines.append(trtexec_command(rel, f"engines/model.{engine_precision}.plan",
-                                             BuildSettings(profiles, engine_precision)))
-        else:  # the variant's graph holds its precision (fp16 weights or int8 Q/DQ nodes)
-            line = trtexec_command(rel, f"engines/model.{precision}.plan", BuildSettings(profiles, "fp32"))
-            lines.append(line + (" --int8" if precision == "int8" else " --fp16" if precision == "fp16" else ""))
-    return lines
+    return [trtexec_command(onnx.relative_to(folder), f"engines/model.{precision}.plan", BuildSettings(profiles))
+            for precision, onnx in variants.items()]
 
 
 def _bench(onnx: Path, profiles, out: Path, log) -> None:
@@ -178,9 +165,6 @@ def deploy(run: str | Path, out: str | Path, precisions: list[str] | None = None
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GSAMError(f"{out}: already exists and is not empty; choose a new --out")
     precisions = precisions or ["fp32"]
-    if len(precisions) > 1 and precision_support() is None:
-        raise GSAMError(f"--precision {','.join(precisions)}: this gsam has no gsam.export.precision (only fp32 "
-                        "can be deployed)")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -193,11 +177,9 @@ def deploy(run: str | Path, out: str | Path, precisions: list[str] | None = None
         min_size = read_onnx_facts(fp32).min_size
         chosen = choose_profiles(profiles, run, min_size)
         variants = {"fp32": fp32}
-        _, images = dataset_images(run)
         for precision in precisions[1:]:
-            log(f"building the {precision} variant...")
-            variants[precision] = make_variant(fp32, stage / "onnx" / f"model.{precision}.onnx", precision, run,
-                                               images[:16], log)
+            log(f"building the {precision} variant (gated against the PyTorch model)...")
+            variants[precision] = make_variant(fp32, stage / "onnx" / f"model.{precision}.onnx", precision, run, log)
         write_text_atomic(stage / "profiles.txt", "".join(f"{p.flag()}\n" for p in chosen))
         write_text_atomic(stage / "trtexec.sh", "#!/usr/bin/env bash\n# Run on the GPU host, from this folder.\n"
                           "set -euo pipefail\nmkdir -p engines\n" +

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gsam.cli import cli
-from gsam.deploy import DeployManifest, deploy, parse_precisions, precision_support
+from gsam.deploy import DeployManifest, deploy, parse_precisions
 from gsam.errors import GSAMError
 
 
@@ -18,14 +18,6 @@ def test_precisions_parse_with_fp32_first_and_reject_unknown_ones():
     assert parse_precisions("fp16") == ["fp32", "fp16"]
     with pytest.raises(GSAMError, match="--precision"):
         parse_precisions("fp8")
-
-
-@pytest.mark.skipif(precision_support() is not None, reason="gsam.export.precision exists: variants can be built")
-def test_variants_without_the_precision_module_fail_in_one_line_before_any_work(trained_run, tmp_path):
-    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--out", str(tmp_path / "d"), "--precision",
-                                      "fp32,int8"])
-    assert result.exit_code == 1 and "no gsam.export.precision" in result.output
-    assert not (tmp_path / "d").exists()
 
 
 def test_an_existing_folder_is_never_overwritten(trained_run, tmp_path):
@@ -65,10 +57,14 @@ def test_deploy_writes_a_folder_whose_repository_serves_and_whose_hashes_match(t
         remote.close()
 
 
-@pytest.mark.skipif(precision_support() is None, reason="needs gsam.export.precision (lower-precision variants)")
 def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, tmp_path):
+    from gsam.export.metadata import read_onnx_facts
+
     manifest = deploy(trained_run, tmp_path / "d", ["fp32", "int8"], log=lambda s: None)
     assert manifest.precisions == ["fp32", "int8"] and manifest.verify(tmp_path / "d") == []
+    facts = read_onnx_facts(tmp_path / "d" / "onnx" / "model.int8.onnx")
+    assert facts.precision == "int8" and float(facts.extra["gate_mask_agreement"]) >= 0.99
+    assert "--onnx=onnx/model.int8.onnx" in (tmp_path / "d" / "trtexec.sh").read_text()
 
 
 def test_deploy_with_k8s_writes_validated_manifests_listed_in_the_manifest(trained_run, tmp_path):

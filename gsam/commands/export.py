@@ -21,19 +21,49 @@ def export() -> None:
 @click.option("--verify-sizes", type=SIZE_LIST, help="Sizes to check against PyTorch, e.g. 37x211,640x480.")
 @click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Largest relative error accepted.")
 @click.option("--simplify", is_flag=True, help="Run onnxslim, then verify again.")
-def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, simplify) -> None:
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="fp16: fp16 weights and math with fp32 islands; int8: static QDQ MatMul/Conv. I/O stays fp32/int32.")
+@click.option("--calib-images", type=click.IntRange(1), default=32, show_default=True,
+              help="int8: number of training images to calibrate on.")
+@click.option("--calib-data", type=click.Path(file_okay=False),
+              help="Dataset folder (train/ and val/) for calibration and the gate [default: the run's training data].")
+@click.option("--min-agreement", type=click.FloatRange(0, 1),
+              help="Gate: least fraction of mask pixels equal to the fp32 model's [default: 0.995 fp16, 0.99 int8].")
+@click.option("--max-miou-drop", type=float, default=0.5, show_default=True,
+              help="Gate: largest val mIoU drop, in points, against the fp32 model.")
+def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, simplify, precision, calib_images,
+                        calib_data, min_agreement, max_miou_drop) -> None:
     """Export MODEL (a run directory or gsam checkpoint) to ONNX with dynamic batch, height and width.
 
     The file is written only after onnxruntime matches PyTorch at sizes the trace never
     saw (non-square, odd, larger, batch 2); otherwise the command fails and writes nothing.
 
+    With --precision fp16 or int8 the verified fp32 export is converted, then gated on the
+    run's validation images at native size (and random images at unseen sizes) against the
+    PyTorch model: it is written only if the masks agree and the val mIoU did not drop.
+
     Example: gsam export onnx runs/demo --out model.onnx --verify-sizes 37x211,640x480
+
+    Example: gsam export onnx runs/demo --out model.int8.onnx --precision int8 --calib-images 64
     """
     from ..export.onnx import export_checkpoint
 
-    report = export_checkpoint(model, out, exporter=exporter, opset=opset, verify_sizes=verify_sizes,
-                               tolerance=tolerance, simplify=simplify, log=click.echo)
+    options = dict(exporter=exporter, opset=opset, verify_sizes=verify_sizes, tolerance=tolerance, simplify=simplify)
+    if precision == "fp32":
+        report = export_checkpoint(model, out, log=click.echo, **options)
+    else:
+        from ..export.precision import GateThresholds, export_checkpoint_variant
+
+        thresholds = GateThresholds(min_agreement, max_miou_drop)
+        report, gate = export_checkpoint_variant(model, out, precision, calib_data=calib_data,
+                                                 calib_count=calib_images, thresholds=thresholds, log=click.echo,
+                                                 **options)
     click.echo(report.table())
+    if precision != "fp32":
+        click.echo(gate.table())
+        click.echo(f"wrote {gate.path} ({precision}, {gate.size_bytes / 1e6:.1f} MB; fp32 was "
+                   f"{report.size_bytes / 1e6:.1f} MB); input image [batch, 3, height, width]")
+        return
     click.echo(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB, {report.nodes} nodes, opset {report.opset}, "
                f"exported in {report.seconds:.1f} s); input image [batch, 3, height, width]")
 
