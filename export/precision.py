@@ -250,13 +250,15 @@ class _ImageReader:
         return None if image is None else {"image": _as_batch(image)}
 
 
-def quantize_int8(fp32_onnx: Path, out: Path, calib_images: list[np.ndarray], activation_type: str = "QUInt8",
+def quantize_int8(fp32_onnx: Path, out: Path, calib_images: list[np.ndarray], activation_type: str = "QInt8",
                   exclude_first_conv: bool = True) -> None:
     """Static QDQ int8 of MatMul and Conv (per-channel weights), calibrated with MinMax on `calib_images`.
 
     MinMax reduces each tensor to its range per image, so images of any size can be fed one at a
     time. `quant_pre_process` is not run: its symbolic shape inference cannot follow the dynamic
-    height/width arithmetic, and without it the result was identical.
+    height/width arithmetic, and without it the result was identical. Activations are symmetric
+    int8 and biases stay float: TensorRT's explicit quantization dequantizes signed int8 with a zero
+    point of 0 only (no uint8, no int32 biases), so the same file builds an int8 engine.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -265,7 +267,8 @@ def quantize_int8(fp32_onnx: Path, out: Path, calib_images: list[np.ndarray], ac
     quantize_static(str(fp32_onnx), str(out), _ImageReader(calib_images), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(INT8_OP_TYPES), per_channel=True,
                     activation_type=getattr(QuantType, activation_type), weight_type=QuantType.QInt8,
-                    nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax)
+                    nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"ActivationSymmetric": True, "QuantizeBias": False})
 
 
 def run_gate(variant, reference, images: list[np.ndarray], labels: list[np.ndarray] | None,

@@ -8,7 +8,6 @@ folder); the tests that need them are skipped with the reason when it is absent.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import shlex
 from pathlib import Path
@@ -186,45 +185,25 @@ def data_types(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
     return rows
 
 
-def fp16_model(fp32: Path) -> onnx.ModelProto:
-    """The fp16 export with fp32 islands. Stand-in until gsam.export.precision is merged: then this
-    becomes make_variant(fp32, out, "fp16", ...)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+def variant_model(fp32: Path, out: Path, precision: str) -> onnx.ModelProto:
+    """The fp16 or int8 export as `gsam export onnx --precision` writes it. The gate's thresholds are
+    opened: this test is about operators and types (accuracy is tests/test_precision.py's)."""
+    from gsam.export.precision import GateThresholds, make_variant
+    from gsam.runtime.backends import load_backend
 
-    if importlib.util.find_spec("gsam.export.precision") is not None:
-        pytest.skip("gsam.export.precision exists: switch this test to make_variant")
-    return convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True,
-                                    op_block_list=["LayerNormalization", "Softmax", "ReduceMean", "Resize",
-                                                   "Range", "Floor", "Ceil", "CumSum"])
-
-
-def int8_model(fp32: Path, out: Path) -> onnx.ModelProto:
-    """The int8 QDQ export (MatMul and Conv, per channel), calibrated on two random images. Stand-in
-    until gsam.export.precision is merged: then this becomes make_variant(fp32, out, "int8", ...)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    if importlib.util.find_spec("gsam.export.precision") is not None:
-        pytest.skip("gsam.export.precision exists: switch this test to make_variant")
-
-    class Images(CalibrationDataReader):
-        def __init__(self):
-            rng = np.random.default_rng(0)
-            self.batches = iter([{"image": rng.uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)}
-                                 for _ in range(2)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantize_static(str(fp32), str(out), Images(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul", "Conv"],
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    extra_options={"QuantizeBias": False})  # TensorRT dequantizes int8 only, not int32 biases
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(64, 96), (80, 72)]]
+    make_variant(fp32, out, precision, reference=load_backend("onnxruntime", fp32), images=images,
+                 calib_images=images if precision == "int8" else None, log=lambda s: None,
+                 thresholds=GateThresholds(min_agreement=0.0, max_miou_drop=100.0))
     return onnx.load(str(out))
 
 
 @pytest.fixture(scope="module")
 def exports(tiny_onnx, tmp_path_factory):
-    return {"fp32": onnx.load(str(tiny_onnx)), "fp16": fp16_model(tiny_onnx),
-            "int8": int8_model(tiny_onnx, tmp_path_factory.mktemp("int8") / "tiny.int8.onnx")}
+    folder = tmp_path_factory.mktemp("variants")
+    return {"fp32": onnx.load(str(tiny_onnx)), "fp16": variant_model(tiny_onnx, folder / "tiny.fp16.onnx", "fp16"),
+            "int8": variant_model(tiny_onnx, folder / "tiny.int8.onnx", "int8")}
 
 
 @needs_api
@@ -447,8 +426,6 @@ def test_onnxruntime_tensorrt_provider_takes_one_profile():
 
 
 def test_fp16_on_an_fp32_export_converts_through_the_gate_before_trtexec(tiny_onnx, tmp_path):
-    if importlib.util.find_spec("gsam.export.precision") is None:
-        pytest.skip("gsam.export.precision (fp16 with fp32 islands and its gate) is not on this branch")
     from gsam.export.metadata import read_onnx_facts
 
     args = ["export", "tensorrt", str(tiny_onnx), "--out", str(tmp_path / "tiny.plan"), "--fp16", "--print-trtexec"]
