@@ -33,4 +33,11 @@ fresh "$R/bench_vit_b.txt" && $GSAM bench --model "$W/vit_b.pt" --backend onnxru
 
 # 5. Soak against a real Triton server
 fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 4000 --threads 16 --aborts 10 --out "$R/soak.json"
+# 6. Whole-image against tiled inference: latency and peak memory at 1, 4, 16, 36 megapixels
+test -f "$W/tiny.onnx" || $PY -c "
+import torch; from gsam.model import build_gsam; from gsam.export.onnx import export_onnx
+torch.manual_seed(0); export_onnx(build_gsam('tiny', num_classes=3).eval(), '$W/tiny.onnx', exporter='torchscript')"
+test -f "$W/vit_b.onnx" || $GSAM export onnx "$W/vit_b.pt" --out "$W/vit_b.onnx" --exporter torchscript
+fresh "$R/tiling.md" && $PY benchmarks/tiling.py --model tiny="$W/tiny.onnx" --model vit_b="$W/vit_b.onnx" \
+  --sizes 1024,2048,4096,6000 --model-sizes vit_b=512,1024 > "$R/tiling.md"
 echo all benchmark results are in $R

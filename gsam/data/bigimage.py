@@ -9,6 +9,7 @@ zlib-compressed TIFF fed band by band; smaller ones to PNG.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -20,6 +21,8 @@ from .imageio import ImageReadError, _reason, _to_uint8, as_rgb, read_image
 TIFF_SUFFIXES = (".tif", ".tiff")
 TIFF_ABOVE_PIXELS = 1 << 24  # 16.8 megapixels (4096 x 4096): larger outputs are written as tiled TIFFs
 TIFF_TILE = 256
+# What tifffile raises on truncated or damaged files.
+_TIFF_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, RuntimeError, zlib.error)
 
 
 class ArrayRows:
@@ -37,12 +40,12 @@ class ArrayRows:
 
 
 class TiffRows:
-    """Rows of the first page of a TIFF, decoded on demand: uint8 RGB (rows, width, 3)."""
+    """Rows of the first page of a TIFF, decoded on demand: uint8 RGB (rows, width, 3), or as stored (`rgb=False`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rgb: bool = True) -> None:
         import tifffile
 
-        self.path = path
+        self.path, self.rgb = path, rgb
         self.tif = tifffile.TiffFile(path)
         page = self.page = self.tif.pages.first
         self.separate = page.planarconfig == 2 and page.samplesperpixel > 1
@@ -86,8 +89,8 @@ class TiffRows:
             else:
                 rows = np.moveaxis(self._segments(y0, y1), 0, -1)
                 rows = rows[..., 0] if rows.shape[-1] == 1 else rows
-            return as_rgb(_to_uint8(np.asarray(rows)), self.path)
-        except (OSError, ValueError, KeyError, IndexError) as exc:
+            return as_rgb(_to_uint8(np.asarray(rows)), self.path) if self.rgb else np.asarray(rows)
+        except _TIFF_ERRORS as exc:
             raise ImageReadError(f"{self.path}: cannot read rows {y0}..{y1} ({_reason(exc)})") from None
 
     def close(self) -> None:
@@ -111,7 +114,7 @@ def open_rows(path: str | Path, max_image_pixels: int | None = None):
         try:
             if lazy_tiff_ok(path):
                 return TiffRows(path)
-        except (OSError, ValueError, KeyError, IndexError) as exc:
+        except _TIFF_ERRORS as exc:
             raise ImageReadError(f"{path}: cannot read image ({_reason(exc)})") from None
     return ArrayRows(read_image(path, max_image_pixels))
 

@@ -114,8 +114,8 @@ def read_mask(path: str | Path) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) from the header, without decoding the pixels."""
+def image_size(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:
+    """(height, width) from the header, without decoding the pixels; PNG/JPEG above `max_pixels` fail."""
     path = Path(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
@@ -124,7 +124,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
             with tifffile.TiffFile(path) as tif:
                 shape = tif.pages[0].shape
             return (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (3, 4) and shape[-1] not in (3, 4) else shape[:2]
-        with Image.open(path) as img:
+        with _pixel_limit(path, max_pixels), Image.open(path) as img:
             return img.height, img.width
     except _DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read image ({_reason(exc)})") from None
