@@ -39,5 +39,5 @@ import torch; from gsam.model import build_gsam; from gsam.export.onnx import ex
 torch.manual_seed(0); export_onnx(build_gsam('tiny', num_classes=3).eval(), '$W/tiny.onnx', exporter='torchscript')"
 test -f "$W/vit_b.onnx" || $GSAM export onnx "$W/vit_b.pt" --out "$W/vit_b.onnx" --exporter torchscript
 fresh "$R/tiling.md" && $PY benchmarks/tiling.py --model tiny="$W/tiny.onnx" --model vit_b="$W/vit_b.onnx" \
-  --sizes 1024,2048,4096,6000 --model-sizes vit_b=512,1024 > "$R/tiling.md"
+  --sizes 1024,2048,4096,6000 --model-sizes vit_b=1024,2048 --agreement "$W/demo/run" > "$R/tiling.md"
 echo all benchmark results are in $R

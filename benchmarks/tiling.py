@@ -40,6 +40,38 @@ def child(model: str, side: int, mode: str, tile: int, overlap: int, threads: in
     print(json.dumps({"seconds": seconds, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
+def agreement(run_dir: str, cases: list[tuple[int, int, int, int]], seam: int = 16) -> None:
+    """Tiled against whole-image masks of a trained model on generated images: all pixels, and those
+    within `seam` pixels of an inner tile edge against the rest."""
+    import numpy as np
+
+    from gsam.data.synth import make_sample
+    from gsam.runtime.backends import load_backend
+    from gsam.runtime.backends.processing import to_model_input
+    from gsam.runtime.backends.tiled import TiledSegmenter
+    from gsam.runtime.backends.tiling import tile_starts
+
+    def near_edge(length, tile, overlap):
+        edges = [e for s in tile_starts(length, tile, overlap) for e in (s, s + tile) if 0 < e < length]
+        return np.min(np.abs(np.arange(length)[:, None] - np.array(edges or [-10**9])[None]), axis=1) < seam
+
+    backend = load_backend("torch", run_dir)
+    print(f"\nAgreement of tiled with whole-image masks ({run_dir}, generated images; seam = within {seam} px "
+          "of an inner tile edge)\n")
+    print("| image | tile | overlap | tiles | agreement | disagreement at seams | elsewhere |")
+    print("|---|---|---|---|---|---|---|")
+    for height, width, tile, overlap in cases:
+        image, _ = make_sample(np.random.default_rng(height * 7 + width), height, width, 3)
+        batch = to_model_input(image)
+        whole = backend(batch)["mask"][0]
+        tiled = TiledSegmenter(backend, tile, overlap)(batch)["mask"][0]
+        same = whole == tiled
+        near = near_edge(height, tile, overlap)[:, None] | near_edge(width, tile, overlap)[None]
+        count = len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+        print(f"| {height}x{width} | {tile} | {overlap} | {count} | {same.mean():.2%} | "
+              f"{1 - same[near].mean():.2%} | {1 - same[~near].mean():.2%} |", flush=True)
+
+
 def measure(model: str, side: int, mode: str, tile: int, overlap: int, threads: int) -> dict | str:
     command = [sys.executable, __file__, "--child", model, str(side), mode, str(tile), str(overlap), str(threads)]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -59,6 +91,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--overlap", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--agreement", metavar="RUN", help="also compare masks of this trained run, tiled vs whole")
     args = parser.parse_args()
     if args.child:
         model, side, mode, tile, overlap, threads = args.child
@@ -87,6 +120,9 @@ def main() -> None:
             cells = [c if " | " in c else f"{c} | " for c in cells]
             print(f"| {name} | {side}x{side} | {mp:.1f} | {cells[0]} | {cells[1]} | "
                   f"{tile_count(side, side, args.tile, args.overlap)} |", flush=True)
+    if args.agreement:
+        agreement(args.agreement, [(256, 320, 192, 128), (512, 512, 192, 128), (512, 512, 256, 64),
+                                   (768, 1024, 256, 128), (768, 1024, 384, 128)])
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import os
 
 # Peak resident bytes per input pixel above the model's fixed cost, onnxruntime CPU, fp32, batch 1:
 # the slope of peak RSS between 512x512 and 1024x1024 inputs (benchmarks/tiling.py --memory).
-BYTES_PER_PIXEL = {"tiny": 300, "vit_b": 1200}
-UNKNOWN_MODEL_BYTES_PER_PIXEL = 6000  # vit_l / vit_h, not measured: a cautious guess, several times vit_b's
+BYTES_PER_PIXEL = {"tiny": 300, "vit_b": 1300}
+UNKNOWN_MODEL_BYTES_PER_PIXEL = 4000  # vit_l / vit_h, not measured: a cautious guess, three times vit_b
 MEMORY_FRACTION = 0.5  # leave half of what is free to the rest of the machine
 DEFAULT_TILE = 1024
 
