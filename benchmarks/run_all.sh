@@ -44,4 +44,11 @@ fresh "$R/precision.md" && $PY benchmarks/precision.py --run "$W/demo/run" --mod
 
 # 7. Soak against a real Triton server (gsam_python over HTTP and gRPC, gsam_image)
 fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 4000 --threads 16 --aborts 10 --out "$R/soak.json"
+# 6. Whole-image against tiled inference: latency and peak memory at 1, 4, 16, 36 megapixels
+test -f "$W/tiny.onnx" || $PY -c "
+import torch; from gsam.model import build_gsam; from gsam.export.onnx import export_onnx
+torch.manual_seed(0); export_onnx(build_gsam('tiny', num_classes=3).eval(), '$W/tiny.onnx', exporter='torchscript')"
+test -f "$W/vit_b.onnx" || $GSAM export onnx "$W/vit_b.pt" --out "$W/vit_b.onnx" --exporter torchscript
+fresh "$R/tiling.md" && $PY benchmarks/tiling.py --model tiny="$W/tiny.onnx" --model vit_b="$W/vit_b.onnx" \
+  --sizes 1024,2048,4096,6000 --model-sizes vit_b=1024,2048 --agreement "$W/demo/run" > "$R/tiling.md"
 echo all benchmark results are in $R

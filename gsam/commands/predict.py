@@ -63,24 +63,48 @@ def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton
 @device_option()
 @amp_option()
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
-def predict(paths, out, backend, url, triton_model, device, amp, alpha) -> None:
-    """Segment images at their native size: a class-id PNG and a colour overlay per image.
+@click.option("--tile", type=click.IntRange(1), help="Run every image in overlapping TILE x TILE tiles, logits "
+              "blended across the seams (an image that fits in one tile gets exactly the whole-image result).")
+@click.option("--overlap", type=click.IntRange(0), default=128, show_default=True,
+              help="Pixels neighbouring tiles share; must be smaller than the tile.")
+@click.option("--max-pixels", type=click.IntRange(1), help="Tile images above this many pixels automatically "
+              "[default: what half the free memory holds for this model; said in the log].")
+@click.option("--max-image-pixels", type=click.IntRange(1), help="Raise the decompression-bomb limit for PNG/JPEG, "
+              "which are decoded whole [default: Pillow's, 89478485]. TIFFs are read lazily and are not limited.")
+def predict(paths, out, backend, url, triton_model, device, amp, alpha, tile, overlap, max_pixels,
+            max_image_pixels) -> None:
+    """Segment images at their native size: a class-id mask and a colour overlay per image.
+
+    Images above --max-pixels (or all, with --tile) run tile by tile and are read and written band
+    by band, so memory depends on the tile, not the image; masks above 16.8 megapixels are written
+    as tiled TIFFs (MASK.tif), smaller ones as PNG.
 
     \b
     Local model:  gsam predict RUN_OR_MODEL IMAGES_OR_DIRS... --out DIR
     Triton:       gsam predict --backend triton-grpc --url localhost:8001 IMAGES_OR_DIRS... --out DIR
     Image bytes:  gsam predict --backend triton-image --url localhost:8000 IMAGES_OR_DIRS... --out DIR
     bf16 on CPU:  gsam predict runs/demo photos/ --out masks/ --amp bf16
+    Huge images:  gsam predict model.onnx scan.tif --out DIR --tile 1024 --overlap 128
     """
     from tqdm import tqdm
 
-    from ..data.imageio import read_image
+    from ..data.imageio import image_size, read_image
     from ..errors import GSAMError
+    from ..runtime.backends.budget import default_max_pixels, default_tile
     from ..runtime.backends.processing import overlay, palette_for, save_png, to_model_input
+    from ..runtime.backends.tiled import TiledSegmenter
+    from ..runtime.large_image import predict_tiled
 
     segmenter, image_args = open_segmenter(backend, paths, url, triton_model, device, amp)
     images = collect_images(image_args)
     palette = palette_for(segmenter.facts.num_classes, segmenter.facts.palette)
+    if max_pixels is None and tile is None:
+        max_pixels, how = default_max_pixels(segmenter.facts.model_name)
+        click.echo(f"--max-pixels {max_pixels} ({how}); larger images are tiled", err=True)
+    tile_side = tile or default_tile(max_pixels, segmenter.facts.min_size)
+    if not tile and overlap >= tile_side:  # automatic tiles smaller than the default overlap
+        overlap = tile_side // 4
+    tiled = TiledSegmenter(segmenter, tile_side, overlap)
     out = Path(out)
     try:
         for sub in ("masks", "overlays"):
@@ -90,22 +114,32 @@ def predict(paths, out, backend, url, triton_model, device, amp, alpha) -> None:
     used: set[str] = set()
     try:
         for path in tqdm(images, desc=f"predict ({segmenter.name})", unit="img"):
-            image = read_image(path)
-            if min(image.shape[:2]) < segmenter.facts.min_size:
-                raise GSAMError(f"{path}: image {image.shape[0]}x{image.shape[1]} is below the model's minimum side "
+            height, width = image_size(path, max_image_pixels)
+            if min(height, width) < segmenter.facts.min_size:
+                raise GSAMError(f"{path}: image {height}x{width} is below the model's minimum side "
                                 f"of {segmenter.facts.min_size} pixels")
-            if hasattr(segmenter, "segment_bytes"):  # the file's own bytes go on the wire
+            name = path.stem
+            while name in used:
+                name += "_"
+            used.add(name)
+            if hasattr(segmenter, "segment_bytes"):  # the file's own bytes go on the wire; the server bounds them
                 from ..runtime.triton.image_codec import decode_image
 
                 data = path.read_bytes()
                 mask = segmenter.segment_bytes(data)
                 image = decode_image(data)  # as the server saw it (EXIF orientation applied), for the overlay
-            else:
-                mask = segmenter(to_model_input(image))["mask"][0]
-            name = path.stem
-            while name in used:
-                name += "_"
-            used.add(name)
+                save_png(mask, out / "masks" / f"{name}.png")
+                save_png(overlay(image, mask, palette, alpha), out / "overlays" / f"{name}.png")
+                continue
+            if tile or height * width > max_pixels:
+                if not tile:
+                    tqdm.write(f"{path}: {height}x{width} is above --max-pixels {max_pixels}: "
+                               f"tiles of {tile_side} overlapping by {overlap}")
+                predict_tiled(tiled, path, out / "masks" / name, out / "overlays" / name, palette, alpha,
+                              max_image_pixels)
+                continue
+            image = read_image(path, max_image_pixels)
+            mask = segmenter(to_model_input(image))["mask"][0]
             save_png(mask, out / "masks" / f"{name}.png")
             save_png(overlay(image, mask, palette, alpha), out / "overlays" / f"{name}.png")
     finally:

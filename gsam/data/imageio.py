@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,9 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import GSAMError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# Pillow's decompression-bomb limit (about 89 megapixels): PNG and JPEG are decoded whole, so a huge
+# one costs 3 bytes per pixel at least; TIFFs are read lazily and are not limited.
+DEFAULT_MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
 
 
 class ImageReadError(GSAMError):
@@ -45,12 +51,30 @@ def _reason(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _decode(path: Path, kind: str) -> np.ndarray:
+@contextlib.contextmanager
+def _pixel_limit(path: Path, limit: int | None):
+    """Pillow's decompression-bomb guard at `limit` pixels, failing with a one-line error that names the flag."""
+    limit = limit or DEFAULT_MAX_IMAGE_PIXELS
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageReadError(f"{path}: image of {found.group(1) if found else 'too many'} pixels is above the "
+                             f"decompression-bomb limit of {limit} pixels (PNG/JPEG are decoded whole); if you trust "
+                             "the file, raise it with --max-image-pixels N, or convert it to a tiled TIFF") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _decode(path: Path, kind: str, max_pixels: int | None = None) -> np.ndarray:
     """Decode an image ("image") or a mask ("mask") file: TIFF with tifffile, the rest with Pillow."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             return _read_tiff(path)
-        with Image.open(path) as img:
+        with _pixel_limit(path, max_pixels), Image.open(path) as img:
             img.load()
             if kind == "mask" and img.mode in ("RGB", "RGBA"):
                 raise ImageReadError(f"{path}: mask is {img.mode}; expected a single-channel PNG of class ids")
@@ -59,10 +83,17 @@ def _decode(path: Path, kind: str) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot read {kind} ({_reason(exc)})") from None
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Any PNG/JPEG/TIFF, 8- or 16-bit, grayscale, RGB or RGBA -> uint8 RGB (H, W, 3)."""
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Any PNG/JPEG/TIFF, 8- or 16-bit, grayscale, RGB or RGBA -> uint8 RGB (H, W, 3).
+
+    `max_pixels` raises the decompression-bomb limit for PNG/JPEG (default: Pillow's).
+    """
     path = Path(path)
-    array = _to_uint8(_decode(path, "image"))
+    return as_rgb(_to_uint8(_decode(path, "image", max_pixels)), path)
+
+
+def as_rgb(array: np.ndarray, path: Path) -> np.ndarray:
+    """uint8 grayscale (H, W) / (H, W, 1), RGB or RGBA -> contiguous uint8 RGB (H, W, 3)."""
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     elif array.ndim == 3 and array.shape[2] == 1:
@@ -83,8 +114,8 @@ def read_mask(path: str | Path) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) from the header, without decoding the pixels."""
+def image_size(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:
+    """(height, width) from the header, without decoding the pixels; PNG/JPEG above `max_pixels` fail."""
     path = Path(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
@@ -93,7 +124,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
             with tifffile.TiffFile(path) as tif:
                 shape = tif.pages[0].shape
             return (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (3, 4) and shape[-1] not in (3, 4) else shape[:2]
-        with Image.open(path) as img:
+        with _pixel_limit(path, max_pixels), Image.open(path) as img:
             return img.height, img.width
     except _DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read image ({_reason(exc)})") from None

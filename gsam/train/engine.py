@@ -69,9 +69,15 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, num_classes: int, device: torch.device, amp: str = "off",
-             dist: DistContext | None = None, progress: bool = False) -> dict:
-    """Whole images at native size, batch 1; with several processes each takes a shard."""
+             dist: DistContext | None = None, progress: bool = False, tile: int | None = None,
+             overlap: int = 128) -> dict:
+    """Images at native size, batch 1; with several processes each takes a shard.
+
+    With `tile`, each image runs in overlapping tiles with blended logits (as `gsam predict --tile`),
+    so validation images larger than memory can still be scored at native size.
+    """
     from ..model.gsam import GSAM
+    from ..runtime.backends.tiling import segment_tiled
 
     dist = dist or DistContext()
     core = model.module if hasattr(model, "module") else model
@@ -81,9 +87,17 @@ def evaluate(model: nn.Module, dataset, num_classes: int, device: torch.device, 
     indices = range(dist.rank, len(dataset), dist.world_size)
     for index in tqdm(indices, desc="evaluating", disable=not progress, leave=False):
         image, target = dataset[index]
-        with autocast(device, amp):
-            logits = core(image[None].to(device))
-        confusion.update(core.predict_mask(logits.float())[0].cpu(), target, dataset.spec.ignore_index)
+        if tile:
+            def run(batch):
+                with autocast(device, amp):
+                    return core(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+            mask = torch.from_numpy(segment_tiled(run, image[None].numpy(), tile, overlap, logits=False)["mask"][0])
+        else:
+            with autocast(device, amp):
+                logits = core(image[None].to(device))
+            mask = core.predict_mask(logits.float())[0].cpu()
+        confusion.update(mask, target, dataset.spec.ignore_index)
     # nccl reduces device tensors only
     confusion.matrix = dist.all_reduce_sum(confusion.matrix.to(device)).cpu()
     return confusion.compute()

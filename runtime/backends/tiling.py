@@ -1,0 +1,135 @@
+"""Sliding-window inference in plain numpy: overlapping tiles, logits blended with a ramp window.
+
+Self-contained on purpose (numpy only, nothing from gsam), so the Triton repository writer can copy
+this file beside a python-backend model. Every entry point takes `run(batch) -> logits`: a callable
+from float32 [N, 3, h, w] to float32 [N, C, h, w].
+
+Layout: tiles of `tile` x `tile` pixels overlap by `overlap`; the last tile of a row or column is
+shifted inward so every tile stays full-size (a side shorter than the tile gets one tile of its own
+length). Each tile's logits are weighted by a window that ramps up over `overlap` pixels on the sides
+that touch a neighbouring tile and is exactly 1 elsewhere, so pixels that only one tile covers keep
+that tile's logits bit for bit, and an image that fits in one tile gets exactly the whole-image result.
+
+Memory: rows are produced band by band (`iter_blended_rows`): only the rows that the current row of
+tiles covers are accumulated, C x tile x width floats, whatever the image height.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+
+WINDOWS = ("linear", "gaussian")
+
+Run = Callable[[np.ndarray], np.ndarray]
+ReadRows = Callable[[int, int], np.ndarray]
+
+
+def check_tiling(tile: int, overlap: int, min_size: int = 1, window: str = "linear") -> None:
+    """ValueError with a one-line reason when the settings cannot work."""
+    if tile < min_size:
+        raise ValueError(f"tile {tile} is below the model's minimum side of {min_size} pixels")
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap {overlap} must be at least 0 and smaller than the tile ({tile})")
+    if window not in WINDOWS:
+        raise ValueError(f"window {window!r} must be one of {', '.join(WINDOWS)}")
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets along one axis: every `tile - overlap` pixels, the last one shifted to end at `length`."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap))
+    return starts + [length - tile]
+
+
+def _ramp(width: int, window: str) -> np.ndarray:
+    """Rising weights over `width` pixels, strictly between 0 and 1."""
+    position = (np.arange(width, dtype=np.float64) + 0.5) / width
+    if window == "gaussian":
+        return np.exp(-0.5 * ((1.0 - position) / 0.4) ** 2)
+    return position
+
+
+def axis_weights(start: int, size: int, length: int, overlap: int, window: str = "linear") -> np.ndarray:
+    """One tile's weights along one axis: ramps only on the sides that meet another tile, 1 elsewhere."""
+    weights = np.ones(size, dtype=np.float64)
+    ramp = min(overlap, size)
+    if ramp:
+        if start > 0:
+            weights[:ramp] = np.minimum(weights[:ramp], _ramp(ramp, window))
+        if start + size < length:
+            weights[size - ramp:] = np.minimum(weights[size - ramp:], _ramp(ramp, window)[::-1])
+    return weights.astype(np.float32)
+
+
+def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
+    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
+
+
+def iter_blended_rows(run: Run, read_rows: ReadRows, height: int, width: int, tile: int, overlap: int,
+                      batch_size: int = 1, window: str = "linear") -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (first row, float32 logits [C, rows, width]) bands, top to bottom, covering the image once.
+
+    `read_rows(y0, y1)` returns the image rows y0..y1 as [3, y1 - y0, width] (any numeric dtype).
+    """
+    check_tiling(tile, overlap, 1, window)
+    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    th, tw = min(tile, height), min(tile, width)
+    x_weights = [axis_weights(x, tw, width, overlap, window) for x in xs]
+    acc = norm = None
+    base = 0  # image row of acc[:, 0]
+    for index, y in enumerate(ys):
+        band = read_rows(y, y + th)
+        y_weight = axis_weights(y, th, height, overlap, window)[:, None]
+        if acc is not None:  # keep the rows the previous tile row left unfinished, move them to the top
+            keep = base + th - y
+            acc[:, :keep], norm[:keep] = acc[:, y - base:], norm[y - base:]
+            acc[:, keep:], norm[keep:] = 0, 0
+        base = y
+        for first in range(0, len(xs), batch_size):
+            chunk = xs[first:first + batch_size]
+            batch = np.stack([band[:, :, x:x + tw] for x in chunk]).astype(np.float32, copy=False)
+            logits = np.asarray(run(np.ascontiguousarray(batch)), dtype=np.float32)
+            if acc is None:
+                acc = np.zeros((logits.shape[1], th, width), dtype=np.float32)
+                norm = np.zeros((th, width), dtype=np.float32)
+            for k, x in enumerate(chunk):
+                weight = y_weight * x_weights[first + k][None, :]
+                acc[:, :, x:x + tw] += logits[k] * weight
+                norm[:, x:x + tw] += weight
+        done = (ys[index + 1] if index + 1 < len(ys) else height) - y
+        yield y, acc[:, :done] / norm[:done]
+
+
+def logits_to_mask(logits: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Class ids: argmax over the channel axis, or logit > 0 for a single channel."""
+    if logits.shape[axis] == 1:
+        return (np.take(logits, 0, axis=axis) > 0).astype(np.int32)
+    return logits.argmax(axis=axis).astype(np.int32)
+
+
+def segment_tiled(run: Run, images: np.ndarray, tile: int, overlap: int, batch_size: int = 1,
+                  window: str = "linear", logits: bool = True) -> dict[str, np.ndarray]:
+    """float32 [N, 3, H, W] -> {"mask": int32 [N, H, W], "logits": float32 [N, C, H, W] (if `logits`)}.
+
+    An image that fits in one tile goes to `run` whole, so its result is exactly the untiled one.
+    Without `logits` only the masks are kept, so memory stays near one band of tiles plus the masks.
+    """
+    n, _, height, width = images.shape
+    if height <= tile and width <= tile:
+        check_tiling(tile, overlap, 1, window)
+        whole = np.asarray(run(images), dtype=np.float32)
+        return {"mask": logits_to_mask(whole, axis=1), **({"logits": whole} if logits else {})}
+    masks = np.empty((n, height, width), dtype=np.int32)
+    kept = None
+    for i in range(n):
+        for y, band in iter_blended_rows(run, lambda y0, y1: images[i, :, y0:y1], height, width, tile, overlap,
+                                         batch_size, window):
+            masks[i, y:y + band.shape[1]] = logits_to_mask(band)
+            if logits:
+                if kept is None:
+                    kept = np.empty((n, band.shape[0], height, width), dtype=np.float32)
+                kept[i, :, y:y + band.shape[1]] = band
+    return {"mask": masks, **({"logits": kept} if logits else {})}
