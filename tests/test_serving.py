@@ -413,3 +413,38 @@ def test_memory_budget_derives_max_pixels_from_the_measured_cost(served_onnx, tm
     result = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(tmp_path / "r"),
                                       "--memory-budget", "1", "--max-pixels", "5000"])
     assert result.exit_code == 1 and "not both" in result.output
+
+
+@pytest.fixture(scope="module")
+def tiled_server(tmp_path_factory, served_onnx):
+    """A repository built with --tile: requests above max_pixels run in tiles instead of being refused."""
+    from gsam.runtime.triton.repository import Tiling
+
+    root = tmp_path_factory.mktemp("tiled") / "triton_models"
+    build_repository(served_onnx, root, max_pixels=96 * 96, batching=None,
+                     tiling=Tiling(tile=96, overlap=32, max_image_pixels=300 * 300))
+    with TritonServer(root, ["gsam_python", "gsam_image"], free_port(), free_port()) as running:
+        yield running
+
+
+def test_a_repository_built_with_tiles_tiles_large_requests_like_the_local_runtime(tiled_server, served_onnx):
+    from tritonclient.utils import InferenceServerException
+
+    from gsam.runtime.backends.tiled import TiledSegmenter
+
+    local = TiledSegmenter(load_backend("onnxruntime", served_onnx), 96, 32)
+    rgb = np.random.default_rng(9).integers(0, 256, (150, 220, 3), dtype=np.uint8)
+    tensor = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    want = local(tensor.astype(np.float32))
+    got = _http_infer(tiled_server, "gsam_python", [("image_uint8", tensor, "UINT8")], ["mask", "logits"])
+    np.testing.assert_array_equal(got.as_numpy("mask"), want["mask"])
+    assert np.abs(got.as_numpy("logits") - want["logits"]).max() <= 1e-4
+    encoded = _http_infer(tiled_server, "gsam_image", [("image_bytes", np.array([_png_bytes(rgb)], dtype=np.object_),
+                                                        "BYTES")], ["mask_png"])
+    np.testing.assert_array_equal(_decode_png(encoded.as_numpy("mask_png")[0]), want["mask"][0])
+    with pytest.raises(InferenceServerException) as err:  # above max_image_pixels: refused even with tiles
+        _http_infer(tiled_server, "gsam_python", [("image_uint8", np.zeros((1, 3, 301, 300), np.uint8), "UINT8")])
+    assert err.value.status() == "400" and "max_image_pixels=90000" in str(err.value)
+    small = _http_infer(tiled_server, "gsam_python", [("image", _images((1, 3, 64, 80)), "FP32")], ["mask"])
+    np.testing.assert_array_equal(small.as_numpy("mask"), load_backend("onnxruntime", served_onnx)(
+        _images((1, 3, 64, 80)))["mask"])

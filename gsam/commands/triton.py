@@ -36,8 +36,14 @@ def triton() -> None:
               help="A batch size the dynamic batcher prefers (repeatable).")
 @click.option("--queue-delay-us", type=click.IntRange(0), default=2000, show_default=True,
               help="How long the dynamic batcher waits for more same-shape requests.")
+@click.option("--tile", type=click.IntRange(1), help="Run requests above --max-pixels in overlapping TILE x TILE "
+              "tiles (memory bounded by the tile) instead of refusing them [default: refuse].")
+@click.option("--overlap", type=click.IntRange(0), default=128, show_default=True,
+              help="With --tile: pixels neighbouring tiles share.")
+@click.option("--max-image-pixels", type=click.IntRange(1), default=100_000_000, show_default=True,
+              help="With --tile: the largest image a request may hold.")
 def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profiles, fp16, max_pixels, memory_budget,
-                 max_batch, preferred, queue_delay_us) -> None:
+                 max_batch, preferred, queue_delay_us, tile, overlap, max_image_pixels) -> None:
     """Write or update a model repository: gsam_python, gsam_image, gsam_onnx (and gsam_trt with --engine or --profile).
 
     gsam_python takes tensors (image FP32 or image_uint8 UINT8, [N, 3, H, W]) and returns
@@ -47,6 +53,8 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
 
     Example: gsam triton build model.onnx --repo triton_models --max-pixels 4194304 --preferred-batch 4
 
+    Example (36-megapixel requests in bounded memory): gsam triton build model.onnx --tile 1024
+
     \b
     Example (gsam_trt's config now, the engine later from trtexec on the GPU host):
       gsam triton build model.onnx --profile min=1x3x128x128,opt=1x3x512x512,max=1x3x1024x1024
@@ -55,7 +63,7 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
     from ..errors import GSAMError
     from ..export.metadata import read_onnx_facts
     from ..export.profiles import parse_profile
-    from ..runtime.triton.repository import Batching, build_repository
+    from ..runtime.triton.repository import Batching, Tiling, build_repository
 
     if max_pixels and memory_budget:
         raise GSAMError("give --max-pixels or --memory-budget, not both")
@@ -68,7 +76,8 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
     parsed = [parse_profile(p, min_size) for p in profiles] or None
     batching = Batching(max_batch, tuple(preferred), queue_delay_us) if max_batch else None
     for folder in build_repository(onnx_path, repo, engine, model_version, instances, gpu, parsed, fp16,
-                                   max_pixels, batching, log=click.echo):
+                                   max_pixels, batching, log=click.echo,
+                                   tiling=Tiling(tile or 0, overlap, max_image_pixels)):
         click.echo(f"wrote {folder}/config.pbtxt and {folder}/{model_version}/")
 
 

@@ -27,6 +27,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import image_codec  # noqa: E402  (copied beside this file)
+import tiling  # noqa: E402  (gsam's tiling core, copied beside this file)
 
 TENSOR_INPUTS = {"image": np.float32, "image_uint8": np.uint8}
 
@@ -42,6 +43,13 @@ class TritonPythonModel:
         self.name = config["name"]
         self.min_size = int(params.get("min_size", "32"))
         self.max_pixels = int(params.get("max_pixels", "0") or 0)
+        # Built with --tile: requests above max_pixels run tile by tile (memory bounded by the tile)
+        # instead of being refused, up to max_image_pixels.
+        self.tile = int(params.get("tile", "0") or 0)
+        self.tile_overlap = int(params.get("tile_overlap", "0") or 0)
+        self.max_image_pixels = int(params.get("max_image_pixels", "0") or 0)
+        if self.tile:
+            tiling.check_tiling(self.tile, self.tile_overlap, self.min_size)
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.encoded = any(i["name"] == "image_bytes" for i in config.get("input", []))
         palette = json.loads(params.get("overlay_palette", "[]") or "[]")
@@ -67,6 +75,19 @@ class TritonPythonModel:
         values = self.session.run(list(outputs), {"image": images})
         return dict(zip(outputs, values))
 
+    def _logits(self, batch):
+        return self.session.run(["logits"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def _too_large(self, pixels):
+        """Whether a request of this many pixels per image runs in tiles (True), whole (False), or is refused."""
+        if not self.max_pixels or pixels <= self.max_pixels:
+            return False
+        if self.tile and (not self.max_image_pixels or pixels <= self.max_image_pixels):
+            return True
+        limit = f"max_image_pixels={self.max_image_pixels} per image (tiled)" if self.tile else \
+            f"max_pixels={self.max_pixels} per request"
+        raise RequestError(f"the image is {pixels} pixels; this model's limit is {limit}")
+
     # -- tensor requests (gsam_python) ---------------------------------------------------------
 
     def _tensor_input(self, request):
@@ -84,9 +105,10 @@ class TritonPythonModel:
         n, _, height, width = array.shape
         if min(height, width) < self.min_size:
             raise RequestError(f"input {name!r} is {height}x{width}; height and width must be >= {self.min_size}")
-        if self.max_pixels and n * height * width > self.max_pixels:
+        if self.max_pixels and n * height * width > self.max_pixels and not self.tile:
             raise RequestError(f"input {name!r} is {n}x{height}x{width} = {n * height * width} pixels; this "
                                f"model's limit is max_pixels={self.max_pixels} per request")
+        self._too_large(height * width)
         return array
 
     def _requested(self, request):
@@ -119,7 +141,11 @@ class TritonPythonModel:
         try:
             wanted = sorted({name for index, _ in chunk for name in self._requested(requests[index])})
             images = np.concatenate([a for _, a in chunk]).astype(np.float32, copy=False)
-            result = self._segment(images, tuple(wanted))
+            if self._too_large(images.shape[2] * images.shape[3]):
+                result = tiling.segment_tiled(self._logits, images, self.tile, self.tile_overlap,
+                                              logits="logits" in wanted)
+            else:
+                result = self._segment(images, tuple(wanted))
         except Exception as exc:  # one failing batch must not take the model down
             for index, _ in chunk:
                 responses[index] = self._error(exc, pb_utils.TritonError.INTERNAL)
@@ -141,12 +167,21 @@ class TritonPythonModel:
             raise RequestError(f"input 'image_bytes' must hold one encoded image; got {len(items)}")
         data = items[0] if isinstance(items[0], bytes) else bytes(items[0])
         try:
-            image = image_codec.decode_image(data, self.min_size, self.max_pixels)
+            bound = (self.max_image_pixels if self.tile else self.max_pixels)
+            image = image_codec.decode_image(data, self.min_size, bound)
         except image_codec.ImageRequestError as exc:
             raise RequestError(f"input 'image_bytes': {exc}") from None
         wanted = set(request.requested_output_names()) or {"mask_png"}
-        mask = self._segment(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32), ("mask",))
-        mask = mask["mask"][0]
+        height, width = image.shape[:2]
+        if self._too_large(height * width):  # band by band: no float copy of the whole image
+            mask = np.empty((height, width), np.int32)
+            rows = tiling.iter_blended_rows(self._logits, lambda y0, y1: image[y0:y1].transpose(2, 0, 1), height,
+                                            width, self.tile, self.tile_overlap)
+            for y, band in rows:
+                mask[y:y + band.shape[1]] = tiling.logits_to_mask(band)
+        else:
+            mask = self._segment(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32),
+                                 ("mask",))["mask"][0]
         outputs = []
         if "mask_png" in wanted:
             outputs.append(pb_utils.Tensor("mask_png", np.array([image_codec.encode_png(mask)], dtype=np.object_)))

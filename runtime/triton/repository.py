@@ -28,6 +28,23 @@ from ...io import atomic_path, sha256_file, write_text_atomic
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("python_model.py")
 IMAGE_CODEC_SOURCE = Path(__file__).with_name("image_codec.py")
+TILING_SOURCE = Path(__file__).parents[1] / "backends" / "tiling.py"
+# With --tile, the largest image a request may hold (the tiles bound the compute memory; the decoded
+# image and its mask still scale with it).
+DEFAULT_TILED_MAX_IMAGE_PIXELS = 100_000_000
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Requests above max_pixels run in overlapping tiles instead of being refused (`--tile`)."""
+
+    tile: int = 0  # 0: refuse requests above max_pixels
+    overlap: int = 128
+    max_image_pixels: int = DEFAULT_TILED_MAX_IMAGE_PIXELS
+
+    def parameters(self) -> dict[str, str]:
+        return {"tile": str(self.tile), "tile_overlap": str(self.overlap if self.tile else 0),
+                "max_image_pixels": str(self.max_image_pixels if self.tile else 0)}
 WARMUP_SHAPE = (1, 3, 64, 96)
 MODEL_NAMES = ("gsam_python", "gsam_image", "gsam_onnx", "gsam_trt")
 PYTHON_MODELS = ("gsam_python", "gsam_image")
@@ -103,7 +120,7 @@ def add_warmup(config, facts: ModelFacts, profiles: list[ShapeProfile] | None = 
 
 
 def python_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
-                  batching: Batching | None = Batching()):
+                  batching: Batching | None = Batching(), tiling: Tiling = Tiling()):
     """Tensors in: `image` (FP32) or `image_uint8` (UINT8), one of the two per request (Triton
     types each input once, so the two dtypes are two optional inputs)."""
     mc = _schema()
@@ -114,7 +131,7 @@ def python_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = 
         config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
         config.dynamic_batching.preferred_batch_size.extend(batching.preferred)
     add_instances(config, instances, gpu)
-    set_parameters(config, {"intra_op_threads": "0", "max_pixels": str(max_pixels)})
+    set_parameters(config, {"intra_op_threads": "0", "max_pixels": str(max_pixels), **tiling.parameters()})
     add_warmup(config, facts)
     return config
 
@@ -126,7 +143,8 @@ def overlay_palette(facts: ModelFacts) -> list[list[int]]:
     return [list(c) for c in (facts.palette or default_palette(max(facts.num_classes, 2)))]
 
 
-def image_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = False, max_pixels: int = 0):
+def image_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
+                 tiling: Tiling = Tiling()):
     """Encoded image bytes in (`image_bytes`, TYPE_STRING), the mask as PNG bytes out (`mask_png`,
     and `overlay_png` when a request asks for it); class names and palette in the parameters."""
     mc = _schema()
@@ -136,7 +154,7 @@ def image_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = F
     config.output.add(name="overlay_png", data_type=mc.TYPE_STRING, dims=[1])
     set_parameters(config, facts.to_metadata())
     set_parameters(config, {"intra_op_threads": "0", "max_pixels": str(max_pixels),
-                            "overlay_palette": json.dumps(overlay_palette(facts))})
+                            "overlay_palette": json.dumps(overlay_palette(facts)), **tiling.parameters()})
     add_instances(config, instances, gpu)
     return config
 
@@ -228,7 +246,7 @@ def _write_model(repo: Path, config, version: int, files: dict[str, Path], sourc
 def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path | None = None, version: int = 1,
                      instances: int = 1, gpu: bool = False, trt_profiles: list[ShapeProfile] | None = None,
                      fp16: bool = False, max_pixels: int | None = None, batching: Batching | None = Batching(),
-                     log=print) -> list[Path]:
+                     log=print, tiling: Tiling = Tiling()) -> list[Path]:
     """Write gsam_python, gsam_image and gsam_onnx, and gsam_trt when an engine or profiles are given.
     Returns the model folders.
 
@@ -245,6 +263,11 @@ def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path
         from .budget import DEFAULT_MAX_PIXELS
 
         max_pixels = DEFAULT_MAX_PIXELS
+    if tiling.tile and (tiling.tile < facts.min_size or not 0 <= tiling.overlap < tiling.tile):
+        raise GSAMError(f"--tile {tiling.tile} --tile-overlap {tiling.overlap}: the tile must be >= the model's "
+                        f"minimum side ({facts.min_size}) and the overlap smaller than the tile")
+    if tiling.tile and tiling.tile ** 2 > max_pixels:
+        raise GSAMError(f"--tile {tiling.tile}: one tile ({tiling.tile ** 2} pixels) is above --max-pixels {max_pixels}")
     if max_pixels < facts.min_size ** 2:
         raise GSAMError(f"--max-pixels {max_pixels} is below one minimum-size image ({facts.min_size}x{facts.min_size})")
     external = onnx_path.with_name(onnx_path.name + ".data")
@@ -263,11 +286,12 @@ def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path
     if len(trt_profiles) > 1:
         log(f"gsam_onnx: onnxruntime's TensorRT accelerator serves one profile; it gets the first "
             f"({trt_profiles[0].name}); gsam_trt serves all {len(trt_profiles)}")
-    python_files = {**onnx_files, "model.py": PYTHON_MODEL_SOURCE, "image_codec.py": IMAGE_CODEC_SOURCE}
+    python_files = {**onnx_files, "model.py": PYTHON_MODEL_SOURCE, "image_codec.py": IMAGE_CODEC_SOURCE,
+                    "tiling.py": TILING_SOURCE}
     written = [
-        _write_model(repo, python_config("gsam_python", facts, instances, gpu, max_pixels, batching), version,
+        _write_model(repo, python_config("gsam_python", facts, instances, gpu, max_pixels, batching, tiling), version,
                      python_files, onnx_path.name),
-        _write_model(repo, image_config("gsam_image", facts, instances, gpu, max_pixels), version,
+        _write_model(repo, image_config("gsam_image", facts, instances, gpu, max_pixels, tiling), version,
                      python_files, onnx_path.name),
         _write_model(repo, onnx_config("gsam_onnx", facts, instances, True, trt_profiles[:1], fp16), version,
                      onnx_files, onnx_path.name),

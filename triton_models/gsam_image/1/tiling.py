@@ -1,0 +1,1 @@
+../../../runtime/backends/tiling.py
