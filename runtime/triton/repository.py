@@ -264,7 +264,7 @@ def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path
 
         max_pixels = DEFAULT_MAX_PIXELS
     if tiling.tile and (tiling.tile < facts.min_size or not 0 <= tiling.overlap < tiling.tile):
-        raise GSAMError(f"--tile {tiling.tile} --tile-overlap {tiling.overlap}: the tile must be >= the model's "
+        raise GSAMError(f"--tile {tiling.tile} --overlap {tiling.overlap}: the tile must be >= the model's "
                         f"minimum side ({facts.min_size}) and the overlap smaller than the tile")
     if tiling.tile and tiling.tile ** 2 > max_pixels:
         raise GSAMError(f"--tile {tiling.tile}: one tile ({tiling.tile ** 2} pixels) is above --max-pixels {max_pixels}")
