@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from gsam.cli import cli
+from gsam.errors import GSAMError
 from gsam.runtime.backends.tiling import axis_weights, iter_blended_rows, segment_tiled, tile_starts
 
 
@@ -226,3 +228,13 @@ def test_6000x6000_tiff_in_bounded_memory(tiny_onnx, tmp_path):
         assert tif.pages.first.shape == (side, side) and tif.pages.first.is_tiled
     with tifffile.TiffFile(tmp_path / "out/overlays/big.tif") as tif:
         assert tif.pages.first.shape == (side, side, 3)
+
+
+def test_triton_build_refuses_tiles_that_cannot_work(tiny_onnx, tmp_path):
+    from gsam.runtime.triton.repository import Tiling, build_repository
+
+    for tiling, fragment in [(Tiling(tile=16, overlap=4), "minimum side (32)"), (Tiling(tile=64, overlap=64), "overlap"),
+                             (Tiling(tile=512, overlap=64), "above --max-pixels")]:
+        with pytest.raises(GSAMError, match=re.escape(fragment)):
+            build_repository(tiny_onnx, tmp_path / "repo", max_pixels=256 * 256, tiling=tiling, log=lambda s: None)
+    assert not (tmp_path / "repo").exists()
