@@ -83,7 +83,15 @@ def _describe_triton_model(path: Path) -> Description:
     config = read_model_config(path)
     runner = config.backend or config.platform
     return Description("triton model", path, config_facts(config, str(path / "config.pbtxt")),
-                       [("triton", f"{config.name} ({runner}), versions {_versions(path)}")])
+                       [("triton", f"{config.name} ({runner}), versions {_versions(path)}"),
+                        ("served inputs", ", ".join(f"{i.name} {mc_type(i.data_type)}" for i in config.input))])
+
+
+def mc_type(data_type: int) -> str:
+    """Triton's name of a config data type (TYPE_FP32 -> FP32)."""
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2.DataType.Name(data_type).removeprefix("TYPE_")
 
 
 def _versions(model_dir: Path) -> str:

@@ -54,7 +54,7 @@ def test_info_prints_the_lineage_of_every_artifact(tmp_path, trained_run, traine
     assert result.exit_code == 0, result.output
     assert f"built from     model.onnx (sha256 {sha256_file(trained_onnx)})" in result.output
     assert f"exported from  best.pt (sha256 {checkpoint_sha}" in result.output
-    assert runner.invoke(cli, ["info", str(repo)]).output.count("artifact") == 2  # gsam_python and gsam_onnx
+    assert runner.invoke(cli, ["info", str(repo)]).output.count("artifact") == 3  # gsam_python, gsam_image, gsam_onnx
 
 
 def test_info_on_something_that_is_not_an_artifact(tmp_path):
