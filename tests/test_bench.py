@@ -17,6 +17,7 @@ def run_and_onnx(trained_run, trained_onnx):
     return trained_run, trained_onnx
 
 
+@pytest.mark.slow
 def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx):
     run, onnx_path = run_and_onnx
     out = tmp_path / "bench"
@@ -49,6 +50,7 @@ def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx)
     assert "ratio" in result.output and "torch" in result.output
 
 
+@pytest.mark.slow
 def test_bench_torch_bf16_rows_use_the_bf16_peak(tmp_path, run_and_onnx):
     run, _ = run_and_onnx
     out = tmp_path / "bench"
@@ -98,6 +100,7 @@ def test_bench_through_a_real_triton_server_at_concurrency_2(tmp_path, run_and_o
     (["--concurrency", "0"], "integers >= 1"),
     (["--amp", "fp8"], "'fp8' is not one of"),
 ])
+@pytest.mark.slow
 def test_bad_arguments_fail_in_one_line(tmp_path, run_and_onnx, args, message):
     run, onnx_path = run_and_onnx
     result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--onnx", str(onnx_path), "--out",
@@ -105,6 +108,7 @@ def test_bad_arguments_fail_in_one_line(tmp_path, run_and_onnx, args, message):
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_unreachable_triton_url_fails_in_one_line(tmp_path, run_and_onnx):
     from gsam.runtime.triton.server import free_port
 

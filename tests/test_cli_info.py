@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from gsam import __version__
@@ -32,6 +33,7 @@ def test_info_rejects_bad_sizes_in_one_line():
     assert result.exit_code == 1 and "unknown model 'vit_x'" in result.output
 
 
+@pytest.mark.slow
 def test_info_prints_the_lineage_of_every_artifact(tmp_path, trained_run, trained_onnx):
     """run -> ONNX -> Triton model: each artifact names the one it came from, with hashes."""
     from gsam.io import sha256_file

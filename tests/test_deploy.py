@@ -57,6 +57,7 @@ def test_deploy_writes_a_folder_whose_repository_serves_and_whose_hashes_match(t
         remote.close()
 
 
+@pytest.mark.slow
 def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, tmp_path):
     from gsam.export.metadata import read_onnx_facts
 
@@ -67,6 +68,7 @@ def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, tmp_p
     assert "--onnx=onnx/model.int8.onnx" in (tmp_path / "d" / "trtexec.sh").read_text()
 
 
+@pytest.mark.slow
 def test_deploy_with_k8s_writes_validated_manifests_listed_in_the_manifest(trained_run, tmp_path):
     pytest.importorskip("kubernetes_validate", reason="needs the k8s extra")
     out = tmp_path / "deploy"

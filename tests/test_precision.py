@@ -19,6 +19,10 @@ from gsam.runtime.backends import load_backend
 UNSEEN_SIZES = [(61, 203), (150, 77)]
 
 
+# Exports and gates variants of the trained run: the full tier only (make test).
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def gate_data(synth_data):
     return load_gate_images(synth_data, calib_count=12)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -70,6 +71,7 @@ def test_config_file_with_flag_override(tmp_path, synth_data):
     assert saved["epochs"] == 1 and saved["batch_size"] == 2 and saved["crop"] == [64, 64]
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path, synth_data):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
