@@ -101,6 +101,7 @@ def test_eval_and_predict_from_the_run_directory(tmp_path, trained_run, synth_da
         assert mask.size == overlay.size == Image.open(image_path).size
 
 
+@pytest.mark.slow
 def test_bf16_autocast_on_the_cpu_trains_resumes_and_exports(tmp_path, synth_data):
     out = tmp_path / "bf16"
     base = ["train", "--data", str(synth_data), "--out", str(out), "--model", "tiny", "--epochs", "2",
