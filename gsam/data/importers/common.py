@@ -42,13 +42,18 @@ def red_channel_labels(path: Path) -> np.ndarray:
     return (read_image(path)[:, :, 0] < 150).astype(np.uint8)
 
 
-def grayscale_labels(path: Path) -> np.ndarray:
-    """A label file read as 8-bit grayscale, the way the official CamVid loader reads it."""
+def _read_with_pillow(path: Path, mode: str, what: str) -> np.ndarray:
+    """Any format Pillow decodes, converted to `mode`; a one-line error naming the file otherwise."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("L"))
+            return np.asarray(img.convert(mode))
     except (OSError, ValueError) as exc:
-        raise ImportLayoutError(f"{path}: cannot read label ({str(exc).splitlines()[0]})") from None
+        raise ImportLayoutError(f"{path}: cannot read {what} ({str(exc).splitlines()[0]})") from None
+
+
+def grayscale_labels(path: Path) -> np.ndarray:
+    """A label file read as 8-bit grayscale, the way the official CamVid loader reads it."""
+    return _read_with_pillow(path, "L", "label")
 
 
 def check_ids(labels: np.ndarray, allowed: Sequence[int], path: Path | str, meaning: str) -> None:
@@ -150,11 +155,7 @@ class DatasetWriter:
 
 def read_image_any(path: Path) -> np.ndarray:
     """Formats outside PNG/JPEG/TIFF (e.g. BMP) decoded by Pillow as RGB."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise ImportLayoutError(f"{path}: cannot read image ({str(exc).splitlines()[0]})") from None
+    return _read_with_pillow(path, "RGB", "image")
 
 
 def sorted_files(folder: Path) -> list[Path]:
