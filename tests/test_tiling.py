@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from gsam.cli import cli
 from gsam.errors import GSAMError
-from gsam.runtime.backends.tiling import axis_weights, iter_blended_rows, segment_tiled, tile_starts
+from gsam.runtime.backends.tiling import axis_weights, iter_blended_rows, segment_tiled, tile_layout, tile_starts
 
 
 def pointwise(batch: np.ndarray) -> np.ndarray:
@@ -21,12 +21,15 @@ def pointwise(batch: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(100, 100, 10), (99, 100, 10), (101, 100, 10), (1000, 256, 64),
-                                                 (300, 64, 0), (257, 128, 127)])
-def test_tiles_cover_the_axis_full_size_and_shifted_inward(length, tile, overlap):
-    starts = tile_starts(length, tile, overlap)
-    size = min(tile, length)
+                                                 (300, 64, 0), (257, 128, 127), (2048, 1024, 128), (6000, 1024, 128)])
+def test_fewest_equal_tiles_cover_the_axis_edge_to_edge(length, tile, overlap):
+    size, starts = tile_layout(length, tile, overlap)
+    fewest = 1 if length <= tile else -(-(length - overlap) // (tile - overlap))
+    assert len(starts) == fewest and size <= tile and (size == length) == (length <= tile)
     assert starts[0] == 0 and starts[-1] + size == length and starts == sorted(set(starts))
-    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))  # overlap at least as asked
+    assert all(size - (b - a) >= overlap for a, b in zip(starts, starts[1:]))  # overlap at least as asked
+    steps = [b - a for a, b in zip(starts, starts[1:])]
+    assert not steps or max(steps) - min(steps) <= 1  # spread evenly: no tile slides over its neighbour
     covered = np.zeros(length, bool)
     for s in starts:
         covered[s:s + size] = True
@@ -45,7 +48,9 @@ def test_blending_a_pointwise_model_gives_the_whole_image_result():
         assert tiled["mask"].shape == (2, 150, 230) and tiled["mask"].dtype == np.int32
     # pixels that only one tile covers keep that tile's logits bit for bit
     single = segment_tiled(pointwise, images, tile=64, overlap=24)["logits"]
-    assert np.array_equal(single[:, :, :40, :40], whole[:, :, :40, :40])
+    rows, columns = tile_starts(150, 64, 24)[1], tile_starts(230, 64, 24)[1]  # where the second tiles begin
+    assert rows > 20 and columns > 20
+    assert np.array_equal(single[:, :, :rows, :columns], whole[:, :, :rows, :columns])
 
 
 def test_rows_are_blended_band_by_band_and_tiles_batched():
@@ -63,10 +68,12 @@ def test_rows_are_blended_band_by_band_and_tiles_batched():
         return image[:, y0:y1]
 
     bands = list(iter_blended_rows(run, read_rows, height, width, tile, 32, batch_size=2))
-    assert all(y1 - y0 == tile for y0, y1 in reads)  # never more than a tile of rows read
-    assert [y for y, _ in bands] == tile_starts(height, tile, 32)
+    (rows, ys), (columns, _) = tile_layout(height, tile, 32), tile_layout(width, tile, 32)
+    assert (len(ys), rows, columns) == (7, 128, 122)  # 7 x 3 tiles; the columns shrink from 128 to fit evenly
+    assert all(y1 - y0 == rows for y0, y1 in reads)  # never more than a tile of rows read
+    assert [y for y, _ in bands] == ys
     assert sum(b.shape[1] for _, b in bands) == height and all(b.shape[1] <= tile for _, b in bands)
-    assert max(n for n, *_ in calls) == 2 and all(shape[2:] == (tile, tile) for shape in calls)
+    assert max(n for n, *_ in calls) == 2 and all(shape[2:] == (rows, columns) for shape in calls)
 
 
 def test_image_in_one_tile_gives_exactly_the_whole_image_result(tiny_onnx):
@@ -81,7 +88,8 @@ def test_image_in_one_tile_gives_exactly_the_whole_image_result(tiny_onnx):
 
 def seam_distance(length: int, tile: int, overlap: int) -> np.ndarray:
     """Per position along an axis: distance to the nearest inner tile edge."""
-    edges = [e for s in tile_starts(length, tile, overlap) for e in (s, s + tile) if 0 < e < length]
+    size, starts = tile_layout(length, tile, overlap)
+    edges = [e for s in starts for e in (s, s + size) if 0 < e < length]
     positions = np.arange(length)
     return np.min(np.abs(positions[:, None] - np.array(edges)[None, :]), axis=1)
 

@@ -38,7 +38,8 @@ class TiledSegmenter(Segmenter):
         self.name = inner.name
 
     def _batch(self, height: int, width: int) -> int:
-        return self.batch_size or backend_batch_size(self.inner, (min(self.tile, height), min(self.tile, width)))
+        shape = tiling.tile_shape(height, width, self.tile, self.overlap, self.facts.min_size)
+        return self.batch_size or backend_batch_size(self.inner, shape)
 
     def _logits(self, batch: np.ndarray) -> np.ndarray:
         return self.inner(batch)["logits"]
@@ -48,14 +49,14 @@ class TiledSegmenter(Segmenter):
         if height <= self.tile and width <= self.tile:
             return self.inner(images)  # one tile: exactly the whole-image result, the backend's own mask
         return tiling.segment_tiled(self._logits, images, self.tile, self.overlap, self._batch(height, width),
-                                    self.window)
+                                    self.window, min_size=self.facts.min_size)
 
     def blended_rows(self, read_rows, height: int, width: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, logits [C, rows, width]) bands of one image; see tiling.iter_blended_rows."""
         if min(height, width) < self.facts.min_size:
             raise GSAMError(f"image {height}x{width} is below the model's minimum side of {self.facts.min_size} pixels")
         return tiling.iter_blended_rows(self._logits, read_rows, height, width, self.tile, self.overlap,
-                                        self._batch(height, width), self.window)
+                                        self._batch(height, width), self.window, self.facts.min_size)
 
     def close(self) -> None:
         self.inner.close()

@@ -4,9 +4,11 @@ Self-contained on purpose (numpy only, nothing from gsam), so the Triton reposit
 this file beside a python-backend model. Every entry point takes `run(batch) -> logits`: a callable
 from float32 [N, 3, h, w] to float32 [N, C, h, w].
 
-Layout: tiles of `tile` x `tile` pixels overlap by `overlap`; the last tile of a row or column is
-shifted inward so every tile stays full-size (a side shorter than the tile gets one tile of its own
-length). Each tile's logits are weighted by a window that ramps up over `overlap` pixels on the sides
+Layout, per axis: the fewest tiles of at most `tile` pixels that overlap by at least `overlap`, all
+of one size and spread evenly from edge to edge. GSAM takes any input size, so tiles shrink to fit
+instead of the last one sliding inward over its neighbour: a 2048-pixel side with tiles of 1024 and
+an overlap of 128 runs three tiles of 768, not three of 1024. A side no longer than the tile is one
+tile of its own length. Each tile's logits are weighted by a window that ramps up over `overlap` pixels on the sides
 that touch a neighbouring tile and is exactly 1 elsewhere, so pixels that only one tile covers keep
 that tile's logits bit for bit, and an image that fits in one tile gets exactly the whole-image result.
 
@@ -36,12 +38,22 @@ def check_tiling(tile: int, overlap: int, min_size: int = 1, window: str = "line
         raise ValueError(f"window {window!r} must be one of {', '.join(WINDOWS)}")
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets along one axis: every `tile - overlap` pixels, the last one shifted to end at `length`."""
+def tile_layout(length: int, tile: int, overlap: int, min_size: int = 1) -> tuple[int, list[int]]:
+    """(tile size, start offsets) along one axis: n = the fewest tiles of at most `tile` pixels that
+    overlap by at least `overlap`, each of size ceil((length + (n - 1) * overlap) / n), spread evenly.
+
+    The size never drops below `min_size` (the model's smallest side), which only matters for tiles
+    smaller than twice that."""
     if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, tile - overlap))
-    return starts + [length - tile]
+        return length, [0]
+    count = -(-(length - overlap) // (tile - overlap))
+    size = min(tile, max(-(-(length + (count - 1) * overlap) // count), min_size))
+    return size, [round(i * (length - size) / (count - 1)) for i in range(count)]
+
+
+def tile_starts(length: int, tile: int, overlap: int, min_size: int = 1) -> list[int]:
+    """Start offsets along one axis (see tile_layout)."""
+    return tile_layout(length, tile, overlap, min_size)[1]
 
 
 def _ramp(width: int, window: str) -> np.ndarray:
@@ -68,15 +80,20 @@ def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
     return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
 
 
+def tile_shape(height: int, width: int, tile: int, overlap: int, min_size: int = 1) -> tuple[int, int]:
+    """(rows, columns) of every tile of an image of this size."""
+    return tile_layout(height, tile, overlap, min_size)[0], tile_layout(width, tile, overlap, min_size)[0]
+
+
 def iter_blended_rows(run: Run, read_rows: ReadRows, height: int, width: int, tile: int, overlap: int,
-                      batch_size: int = 1, window: str = "linear") -> Iterator[tuple[int, np.ndarray]]:
+                      batch_size: int = 1, window: str = "linear",
+                      min_size: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first row, float32 logits [C, rows, width]) bands, top to bottom, covering the image once.
 
     `read_rows(y0, y1)` returns the image rows y0..y1 as [3, y1 - y0, width] (any numeric dtype).
     """
     check_tiling(tile, overlap, 1, window)
-    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
-    th, tw = min(tile, height), min(tile, width)
+    (th, ys), (tw, xs) = tile_layout(height, tile, overlap, min_size), tile_layout(width, tile, overlap, min_size)
     x_weights = [axis_weights(x, tw, width, overlap, window) for x in xs]
     acc = norm = None
     base = 0  # image row of acc[:, 0]
@@ -111,7 +128,7 @@ def logits_to_mask(logits: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def segment_tiled(run: Run, images: np.ndarray, tile: int, overlap: int, batch_size: int = 1,
-                  window: str = "linear", logits: bool = True) -> dict[str, np.ndarray]:
+                  window: str = "linear", logits: bool = True, min_size: int = 1) -> dict[str, np.ndarray]:
     """float32 [N, 3, H, W] -> {"mask": int32 [N, H, W], "logits": float32 [N, C, H, W] (if `logits`)}.
 
     An image that fits in one tile goes to `run` whole, so its result is exactly the untiled one.
@@ -126,7 +143,7 @@ def segment_tiled(run: Run, images: np.ndarray, tile: int, overlap: int, batch_s
     kept = None
     for i in range(n):
         for y, band in iter_blended_rows(run, lambda y0, y1: images[i, :, y0:y1], height, width, tile, overlap,
-                                         batch_size, window):
+                                         batch_size, window, min_size):
             masks[i, y:y + band.shape[1]] = logits_to_mask(band)
             if logits:
                 if kept is None:

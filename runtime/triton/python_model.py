@@ -143,7 +143,7 @@ class TritonPythonModel:
             images = np.concatenate([a for _, a in chunk]).astype(np.float32, copy=False)
             if self._too_large(images.shape[2] * images.shape[3]):
                 result = tiling.segment_tiled(self._logits, images, self.tile, self.tile_overlap,
-                                              logits="logits" in wanted)
+                                              logits="logits" in wanted, min_size=self.min_size)
             else:
                 result = self._segment(images, tuple(wanted))
         except Exception as exc:  # one failing batch must not take the model down
@@ -176,7 +176,7 @@ class TritonPythonModel:
         if self._too_large(height * width):  # band by band: no float copy of the whole image
             mask = np.empty((height, width), np.int32)
             rows = tiling.iter_blended_rows(self._logits, lambda y0, y1: image[y0:y1].transpose(2, 0, 1), height,
-                                            width, self.tile, self.tile_overlap)
+                                            width, self.tile, self.tile_overlap, min_size=self.min_size)
             for y, band in rows:
                 mask[y:y + band.shape[1]] = tiling.logits_to_mask(band)
         else:
