@@ -448,3 +448,88 @@ def test_a_repository_built_with_tiles_tiles_large_requests_like_the_local_runti
     small = _http_infer(tiled_server, "gsam_python", [("image", _images((1, 3, 64, 80)), "FP32")], ["mask"])
     np.testing.assert_array_equal(small.as_numpy("mask"), load_backend("onnxruntime", served_onnx)(
         _images((1, 3, 64, 80)))["mask"])
+
+
+def _peak_mib_below(pid):
+    """Sum of the peak resident memory (VmHWM) of every descendant of `pid`: tritonserver and its python stubs.
+
+    Each process's own peak is summed, so this is an upper bound on what they held together."""
+    from pathlib import Path
+
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, list(children.get(pid, []))
+    while stack:
+        current = stack.pop()
+        try:
+            total += next(int(line.split()[1]) for line in Path(f"/proc/{current}/status").read_text().splitlines()
+                          if line.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            pass
+        stack.extend(children.get(current, []))
+    return total / 1024
+
+
+# Peak resident memory of the Triton server (tritonserver + the gsam_image stub, each process's peak summed) while
+# it tiles one 6000x6000 request with the tiny model: measured 1.43 GiB. One whole-image pass needs 10.4 GiB.
+SERVE_36MP_PEAK_BOUND_MIB = 2.0 * 1024
+
+
+@pytest.mark.slow
+def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_onnx, tmp_path):
+    """The README's large-image path, one command after another: triton build --tile, serve, predict."""
+    import signal
+    import subprocess
+    import sys
+
+    import tritonclient.http as http
+
+    from gsam.data.bigimage import write_tiled_tiff
+
+    side, repo = 6000, tmp_path / "triton_models"
+    built = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(repo), "--tile", "1024"])
+    assert built.exit_code == 0, built.output
+
+    def picture(y0, y1):  # smooth gradients, so the file on the wire stays small
+        ys, xs = np.mgrid[y0:y1, 0:side]
+        return np.stack([ys % 251, xs % 241, (ys + xs) % 239], axis=-1).astype(np.uint8)
+
+    write_tiled_tiff(tmp_path / "big.tif", ((y, picture(y, min(y + 500, side))) for y in range(0, side, 500)),
+                     side, side, channels=3)
+    ports = [free_port() for _ in range(3)]
+    serve = subprocess.Popen([sys.executable, "-m", "gsam", "serve", "--repo", str(repo), "--triton-model",
+                              "gsam_image", "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
+                              "--metrics-port", str(ports[2])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert serve.poll() is None, serve.stdout.read()
+            try:
+                if http.InferenceServerClient(f"127.0.0.1:{ports[0]}").is_model_ready("gsam_image"):
+                    break
+            except Exception:
+                pass
+            assert time.monotonic() < deadline, "gsam serve did not get ready"
+            time.sleep(1)
+        loaded = _peak_mib_below(serve.pid)
+        predicted = subprocess.run([sys.executable, "-m", "gsam", "predict", "--backend", "triton-image", "--url",
+                                    f"127.0.0.1:{ports[0]}", str(tmp_path / "big.tif"), "--out", str(tmp_path / "out")],
+                                   capture_output=True, text=True)
+        peak = _peak_mib_below(serve.pid)
+    finally:
+        serve.send_signal(signal.SIGINT)
+        try:
+            serve.wait(60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    print(f"server peak: {loaded:.0f} MiB after loading, {peak:.0f} MiB after a {side}x{side} request")
+    assert peak < SERVE_36MP_PEAK_BOUND_MIB, peak
+    mask = _decode_png((tmp_path / "out/masks/big.png").read_bytes())
+    assert mask.shape == (side, side) and mask.max() < 3

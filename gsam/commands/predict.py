@@ -31,7 +31,7 @@ def collect_images(paths: list[str]) -> list[Path]:
 
 
 def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton_model: str, device: str,
-                   amp: str = "off"):
+                   amp: str = "off", timeout: float = 600.0):
     """(segmenter, image paths): local backends take the model as the first path, Triton ones a URL."""
     from ..errors import GSAMError
     from ..runtime.backends import guess_backend, load_backend
@@ -41,7 +41,7 @@ def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton
             raise GSAMError(f"--backend {backend} needs --url, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
         if backend == "triton-image" and triton_model == "gsam_python":
             triton_model = "gsam_image"  # the default names the tensor model; this backend needs the image one
-        return load_backend(backend, url, model=triton_model), list(paths)
+        return load_backend(backend, url, model=triton_model, timeout=timeout), list(paths)
     if len(paths) < 2:
         raise GSAMError("give the model (run directory, .pt, .onnx or .plan) and then one or more images or folders")
     kind = guess_backend(paths[0]) if backend == "auto" else backend
@@ -71,8 +71,11 @@ def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, triton
               "[default: what half the free memory holds for this model; said in the log].")
 @click.option("--max-image-pixels", type=click.IntRange(1), help="Raise the decompression-bomb limit for PNG/JPEG, "
               "which are decoded whole [default: Pillow's, 89478485]. TIFFs are read lazily and are not limited.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              help="Triton backends: seconds to wait for one request (a server tiling a 36-megapixel image on a "
+                   "CPU takes minutes).")
 def predict(paths, out, backend, url, triton_model, device, amp, alpha, tile, overlap, max_pixels,
-            max_image_pixels) -> None:
+            max_image_pixels, timeout) -> None:
     """Segment images at their native size: a class-id mask and a colour overlay per image.
 
     Images above --max-pixels (or all, with --tile) run tile by tile and are read and written band
@@ -95,7 +98,7 @@ def predict(paths, out, backend, url, triton_model, device, amp, alpha, tile, ov
     from ..runtime.backends.tiled import TiledSegmenter
     from ..runtime.large_image import predict_tiled
 
-    segmenter, image_args = open_segmenter(backend, paths, url, triton_model, device, amp)
+    segmenter, image_args = open_segmenter(backend, paths, url, triton_model, device, amp, timeout)
     images = collect_images(image_args)
     palette = palette_for(segmenter.facts.num_classes, segmenter.facts.palette)
     if max_pixels is None and tile is None:

@@ -35,11 +35,17 @@ def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return palette[np.clip(mask, 0, len(palette) - 1)]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend class colours over the image; background (class 0) stays as it is."""
-    colours = colorize(mask, palette).astype(np.float32)
-    blended = image.astype(np.float32) * (1 - alpha) + colours * alpha
-    return np.where((mask > 0)[:, :, None], blended, image).round().astype(np.uint8)
+def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.5,
+            rows: int = 256) -> np.ndarray:
+    """Blend class colours over the image; background (class 0) stays as it is.
+
+    Computed `rows` rows at a time, so a 36-megapixel overlay needs no full-size float copies."""
+    picture = np.empty(image.shape[:2] + (3,), np.uint8)
+    for y in range(0, image.shape[0], rows):
+        part, labels = image[y:y + rows], mask[y:y + rows]
+        blended = part.astype(np.float32) * (1 - alpha) + colorize(labels, palette).astype(np.float32) * alpha
+        picture[y:y + rows] = np.where((labels > 0)[:, :, None], blended, part).round()
+    return picture
 
 
 def save_png(array: np.ndarray, path: str | Path) -> None:

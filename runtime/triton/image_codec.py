@@ -94,8 +94,14 @@ def encode_png(array):
     return buffer.getvalue()
 
 
-def overlay(image, mask, palette, alpha=0.5):
-    """Class colours blended over the image; background (class 0) stays as it is."""
-    colours = palette[np.clip(mask, 0, len(palette) - 1)].astype(np.float32)
-    blended = image.astype(np.float32) * (1 - alpha) + colours * alpha
-    return np.where((mask > 0)[:, :, None], blended, image).round().astype(np.uint8)
+def overlay(image, mask, palette, alpha=0.5, rows=256):
+    """Class colours blended over the image; background (class 0) stays as it is.
+
+    Computed `rows` rows at a time, so a 36-megapixel overlay needs no full-size float copies."""
+    picture = np.empty(image.shape[:2] + (3,), np.uint8)
+    for y in range(0, image.shape[0], rows):
+        part, labels = image[y:y + rows], mask[y:y + rows]
+        colours = palette[np.clip(labels, 0, len(palette) - 1)].astype(np.float32)
+        blended = part.astype(np.float32) * (1 - alpha) + colours * alpha
+        picture[y:y + rows] = np.where((labels > 0)[:, :, None], blended, part).round()
+    return picture

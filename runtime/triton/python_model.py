@@ -174,10 +174,12 @@ class TritonPythonModel:
         wanted = set(request.requested_output_names()) or {"mask_png"}
         height, width = image.shape[:2]
         if self._too_large(height * width):  # band by band: no float copy of the whole image
-            mask = np.empty((height, width), np.int32)
+            mask = None
             rows = tiling.iter_blended_rows(self._logits, lambda y0, y1: image[y0:y1].transpose(2, 0, 1), height,
                                             width, self.tile, self.tile_overlap, min_size=self.min_size)
             for y, band in rows:
+                if mask is None:  # the smallest integer type that holds the class ids
+                    mask = np.empty((height, width), np.uint8 if band.shape[0] <= 256 else np.uint16)
                 mask[y:y + band.shape[1]] = tiling.logits_to_mask(band)
         else:
             mask = self._segment(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32),
