@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces every table in BENCHMARKS.md on this machine (about 45 minutes on 2 CPU cores).
+# Reproduces every table in BENCHMARKS.md on this machine (about 100 minutes on 2 CPU cores; step 6, whole and
+# tiled vit_b up to 36 megapixels, is about 55 of them).
 # Raw outputs land in benchmarks/results/; model files in benchmarks/work/ (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,5 +51,5 @@ import torch; from gsam.model import build_gsam; from gsam.export.onnx import ex
 torch.manual_seed(0); export_onnx(build_gsam('tiny', num_classes=3).eval(), '$W/tiny.onnx', exporter='torchscript')"
 test -f "$W/vit_b.onnx" || $GSAM export onnx "$W/vit_b.pt" --out "$W/vit_b.onnx" --exporter torchscript
 fresh "$R/tiling.md" && $PY benchmarks/tiling.py --model tiny="$W/tiny.onnx" --model vit_b="$W/vit_b.onnx" \
-  --sizes 1024,2048,4096,6000 --model-sizes vit_b=1024,2048 --agreement "$W/demo/run" > "$R/tiling.md"
+  --sizes 1024,2048,4096,6000 --model-whole-max-mp vit_b=5 --agreement "$W/demo/run" > "$R/tiling.md"
 echo all benchmark results are in $R

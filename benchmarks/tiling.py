@@ -49,10 +49,11 @@ def agreement(run_dir: str, cases: list[tuple[int, int, int, int]], seam: int = 
     from gsam.runtime.backends import load_backend
     from gsam.runtime.backends.processing import to_model_input
     from gsam.runtime.backends.tiled import TiledSegmenter
-    from gsam.runtime.backends.tiling import tile_starts
+    from gsam.runtime.backends.tiling import tile_layout, tile_starts
 
     def near_edge(length, tile, overlap):
-        edges = [e for s in tile_starts(length, tile, overlap) for e in (s, s + tile) if 0 < e < length]
+        size, starts = tile_layout(length, tile, overlap)
+        edges = [e for s in starts for e in (s, s + size) if 0 < e < length]
         return np.min(np.abs(np.arange(length)[:, None] - np.array(edges or [-10**9])[None]), axis=1) < seam
 
     backend = load_backend("torch", run_dir)
@@ -88,6 +89,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1024,2048,4096,6000", help="square sides; NAME:SIDES per model overrides")
     parser.add_argument("--model-sizes", action="append", default=[], help="NAME=SIDE,SIDE for one model")
     parser.add_argument("--whole-max-mp", type=float, default=40.0, help="skip whole-image runs above this size")
+    parser.add_argument("--model-whole-max-mp", action="append", default=[],
+                        help="NAME=MP: skip this model's whole-image runs above MP (a whole vit_b pass needs "
+                             "about 1.3 GB per megapixel)")
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--overlap", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
@@ -98,11 +102,12 @@ def main() -> None:
         child(model, int(side), mode, int(tile), int(overlap), int(threads))
         return
     per_model = {name: [int(s) for s in sides.split(",")] for name, sides in (m.split("=") for m in args.model_sizes)}
+    whole_max = {name: float(mp) for name, mp in (m.split("=") for m in args.model_whole_max_mp)}
     print(f"onnxruntime CPU, {args.threads} threads; tiles {args.tile} overlapping by {args.overlap}; "
           "peak RSS of a fresh process (model + uint8 image + inference)\n")
     print("| model | image | megapixels | whole: s | whole: peak RSS | tiled: s | tiled: peak RSS | tiles |")
     print("|---|---|---|---|---|---|---|---|")
-    from gsam.runtime.backends.tiling import tile_count
+    from gsam.runtime.backends.tiling import tile_count, tile_shape
 
     for spec in args.model:
         name, path = spec.split("=", 1)
@@ -110,8 +115,9 @@ def main() -> None:
             mp = side * side / 1e6
             cells = []
             for mode in ("whole", "tiled"):
-                if mode == "whole" and mp > args.whole_max_mp:
-                    cells.append(f"not run (> {args.whole_max_mp:g} MP)")
+                limit = whole_max.get(name, args.whole_max_mp)
+                if mode == "whole" and mp > limit:
+                    cells.append(f"not run (> {limit:g} MP)")
                     continue
                 result = measure(path, side, mode, args.tile, args.overlap, args.threads)
                 cells.append(result if isinstance(result, str) else
@@ -119,7 +125,8 @@ def main() -> None:
                 print(f"  {name} {side} {mode}: {cells[-1]}", file=sys.stderr, flush=True)
             cells = [c if " | " in c else f"{c} | " for c in cells]
             print(f"| {name} | {side}x{side} | {mp:.1f} | {cells[0]} | {cells[1]} | "
-                  f"{tile_count(side, side, args.tile, args.overlap)} |", flush=True)
+                  f"{tile_count(side, side, args.tile, args.overlap)} of "
+                  f"{'x'.join(map(str, tile_shape(side, side, args.tile, args.overlap)))} |", flush=True)
     if args.agreement:
         agreement(args.agreement, [(256, 320, 192, 128), (512, 512, 192, 128), (512, 512, 256, 64),
                                    (768, 1024, 256, 128), (768, 1024, 384, 128)])
