@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -21,22 +20,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from soak import tree_rss_mb  # noqa: E402
-
-from gsam.export.onnx import export_onnx  # noqa: E402
-from gsam.model import build_gsam  # noqa: E402
-from gsam.runtime.backends import load_backend  # noqa: E402
-from gsam.runtime.triton.repository import build_repository  # noqa: E402
-from gsam.runtime.triton.server import TritonServer, free_port  # noqa: E402
+from gsam.export.onnx import export_onnx
+from gsam.model import build_gsam
+from gsam.runtime.backends import load_backend
+from gsam.runtime.bench.process_memory import tree_memory_mib
+from gsam.runtime.triton.repository import build_repository
+from gsam.runtime.triton.server import TritonServer, free_port
 
 
 def peak_during(pid: int, work) -> float:
-    peak, done = [tree_rss_mb(pid)], threading.Event()
+    peak, done = [tree_memory_mib(pid)], threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak.append(tree_rss_mb(pid))
+            peak.append(tree_memory_mib(pid))
             time.sleep(0.05)
 
     thread = threading.Thread(target=sample)
@@ -66,7 +63,7 @@ def main() -> None:
         repo = Path(tmp) / "repo"
         build_repository(onnx_path, repo)
         with TritonServer(repo, ["gsam_python"], free_port(), free_port()) as server:
-            loaded = tree_rss_mb(server.process.pid)
+            loaded = tree_memory_mib(server.process.pid)
             client = load_backend("triton-http", server.http_url, model="gsam_python", timeout=900)
             peaks = {}
             for size in sizes:

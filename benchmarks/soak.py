@@ -19,33 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from gsam.runtime.backends import load_backend
+from gsam.runtime.bench.process_memory import tree_memory_mib
 from gsam.runtime.triton.repository import build_repository
 from gsam.runtime.triton.server import TritonServer, free_port
 
 SIZES = [(64, 64), (96, 128), (160, 120), (200, 300), (33, 47), (256, 192)]
 ABORT_SIZE = (384, 384)
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (the python backend runs in stub processes)."""
-    total, stack = 0, [pid]
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    while stack:
-        current = stack.pop()
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-        stack.extend(children.get(current, []))
-    return total / 1024
 
 
 def impatient_client(url_http: str, url_grpc: str, stop: threading.Event, counts: dict, rounds: int) -> None:
@@ -119,7 +98,7 @@ def soak(onnx_path: Path, requests: int, threads: int, time_limit: float, aborts
             inputs = {s: rng.uniform(0, 255, (1, 3, *s)).astype(np.float32) for s in SIZES}
             warm = load_phase(server, threads, threads * len(SIZES), inputs, time_limit)  # every size, full concurrency
             time.sleep(1.0)
-            rss_before = tree_rss_mb(server.process.pid)
+            rss_before = tree_memory_mib(server.process.pid)
             stop = threading.Event()
             impatient = {"completed": 0, "aborted": 0}
             disturber = threading.Thread(target=impatient_client,
@@ -129,7 +108,7 @@ def soak(onnx_path: Path, requests: int, threads: int, time_limit: float, aborts
             def sample_memory() -> None:  # RSS every 5 s: a plateau is allocation, a slope would be a leak
                 t0 = time.monotonic()
                 while not stop.wait(5.0):
-                    trace.append((round(time.monotonic() - t0, 1), round(tree_rss_mb(server.process.pid), 1)))
+                    trace.append((round(time.monotonic() - t0, 1), round(tree_memory_mib(server.process.pid), 1)))
 
             sampler = threading.Thread(target=sample_memory)
             disturber.start()
@@ -139,7 +118,7 @@ def soak(onnx_path: Path, requests: int, threads: int, time_limit: float, aborts
             disturber.join()
             sampler.join()
             time.sleep(1.0)
-            rss_after = tree_rss_mb(server.process.pid)
+            rss_after = tree_memory_mib(server.process.pid)
             latencies = main["latencies"]
             served = latencies["http"] + latencies["grpc"] + latencies["image"]
             pct = lambda values, q: round(float(np.percentile(values, q)), 1) if values else None  # noqa: E731

@@ -116,3 +116,33 @@ def test_unreachable_triton_url_fails_in_one_line(tmp_path, run_and_onnx):
     result = CliRunner().invoke(cli, ["bench", "--model", str(onnx_path), "--backend", "triton-http", "--url",
                                       f"127.0.0.1:{free_port()}", "--sizes", "64x64", "--out", str(tmp_path / "b")])
     assert result.exit_code == 1 and "cannot reach Triton" in result.output
+
+
+def test_process_tree_memory_counts_grandchildren_and_their_peaks():
+    """A child that starts a grandchild holding 200 MiB, then frees it: VmHWM of the tree keeps the peak."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from gsam.runtime.bench.process_memory import descendants, tree_memory_mib
+
+    grandchild = ("import sys, time; block = bytearray(200 * 2**20); block[::4096] = b'x' * len(block[::4096]); "
+                  "del block; print('freed', flush=True); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', "
+                              f"{grandchild!r}])"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "freed"
+        deadline = time.monotonic() + 10
+        while len(descendants(child.pid)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(descendants(child.pid)) == 1
+        peak, now = tree_memory_mib(child.pid, "VmHWM"), tree_memory_mib(child.pid, "VmRSS")
+        assert peak >= 200 and tree_memory_mib(child.pid, "VmHWM", include_root=False) >= 200
+        assert now < peak
+    finally:
+        for pid in descendants(child.pid):
+            os.kill(pid, signal.SIGKILL)
+        child.kill()
+        child.wait()

@@ -450,31 +450,6 @@ def test_a_repository_built_with_tiles_tiles_large_requests_like_the_local_runti
         _images((1, 3, 64, 80)))["mask"])
 
 
-def _peak_mib_below(pid):
-    """Sum of the peak resident memory (VmHWM) of every descendant of `pid`: tritonserver and its python stubs.
-
-    Each process's own peak is summed, so this is an upper bound on what they held together."""
-    from pathlib import Path
-
-    children = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    total, stack = 0, list(children.get(pid, []))
-    while stack:
-        current = stack.pop()
-        try:
-            total += next(int(line.split()[1]) for line in Path(f"/proc/{current}/status").read_text().splitlines()
-                          if line.startswith("VmHWM:"))
-        except (OSError, StopIteration):
-            pass
-        stack.extend(children.get(current, []))
-    return total / 1024
-
-
 # Peak resident memory of the Triton server (tritonserver + the gsam_image stub, each process's peak summed) while
 # it tiles one 6000x6000 request with the tiny model: measured 1.43 GiB. One whole-image pass needs 10.4 GiB.
 SERVE_36MP_PEAK_BOUND_MIB = 2.0 * 1024
@@ -490,6 +465,10 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
     import tritonclient.http as http
 
     from gsam.data.bigimage import write_tiled_tiff
+    from gsam.runtime.bench.process_memory import tree_memory_mib
+
+    def server_peak_mib():  # tritonserver and its stub below `gsam serve`, each at its own peak, summed
+        return tree_memory_mib(serve.pid, "VmHWM", include_root=False)
 
     side, repo = 6000, tmp_path / "triton_models"
     built = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(repo), "--tile", "1024"])
@@ -517,11 +496,11 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
                 pass
             assert time.monotonic() < deadline, "gsam serve did not get ready"
             time.sleep(1)
-        loaded, start = _peak_mib_below(serve.pid), time.perf_counter()
+        loaded, start = server_peak_mib(), time.perf_counter()
         predicted = subprocess.run([sys.executable, "-m", "gsam", "predict", "--backend", "triton-image", "--url",
                                     f"127.0.0.1:{ports[0]}", str(tmp_path / "big.tif"), "--out", str(tmp_path / "out")],
                                    capture_output=True, text=True)
-        peak, seconds = _peak_mib_below(serve.pid), time.perf_counter() - start
+        peak, seconds = server_peak_mib(), time.perf_counter() - start
     finally:
         serve.send_signal(signal.SIGINT)
         try:
