@@ -2,6 +2,9 @@
 
     python benchmarks/precision.py --run benchmarks/work/demo/run --sizes 256,512,1024 --repeats 3
 
+int8 comes in both of `gsam export onnx --int8-scheme`'s forms: `int8` (tensorrt: signed, symmetric
+activations) and `int8-cpu` (cpu: unsigned activations with a zero point).
+
 The trained run (tiny) gives both the gate figures (its val images, PyTorch as reference) and
 latency rows; vit_b is built with random weights, which is enough for latency (the compute
 does not depend on the values), so its variants are converted without a gate.
@@ -28,7 +31,8 @@ from gsam.export.metadata import read_onnx_facts, rewrite_onnx_facts
 from gsam.model import build_gsam
 from gsam.runtime.backends import load_backend
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
+INT8_SCHEME = {"int8": "tensorrt", "int8-cpu": "cpu"}
 
 
 def side_by_side(sessions: dict, images: np.ndarray, repeats: int) -> dict[str, float]:
@@ -45,18 +49,19 @@ def side_by_side(sessions: dict, images: np.ndarray, repeats: int) -> dict[str, 
 
 
 def ungated_variants(fp32: Path, calib: list[np.ndarray]) -> dict[str, Path]:
-    """fp16 and int8 files of a random-weight model (latency only: no gate)."""
+    """fp16 and both int8 files of a random-weight model (latency only: no gate)."""
     import dataclasses
 
     import onnx
 
     facts = read_onnx_facts(fp32)
-    fp16, int8 = fp32.with_name("fp16.onnx"), fp32.with_name("int8.onnx")
-    onnx.save(convert_fp16(onnx.load(str(fp32))), str(fp16))
-    quantize_int8(fp32, int8, calib)
-    for path, precision in ((fp16, "fp16"), (int8, "int8")):
-        rewrite_onnx_facts(path, dataclasses.replace(facts, precision=precision))
-    return {"fp32": fp32, "fp16": fp16, "int8": int8}
+    files = {p: fp32.with_name(f"{p}.onnx") for p in PRECISIONS}
+    onnx.save(convert_fp16(onnx.load(str(fp32))), str(files["fp16"]))
+    for name, scheme in INT8_SCHEME.items():
+        quantize_int8(fp32, files[name], calib, scheme)
+    for name in PRECISIONS[1:]:
+        rewrite_onnx_facts(files[name], dataclasses.replace(facts, precision=name.split("-")[0]))
+    return files
 
 
 def main() -> None:
@@ -83,13 +88,13 @@ def main() -> None:
                 export_checkpoint(args.run, fp32, **quiet)
                 reference = load_backend("torch", args.run)
                 files = {"fp32": fp32}
-                for precision in ("fp16", "int8"):
+                for precision in PRECISIONS[1:]:
                     files[precision] = folder / f"{precision}.onnx"
                     started = time.perf_counter()
-                    report = make_variant(fp32, files[precision], precision, reference=reference,
+                    report = make_variant(fp32, files[precision], precision.split("-")[0], reference=reference,
                                           images=gate_data.images, labels=gate_data.labels,
                                           calib_images=gate_data.calib_images, thresholds=GateThresholds(),
-                                          log=lambda s: None)
+                                          log=lambda s: None, int8_scheme=INT8_SCHEME.get(precision, "tensorrt"))
                     gate_rows.append(f"| tiny (trained run) | {precision} | {len(gate_data.images)} + {len(report.rows) - len(gate_data.images)} "
                                      f"| {report.mask_agreement:.4%} | {100 * report.reference_miou:.2f} | "
                                      f"{100 * report.variant_miou:.2f} | {report.miou_drop:+.2f} | "
@@ -110,14 +115,16 @@ def main() -> None:
             for size in (int(s) for s in sizes.split(",")):
                 images = np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)
                 t = side_by_side(sessions, images, args.repeats)
-                latency_rows.append(f"| {label} | {size}x{size} | {t['fp32'] * 1000:.0f} | {t['fp16'] * 1000:.0f} | "
-                                    f"{t['int8'] * 1000:.0f} | {t['fp16'] / t['fp32']:.2f} | {t['int8'] / t['fp32']:.2f} |")
+                latency_rows.append(f"| {label} | {size}x{size} | "
+                                    + " | ".join(f"{t[p] * 1000:.0f}" for p in PRECISIONS) + " | "
+                                    + " | ".join(f"{t[p] / t['fp32']:.2f}" for p in PRECISIONS[1:]) + " |")
                 print(latency_rows[-1], file=sys.stderr, flush=True)
-            latency_rows.append(f"| {label} | file MB | {sizes_mb['fp32']:.1f} | {sizes_mb['fp16']:.1f} | "
-                                f"{sizes_mb['int8']:.1f} | | |")
+            latency_rows.append(f"| {label} | file MB | " + " | ".join(f"{sizes_mb[p]:.1f}" for p in PRECISIONS)
+                                + " |" * len(PRECISIONS))
     print(f"\nonnxruntime {onnxruntime.__version__} CPU, {torch.get_num_threads()} threads, batch 1, median of "
           f"{args.repeats} (precisions interleaved), exporter {args.exporter}\n")
-    print("| model | size | fp32 ms | fp16 ms | int8 ms | fp16 / fp32 | int8 / fp32 |\n|---|---|---|---|---|---|---|")
+    print("| model | size | " + " | ".join(f"{p} ms" for p in PRECISIONS) + " | "
+          + " | ".join(f"{p} / fp32" for p in PRECISIONS[1:]) + " |\n" + "|---" * (2 * len(PRECISIONS) + 1) + "|")
     print("\n".join(latency_rows))
     print(f"\nGate on {data} (val images at native size + random images at unseen sizes; reference = PyTorch fp32)\n")
     print("| model | variant | images (val + unseen) | mask agreement | mIoU fp32 | mIoU variant | drop (points) "

@@ -250,25 +250,36 @@ class _ImageReader:
         return None if image is None else {"image": _as_batch(image)}
 
 
-def quantize_int8(fp32_onnx: Path, out: Path, calib_images: list[np.ndarray], activation_type: str = "QInt8",
+# How int8 activations are stored: (onnxruntime QuantType name, symmetric around 0).
+#   tensorrt: signed int8 with a zero point of 0, the only form TensorRT's explicit quantization takes
+#             (it runs in onnxruntime as well);
+#   cpu:      unsigned int8 with a fitted zero point (U8S8), which onnxruntime runs and TensorRT
+#             refuses; BENCHMARKS.md times both on a CPU.
+INT8_SCHEMES = {"tensorrt": ("QInt8", True), "cpu": ("QUInt8", False)}
+
+
+def quantize_int8(fp32_onnx: Path, out: Path, calib_images: list[np.ndarray], scheme: str = "tensorrt",
                   exclude_first_conv: bool = True) -> None:
-    """Static QDQ int8 of MatMul and Conv (per-channel weights), calibrated with MinMax on `calib_images`.
+    """Static QDQ int8 of MatMul and Conv (per-channel int8 weights, float biases), calibrated with
+    MinMax on `calib_images`; activations as INT8_SCHEMES[scheme] says.
 
     MinMax reduces each tensor to its range per image, so images of any size can be fed one at a
     time. `quant_pre_process` is not run: its symbolic shape inference cannot follow the dynamic
-    height/width arithmetic, and without it the result was identical. Activations are symmetric
-    int8 and biases stay float: TensorRT's explicit quantization dequantizes signed int8 with a zero
-    point of 0 only (no uint8, no int32 biases), so the same file builds an int8 engine.
+    height/width arithmetic, and without it the result was identical. Biases stay float because
+    TensorRT takes no int32 biases.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    if scheme not in INT8_SCHEMES:
+        raise ExportError(f"int8 scheme must be one of {', '.join(INT8_SCHEMES)}; got {scheme!r}")
+    activation_type, symmetric = INT8_SCHEMES[scheme]
     graph = onnx.load(str(fp32_onnx), load_external_data=False).graph
     excluded = [n.name for n in first_convolutions(graph)] if exclude_first_conv else []
     quantize_static(str(fp32_onnx), str(out), _ImageReader(calib_images), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(INT8_OP_TYPES), per_channel=True,
                     activation_type=getattr(QuantType, activation_type), weight_type=QuantType.QInt8,
                     nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={"ActivationSymmetric": True, "QuantizeBias": False})
+                    extra_options={"ActivationSymmetric": symmetric, "QuantizeBias": False})
 
 
 def run_gate(variant, reference, images: list[np.ndarray], labels: list[np.ndarray] | None,
@@ -310,12 +321,13 @@ def run_gate(variant, reference, images: list[np.ndarray], labels: list[np.ndarr
 def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference, images: list[np.ndarray],
                  labels: list[np.ndarray] | None = None, calib_images: list[np.ndarray] | None = None,
                  thresholds: GateThresholds | None = None, log: Callable[[str], None] = print,
-                 verify_sizes: list[tuple[int, int]] | None = None) -> GateReport:
+                 verify_sizes: list[tuple[int, int]] | None = None, int8_scheme: str = "tensorrt") -> GateReport:
     """Make the `precision` variant of `fp32_onnx`, gate it against `reference` and only then write `out`.
 
     `images` (uint8 RGB [H, W, 3], native sizes) and their `labels` are the gate's real images;
     random images at `verify_sizes` (default: the fp32 export's unseen sizes) are added for
-    agreement only. int8 needs `calib_images`. Raises ExportError, leaving nothing at `out`,
+    agreement only. int8 needs `calib_images`; `int8_scheme` (INT8_SCHEMES) is recorded in the
+    file's metadata so TensorRT builds can refuse a cpu file. Raises ExportError, leaving nothing at `out`,
     when the conversion fails or a figure misses its threshold.
     """
     from ..runtime.backends import load_backend
@@ -333,6 +345,8 @@ def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference, image
         raise ExportError(f"{out}: {len(labels)} labels for {len(images)} gate images")
     _check_images(images, "gate", facts.min_size)
     if precision == "int8":
+        if int8_scheme not in INT8_SCHEMES:
+            raise ExportError(f"{out}: int8 scheme must be one of {', '.join(INT8_SCHEMES)}; got {int8_scheme!r}")
         if not calib_images:
             raise ExportError(f"{out}: int8 needs calibration images")
         _check_images(calib_images, "calibration", facts.min_size)
@@ -346,13 +360,15 @@ def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference, image
             if precision == "fp16":
                 onnx.save(convert_fp16(onnx.load(str(fp32_onnx))), str(staged))
             else:
-                quantize_int8(fp32_onnx, staged, calib_images)
+                quantize_int8(fp32_onnx, staged, calib_images, int8_scheme)
         except Exception as exc:
             raise ExportError(f"{out}: {precision} conversion failed ({type(exc).__name__}: "
                               f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from None
         fp32_sha = sha256_file(fp32_onnx)
         variant_facts = dataclasses.replace(facts, precision=precision).with_lineage(
             onnx_file=fp32_onnx.name, onnx_sha256=fp32_sha).with_extra(fp32_onnx_sha256=fp32_sha)
+        if precision == "int8":
+            variant_facts = variant_facts.with_extra(int8_scheme=int8_scheme)
         rewrite_onnx_facts(staged, variant_facts)
         seconds = time.perf_counter() - started
         log(f"gating it on {len(images)} image(s) at native size and {len(verify_sizes or DEFAULT_VERIFY_SIZES)} "
@@ -383,7 +399,8 @@ def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference, image
 
 def export_checkpoint_variant(source: str | Path, out: str | Path, precision: str, *, calib_data: str | Path | None = None,
                               calib_count: int = 32, thresholds: GateThresholds | None = None,
-                              log: Callable[[str], None] = print, **export_options):
+                              log: Callable[[str], None] = print, int8_scheme: str = "tensorrt",
+                              **export_options):
     """`gsam export onnx RUN --precision P`: the fp32 export (verified as always) to a temporary file,
     then its variant gated against the PyTorch model on the run's val images (calibrated on train).
 
@@ -406,7 +423,7 @@ def export_checkpoint_variant(source: str | Path, out: str | Path, precision: st
         reference = load_backend("torch", source)
         report = make_variant(fp32, out, precision, reference=reference, images=gate.images, labels=gate.labels,
                               calib_images=gate.calib_images if precision == "int8" else None,
-                              thresholds=thresholds, log=log)
+                              thresholds=thresholds, log=log, int8_scheme=int8_scheme)
         return export_report, report
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -92,6 +92,15 @@ def strongly_typed_supported(trt) -> bool:
     return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
 
 
+def check_engine_source(facts: ModelFacts, onnx_path: str | Path) -> None:
+    """GSAMError unless TensorRT can build from this file: an int8 export made with --int8-scheme cpu
+    stores activations as uint8, which TensorRT's explicit quantization does not take."""
+    if facts.precision == "int8" and facts.extra.get("int8_scheme", "tensorrt") != "tensorrt":
+        raise GSAMError(f"{onnx_path}: metadata field 'int8_scheme' is {facts.extra['int8_scheme']} (uint8 "
+                        "activations, for onnxruntime on CPUs); TensorRT needs `gsam export onnx --precision int8 "
+                        "--int8-scheme tensorrt`")
+
+
 def plan_precision(onnx_precision: str, requested: str | None) -> str | None:
     """Which precision the ONNX must be converted to before building (None: build it as it is).
 
@@ -217,6 +226,7 @@ def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSetti
     """
     onnx_path, engine = Path(onnx_path), Path(engine)
     facts = read_onnx_facts(onnx_path)
+    check_engine_source(facts, onnx_path)
     for profile in settings.profiles:
         profile.validate(facts.min_size)
     target = plan_precision(facts.precision, settings.precision)

@@ -198,3 +198,35 @@ def test_missing_run_data_asks_for_calib_data(tmp_path):
         run_data_folder(run)
     with pytest.raises(GSAMError, match="no run config .* --calib-data"):
         run_data_folder(tmp_path)
+
+
+def _zero_point_types(path) -> set[int]:
+    """Element types of the activation QuantizeLinear zero points (the quantized activations' type)."""
+    graph = onnx.load(str(path)).graph
+    initializers = {t.name: t.data_type for t in graph.initializer}
+    return {initializers[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
+            and n.input[2] in initializers and n.input[0] not in initializers}
+
+
+def test_int8_schemes_signed_for_tensorrt_unsigned_for_cpu_and_tensorrt_refuses_the_cpu_file(
+        tmp_path, int8_variant, trained_onnx, reference, gate_data):
+    tensorrt_file, _ = int8_variant
+    assert _zero_point_types(tensorrt_file) == {onnx.TensorProto.INT8}
+    assert read_onnx_facts(tensorrt_file).extra["int8_scheme"] == "tensorrt"
+    cpu_file = tmp_path / "model.int8cpu.onnx"
+    report = make_variant(trained_onnx, cpu_file, "int8", reference=reference, images=gate_data.images,
+                          labels=gate_data.labels, calib_images=gate_data.calib_images, log=lambda s: None,
+                          int8_scheme="cpu")
+    assert report.passed and report.mask_agreement >= 0.99
+    assert _zero_point_types(cpu_file) == {onnx.TensorProto.UINT8}
+    assert read_onnx_facts(cpu_file).extra["int8_scheme"] == "cpu"
+    _check_io_and_unseen_sizes(cpu_file)
+    result = CliRunner().invoke(cli, ["export", "tensorrt", str(cpu_file), "--out", str(tmp_path / "m.plan"),
+                                      "--profile", "min=1x3x64x64,opt=1x3x128x128,max=1x3x256x256",
+                                      "--print-trtexec"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "'int8_scheme' is cpu" in result.output and "--int8-scheme tensorrt" in result.output
+    with pytest.raises(ExportError, match="int8 scheme must be one of tensorrt, cpu"):
+        make_variant(trained_onnx, tmp_path / "x.onnx", "int8", reference=reference, images=gate_data.images,
+                     calib_images=gate_data.calib_images, log=lambda s: None, int8_scheme="u8")
+    assert not (tmp_path / "x.onnx").exists()

@@ -25,6 +25,9 @@ def export() -> None:
               help="fp16: fp16 weights and math with fp32 islands; int8: static QDQ MatMul/Conv. I/O stays fp32/int32.")
 @click.option("--calib-images", type=click.IntRange(1), default=32, show_default=True,
               help="int8: number of training images to calibrate on.")
+@click.option("--int8-scheme", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
+              help="int8 activations: tensorrt = signed and symmetric (builds TensorRT engines, runs in onnxruntime "
+                   "too); cpu = unsigned with a zero point, for onnxruntime on x86 CPUs only (TensorRT refuses it).")
 @click.option("--calib-data", type=click.Path(file_okay=False),
               help="Dataset folder (train/ and val/) for calibration and the gate [default: the run's training data].")
 @click.option("--min-agreement", type=click.FloatRange(0, 1),
@@ -32,7 +35,7 @@ def export() -> None:
 @click.option("--max-miou-drop", type=float, default=0.5, show_default=True,
               help="Gate: largest val mIoU drop, in points, against the fp32 model.")
 def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, simplify, precision, calib_images,
-                        calib_data, min_agreement, max_miou_drop) -> None:
+                        int8_scheme, calib_data, min_agreement, max_miou_drop) -> None:
     """Export MODEL (a run directory or gsam checkpoint) to ONNX with dynamic batch, height and width.
 
     The file is written only after onnxruntime matches PyTorch at sizes the trace never
@@ -45,6 +48,8 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
     Example: gsam export onnx runs/demo --out model.onnx --verify-sizes 37x211,640x480
 
     Example: gsam export onnx runs/demo --out model.int8.onnx --precision int8 --calib-images 64
+
+    Example (CPU serving only): gsam export onnx runs/demo --out model.int8cpu.onnx --precision int8 --int8-scheme cpu
     """
     from ..export.onnx import export_checkpoint
 
@@ -57,11 +62,12 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
         thresholds = GateThresholds(min_agreement, max_miou_drop)
         report, gate = export_checkpoint_variant(model, out, precision, calib_data=calib_data,
                                                  calib_count=calib_images, thresholds=thresholds, log=click.echo,
-                                                 **options)
+                                                 int8_scheme=int8_scheme, **options)
     click.echo(report.table())
     if precision != "fp32":
         click.echo(gate.table())
-        click.echo(f"wrote {gate.path} ({precision}, {gate.size_bytes / 1e6:.1f} MB; fp32 was "
+        kind = f"int8, {int8_scheme} scheme" if precision == "int8" else precision
+        click.echo(f"wrote {gate.path} ({kind}, {gate.size_bytes / 1e6:.1f} MB; fp32 was "
                    f"{report.size_bytes / 1e6:.1f} MB); input image [batch, 3, height, width]")
         return
     click.echo(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB, {report.nodes} nodes, opset {report.opset}, "
@@ -100,11 +106,13 @@ def export_tensorrt_command(onnx_path, out, profiles, fp16, bf16, converted, wor
     from ..errors import GSAMError
     from ..export.metadata import read_onnx_facts
     from ..export.profiles import parse_profile
-    from ..export.tensorrt import BuildSettings, build_engine, convert_for_engine, plan_precision, trtexec_command
+    from ..export.tensorrt import (BuildSettings, build_engine, check_engine_source, convert_for_engine, plan_precision,
+                                   trtexec_command)
 
     if fp16 and bf16:
         raise GSAMError("choose one of --fp16 and --bf16")
     facts = read_onnx_facts(onnx_path)
+    check_engine_source(facts, onnx_path)
     parsed = [parse_profile(p, facts.min_size) for p in profiles]
     requested = "fp16" if fp16 else "bf16" if bf16 else None
     target = plan_precision(facts.precision, requested)
