@@ -2,7 +2,7 @@
 
 A variant is made with onnxruntime's own tools (its float16 converter; static QDQ
 quantization) and then gated like the fp32 export: onnxruntime runs it on real images at
-their native sizes and on random images at sizes the trace never saw, a reference (the
+their native sizes and on the same images resized to sizes the trace never saw, a reference (the
 PyTorch model, or the fp32 file in onnxruntime) runs the same images, and the file is only
 moved into place when the masks agree and the mIoU against the labels did not drop. The
 parts of the graph that stay fp32 (see FP16_KEEP_FP32_OPS and `input_normalization_nodes`)
@@ -53,7 +53,7 @@ class GateThresholds:
 
 @dataclass
 class GateRow:
-    kind: str  # "labelled" (the dataset's images) or "unseen size" (random images)
+    kind: str  # "labelled" (the dataset's images) or "unseen size" (those images resized to untraced sizes)
     height: int
     width: int
     agreement: float
@@ -66,7 +66,7 @@ class GateReport:
     precision: str
     rows: list[GateRow] = field(default_factory=list)
     mask_agreement: float = 0.0  # pixel-weighted, over the real (labelled) images
-    unseen_agreement: float | None = None  # pixel-weighted, over the random images at unseen sizes
+    unseen_agreement: float | None = None  # pixel-weighted, over the images resized to unseen sizes
     max_logit_error: float = 0.0  # largest |variant - reference| logit
     reference_miou: float | None = None  # 0..1, against the labels
     variant_miou: float | None = None
@@ -282,18 +282,27 @@ def quantize_int8(fp32_onnx: Path, out: Path, calib_images: list[np.ndarray], sc
                     extra_options={"ActivationSymmetric": symmetric, "QuantizeBias": False})
 
 
+def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
 def run_gate(variant, reference, images: list[np.ndarray], labels: list[np.ndarray] | None,
-             verify_sizes: list[tuple[int, int]], num_classes: int, seed: int = 0) -> GateReport:
-    """Run the variant and the reference (both Segmenters) on the same images; figures, no decision."""
+             verify_sizes: list[tuple[int, int]], num_classes: int) -> GateReport:
+    """Run the variant and the reference (both Segmenters) on the same images; figures, no decision.
+
+    The unseen-size cases are the gate's own images resized to sizes the trace never saw: what a
+    reduced precision must match is the model on its kind of images; random noise drives
+    activations outside the calibrated ranges and says little about either."""
     from ..train.metrics import ConfusionMatrix
     import torch
 
     report = GateReport(Path(), variant.facts.precision)
     k = max(num_classes, 2)
     matrices = {"reference": ConfusionMatrix(k), "variant": ConfusionMatrix(k)}
-    rng = np.random.default_rng(seed)
     cases = [("labelled", image, labels[i] if labels else None) for i, image in enumerate(images)]
-    cases += [("unseen size", rng.integers(0, 256, (h, w, 3), dtype=np.uint8), None) for h, w in verify_sizes]
+    cases += [("unseen size", _resized(images[i % len(images)], h, w), None) for i, (h, w) in enumerate(verify_sizes)]
     agree = {"labelled": 0, "unseen size": 0}
     pixels = dict(agree)
     for kind, image, label in cases:
@@ -325,7 +334,7 @@ def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference, image
     """Make the `precision` variant of `fp32_onnx`, gate it against `reference` and only then write `out`.
 
     `images` (uint8 RGB [H, W, 3], native sizes) and their `labels` are the gate's real images;
-    random images at `verify_sizes` (default: the fp32 export's unseen sizes) are added for
+    those images resized to `verify_sizes` (default: the fp32 export's unseen sizes) are added for
     agreement only. int8 needs `calib_images`; `int8_scheme` (INT8_SCHEMES) is recorded in the
     file's metadata so TensorRT builds can refuse a cpu file. Raises ExportError, leaving nothing at `out`,
     when the conversion fails or a figure misses its threshold.
@@ -372,7 +381,7 @@ def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference, image
         rewrite_onnx_facts(staged, variant_facts)
         seconds = time.perf_counter() - started
         log(f"gating it on {len(images)} image(s) at native size and {len(verify_sizes or DEFAULT_VERIFY_SIZES)} "
-            "random image(s) at unseen sizes...")
+            "resized to unseen sizes...")
         try:
             variant = load_backend("onnxruntime", staged)
         except GSAMError as exc:

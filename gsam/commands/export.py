@@ -42,7 +42,7 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
     saw (non-square, odd, larger, batch 2); otherwise the command fails and writes nothing.
 
     With --precision fp16 or int8 the verified fp32 export is converted, then gated on the
-    run's validation images at native size (and random images at unseen sizes) against the
+    run's validation images at native size (and resized to unseen sizes) against the
     PyTorch model: it is written only if the masks agree and the val mIoU did not drop.
 
     Example: gsam export onnx runs/demo --out model.onnx --verify-sizes 37x211,640x480
