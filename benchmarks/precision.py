@@ -126,7 +126,7 @@ def main() -> None:
     print("| model | size | " + " | ".join(f"{p} ms" for p in PRECISIONS) + " | "
           + " | ".join(f"{p} / fp32" for p in PRECISIONS[1:]) + " |\n" + "|---" * (2 * len(PRECISIONS) + 1) + "|")
     print("\n".join(latency_rows))
-    print(f"\nGate on {data} (val images at native size + random images at unseen sizes; reference = PyTorch fp32)\n")
+    print(f"\nGate on {data} (val images at native size + the same images resized to unseen sizes; reference = PyTorch fp32)\n")
     print("| model | variant | images (val + unseen) | mask agreement | mIoU fp32 | mIoU variant | drop (points) "
           "| max logit err | file MB | convert + gate s |\n|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(gate_rows))

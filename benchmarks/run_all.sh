@@ -41,7 +41,7 @@ fresh "$R/serving.md" && $PY benchmarks/serving.py --onnx "$W/demo/model.onnx" -
 
 # 6. fp32 / fp16 / int8 onnxruntime side by side, and the variants' gates on the demo's data
 fresh "$R/precision.md" && $PY benchmarks/precision.py --run "$W/demo/run" --models run,vit_b --sizes 256,512,1024 \
-  --repeats 3 > "$R/precision.md"
+  --vit-b-sizes 512,1024 --repeats 3 --exporter torchscript > "$R/precision.md"
 
 # 7. Soak against a real Triton server (gsam_python over HTTP and gRPC, gsam_image)
 fresh "$R/soak.json" && $PY benchmarks/soak.py --onnx "$W/demo/model.onnx" --requests 4000 --threads 16 --aborts 10 --out "$R/soak.json"

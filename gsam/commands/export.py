@@ -26,8 +26,9 @@ def export() -> None:
 @click.option("--calib-images", type=click.IntRange(1), default=32, show_default=True,
               help="int8: number of training images to calibrate on.")
 @click.option("--int8-scheme", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
-              help="int8 activations: tensorrt = signed and symmetric (builds TensorRT engines, runs in onnxruntime "
-                   "too); cpu = unsigned with a zero point, for onnxruntime on x86 CPUs only (TensorRT refuses it).")
+              help="int8 activations: tensorrt = signed and symmetric (builds TensorRT engines; in onnxruntime on a "
+                   "CPU about as fast as fp32); cpu = unsigned with a zero point, about 2x faster than fp32 in "
+                   "onnxruntime on an x86 CPU (BENCHMARKS.md); TensorRT refuses it.")
 @click.option("--calib-data", type=click.Path(file_okay=False),
               help="Dataset folder (train/ and val/) for calibration and the gate [default: the run's training data].")
 @click.option("--min-agreement", type=click.FloatRange(0, 1),
