@@ -254,7 +254,7 @@ class _ImageReader:
 #   tensorrt: signed int8 with a zero point of 0, the only form TensorRT's explicit quantization takes
 #             (it runs in onnxruntime as well);
 #   cpu:      unsigned int8 with a fitted zero point (U8S8), which TensorRT refuses; in onnxruntime
-#             on an x86 CPU it ran in 0.44-0.56x of fp32's time where tensorrt's ran in 0.88-1.19x
+#             on an x86 CPU it ran in 0.37-0.56x of fp32's time where tensorrt's ran in 0.80-1.19x
 #             (BENCHMARKS.md).
 INT8_SCHEMES = {"tensorrt": ("QInt8", True), "cpu": ("QUInt8", False)}
 

@@ -92,8 +92,8 @@ def evaluate(model: nn.Module, dataset, num_classes: int, device: torch.device, 
                 with autocast(device, amp):
                     return core(torch.from_numpy(batch).to(device)).float().cpu().numpy()
 
-            mask = torch.from_numpy(segment_tiled(run, image[None].numpy(), tile, overlap, logits=False,
-                                                          min_size=core.config.min_size)["mask"][0])
+            tiled = segment_tiled(run, image[None].numpy(), tile, overlap, logits=False, min_size=core.config.min_size)
+            mask = torch.from_numpy(tiled["mask"][0])
         else:
             with autocast(device, amp):
                 logits = core(image[None].to(device))

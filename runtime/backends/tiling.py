@@ -8,9 +8,10 @@ Layout, per axis: the fewest tiles of at most `tile` pixels that overlap by at l
 of one size and spread evenly from edge to edge. GSAM takes any input size, so tiles shrink to fit
 instead of the last one sliding inward over its neighbour: a 2048-pixel side with tiles of 1024 and
 an overlap of 128 runs three tiles of 768, not three of 1024. A side no longer than the tile is one
-tile of its own length. Each tile's logits are weighted by a window that ramps up over `overlap` pixels on the sides
-that touch a neighbouring tile and is exactly 1 elsewhere, so pixels that only one tile covers keep
-that tile's logits bit for bit, and an image that fits in one tile gets exactly the whole-image result.
+tile of its own length. Each tile's logits are weighted by a window that ramps up over `overlap`
+pixels on the sides that touch a neighbouring tile and is exactly 1 elsewhere, so pixels that only
+one tile covers keep that tile's logits bit for bit, and an image that fits in one tile gets exactly
+the whole-image result.
 
 Memory: rows are produced band by band (`iter_blended_rows`): only the rows that the current row of
 tiles covers are accumulated, C x tile x width floats, whatever the image height.
