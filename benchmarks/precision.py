@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +25,9 @@ import onnxruntime
 import torch
 
 from gsam.export.gate_data import load_gate_images, run_data_folder
+from gsam.export.metadata import read_onnx_facts, rewrite_onnx_facts
 from gsam.export.onnx import export_checkpoint, export_onnx
 from gsam.export.precision import GateThresholds, convert_fp16, make_variant, quantize_int8
-from gsam.export.metadata import read_onnx_facts, rewrite_onnx_facts
 from gsam.model import build_gsam
 from gsam.runtime.backends import load_backend
 

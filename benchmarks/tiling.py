@@ -20,8 +20,8 @@ import time
 def child(model: str, side: int, mode: str, tile: int, overlap: int, threads: int) -> None:
     import numpy as np
 
+    from gsam.pixels.masks import logits_to_mask
     from gsam.runtime.backends import load_backend
-    from gsam.runtime.backends.processing import logits_to_mask
     from gsam.runtime.backends.tiled import TiledSegmenter
 
     segmenter = load_backend("onnxruntime", model, threads=threads)
@@ -46,10 +46,10 @@ def agreement(run_dir: str, cases: list[tuple[int, int, int, int]], seam: int = 
     import numpy as np
 
     from gsam.data.synth import make_sample
+    from gsam.pixels.tiling import tile_layout, tile_starts
     from gsam.runtime.backends import load_backend
     from gsam.runtime.backends.processing import to_model_input
     from gsam.runtime.backends.tiled import TiledSegmenter
-    from gsam.runtime.backends.tiling import tile_layout, tile_starts
 
     def near_edge(length, tile, overlap):
         size, starts = tile_layout(length, tile, overlap)
@@ -107,7 +107,7 @@ def main() -> None:
           "peak RSS of a fresh process (model + uint8 image + inference)\n")
     print("| model | image | megapixels | whole: s | whole: peak RSS | tiled: s | tiled: peak RSS | tiles |")
     print("|---|---|---|---|---|---|---|---|")
-    from gsam.runtime.backends.tiling import tile_count, tile_shape
+    from gsam.pixels.tiling import Tiles, tile_count
 
     for spec in args.model:
         name, path = spec.split("=", 1)
@@ -126,7 +126,7 @@ def main() -> None:
             cells = [c if " | " in c else f"{c} | " for c in cells]
             print(f"| {name} | {side}x{side} | {mp:.1f} | {cells[0]} | {cells[1]} | "
                   f"{tile_count(side, side, args.tile, args.overlap)} of "
-                  f"{'x'.join(map(str, tile_shape(side, side, args.tile, args.overlap)))} |", flush=True)
+                  f"{'x'.join(map(str, Tiles(args.tile, args.overlap).shape(side, side)))} |", flush=True)
     if args.agreement:
         agreement(args.agreement, [(256, 320, 192, 128), (512, 512, 192, 128), (512, 512, 256, 64),
                                    (768, 1024, 256, 128), (768, 1024, 384, 128)])

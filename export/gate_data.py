@@ -6,16 +6,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from ..errors import GSAMError
+from gsam.errors import GSAMError
+from gsam.model.run import RunDir
 
 
 @dataclass
 class GateImages:
-    calib_images: list[np.ndarray]  # uint8 RGB [H, W, 3], native sizes (train split)
+    """What a variant is gated (and int8 calibrated) on: uint8 RGB [H, W, 3] images at native sizes."""
+
     images: list[np.ndarray]  # the gate's images (val split)
-    labels: list[np.ndarray]  # their class-id masks; ids outside 0..C-1 are not counted
+    labels: list[np.ndarray] | None = None  # their class-id masks; ids outside 0..C-1 (-1: ignored) are not counted
+    calib_images: list[np.ndarray] | None = None  # int8's calibration images (train split)
 
 
 def spread(items: list, count: int) -> list:
@@ -27,8 +29,8 @@ def spread(items: list, count: int) -> list:
 
 def load_gate_images(data: str | Path, calib_count: int = 32, gate_count: int = 64) -> GateImages:
     """Calibration images from DATA/train, gate images and masks from DATA/val, at their native sizes."""
-    from ..data.dataset import normalize_mask, open_dataset_spec, scan_split
-    from ..data.imageio import read_image, read_mask
+    from gsam.data.dataset import normalize_mask, open_dataset_spec, scan_split
+    from gsam.data.imageio import read_image, read_mask
 
     spec = open_dataset_spec(data)
     calib = [read_image(s.image) for s in spread(scan_split(Path(data), "train"), calib_count)]
@@ -37,20 +39,20 @@ def load_gate_images(data: str | Path, calib_count: int = 32, gate_count: int = 
     for sample in val:
         mask = normalize_mask(read_mask(sample.mask), spec).astype(np.int64)
         labels.append(np.where(mask == spec.ignore_index, -1, mask))
-    return GateImages(calib, [read_image(s.image) for s in val], labels)
+    return GateImages([read_image(s.image) for s in val], labels, calib)
 
 
 def run_data_folder(source: str | Path) -> Path:
-    """The dataset a run was trained on: `data` in the train section of RUN/config.yaml."""
+    """The dataset a run (or the run holding a .pt) was trained on; a one-line error with the way out."""
     source = Path(source)
-    config = (source if source.is_dir() else source.parent) / "config.yaml"
+    run = RunDir(source if source.is_dir() else source.parent)
     hint = "pass --calib-data DATA (a dataset folder with train/ and val/ splits)"
-    if not config.is_file():
-        raise GSAMError(f"{config}: no run config to find the training data in; {hint}")
+    if not run.config.is_file():
+        raise GSAMError(f"{run.config}: no run config to find the training data in; {hint}")
     try:
-        data = (yaml.safe_load(config.read_text()) or {}).get("train", {}).get("data")
-    except (yaml.YAMLError, AttributeError):
-        raise GSAMError(f"{config}: not a run config (expected a 'train' section with 'data'); {hint}") from None
-    if not data or not Path(data).is_dir():
-        raise GSAMError(f"{config}: the training data {data!r} is not here; {hint}")
-    return Path(data)
+        data = run.data_folder()
+    except GSAMError as exc:
+        raise GSAMError(f"{exc}; {hint}") from None
+    if data is None:
+        raise GSAMError(f"{run.config}: the training data (field 'train.data') is not here; {hint}")
+    return data

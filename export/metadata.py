@@ -6,8 +6,8 @@ from pathlib import Path
 
 import onnx
 
-from ..errors import GSAMError
-from ..facts import ModelFacts
+from gsam.errors import GSAMError
+from gsam.model.facts import ModelFacts
 
 PRODUCER = "gsam"
 IO_DESCRIPTION = {

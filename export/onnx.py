@@ -11,21 +11,21 @@ matched PyTorch at sizes the trace never saw.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from ..errors import GSAMError
-from ..facts import ModelFacts
-from ..io import sha256_file
+from gsam.errors import GSAMError
+from gsam.io import sha256_file, staged_file
+from gsam.model.facts import ModelFacts
+from gsam.model.run import load_trained
+
 from .metadata import write_facts
 
 # Non-square, odd, not multiples of window x stride (14 x 8 = 112), one larger than the trace sample.
@@ -84,7 +84,7 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def _export_graph(head: nn.Module, path: Path, exporter: str, opset: int | None, min_size: int,
+def _export_graph(head: nn.Module, path: Path, exporter: str, opset: int | None, *, min_size: int,
                   external_data: bool) -> int:
     sample = torch.rand(TRACE_BATCH, 3, *TRACE_SIZE) * 255
     names = dict(input_names=["image"], output_names=["logits", "mask"])
@@ -151,18 +151,17 @@ def verify_onnx(model: nn.Module, path: Path, sizes: list[tuple[int, int]], batc
     return rows
 
 
-def export_onnx(model: nn.Module, out: str | Path, exporter: str = "dynamo", opset: int | None = None,
-                verify_sizes: list[tuple[int, int]] | None = None, tolerance: float = 1e-3,
-                simplify: bool = False, palette=(), lineage: dict | None = None, log=print) -> ExportReport:
+def export_onnx(model: nn.Module, out: str | Path, *, exporter: str = "dynamo", opset: int | None = None,
+                verify_sizes: list[tuple[int, int]] | None = None, tolerance: float = 1e-3, simplify: bool = False,
+                facts: ModelFacts | None = None, log: Callable[[str], None] = print) -> ExportReport:
     """Export `model` (a GSAM) to `out`, verify it, and only then move it into place.
 
     Raises ExportError, leaving nothing at `out`, when export fails, any verification size
-    fails or the relative error exceeds `tolerance`. `lineage` (see `checkpoint_lineage`)
-    records the checkpoint the model came from in the file's metadata.
+    fails or the relative error exceeds `tolerance`. `facts` (default: the model's config alone)
+    go into the file's metadata: `export_checkpoint` adds the palette and the checkpoint's lineage.
     """
     if exporter not in EXPORTERS:
         raise ExportError(f"--exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
-    out = Path(out)
     config = model.config
     sizes = verify_sizes or DEFAULT_VERIFY_SIZES
     too_small = [s for s in sizes if min(s) < config.min_size]
@@ -170,29 +169,17 @@ def export_onnx(model: nn.Module, out: str | Path, exporter: str = "dynamo", ops
         raise ExportError(f"--verify-sizes {too_small[0][0]}x{too_small[0][1]} is below the model's minimum "
                           f"side of {config.min_size}")
     model = model.eval().cpu()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=".gsam-export-", dir=out.parent))
-    try:
-        staged = workdir / out.name
-        weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    with staged_file(out) as staged:
         started = time.perf_counter()
         log(f"exporting {config.name} with the {exporter} exporter (sample {TRACE_BATCH}x3x{TRACE_SIZE[0]}x{TRACE_SIZE[1]})...")
-        try:
-            used_opset = _export_graph(SegmentationHead(model).eval(), staged, exporter, opset, config.min_size,
-                                       external_data=weight_bytes > 1.8e9)
-            if simplify:
-                _simplify(staged)
-            graph = _finish_graph(staged, ModelFacts.from_config(config, palette, lineage=lineage))
-        except GSAMError:
-            raise
-        except Exception as exc:
-            raise ExportError(f"{out}: {exporter} export failed ({type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[0][:200]})") from None
+        used_opset, graph = _write_graph(model, staged, exporter, opset, simplify=simplify,
+                                         facts=facts or ModelFacts(config))
         seconds = time.perf_counter() - started
         log(f"verifying against PyTorch at {len(sizes)} unseen sizes and batch 2...")
         rows = verify_onnx(model, staged, sizes)
-        report = ExportReport(out, exporter, used_opset, seconds, len(graph.graph.node),
-                              sum(f.stat().st_size for f in workdir.iterdir()), sha256_file(staged), rows)
+        size = sum(f.stat().st_size for f in staged.parent.iterdir() if f.name.startswith(staged.name))
+        report = ExportReport(Path(out), exporter, used_opset, seconds, len(graph.graph.node), size,
+                              sha256_file(staged), rows)
         failed = [r for r in rows if r.error or not r.max_rel <= tolerance]
         if failed:
             log(report.table())
@@ -200,11 +187,24 @@ def export_onnx(model: nn.Module, out: str | Path, exporter: str = "dynamo", ops
             reason = r.error or f"relative error {r.max_rel:.2e} > {tolerance:g}"
             raise ExportError(f"{out}: verification failed at {r.batch}x3x{r.height}x{r.width} ({reason}); "
                               "no file written")
-        for staged_file in workdir.iterdir():
-            os.replace(staged_file, out.parent / staged_file.name)
-        return report
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return report
+
+
+def _write_graph(model: nn.Module, path: Path, exporter: str, opset: int | None, *, simplify: bool,
+                 facts: ModelFacts) -> tuple[int, onnx.ModelProto]:
+    """(opset, graph): the export with named dynamic dims and the facts as metadata; one-line errors."""
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    try:
+        used_opset = _export_graph(SegmentationHead(model).eval(), path, exporter, opset,
+                                   min_size=model.config.min_size, external_data=weight_bytes > 1.8e9)
+        if simplify:
+            _simplify(path)
+        return used_opset, _finish_graph(path, facts)
+    except GSAMError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"{path.name}: {exporter} export failed ({type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0][:200]})") from None
 
 
 def _simplify(path: Path) -> None:
@@ -217,10 +217,5 @@ def _simplify(path: Path) -> None:
 
 def export_checkpoint(source: str | Path, out: str | Path, **options) -> ExportReport:
     """Export a run directory or gsam checkpoint: the model, its palette and its lineage come from the file."""
-    from ..model.checkpoint import load_gsam_checkpoint
-    from ..train.run_dir import checkpoint_lineage, resolve_checkpoint
-
-    checkpoint = resolve_checkpoint(source)
-    model, payload = load_gsam_checkpoint(checkpoint)
-    palette = payload.get("classes", {}).get("palette", ())
-    return export_onnx(model, out, palette=palette, lineage=checkpoint_lineage(checkpoint, payload), **options)
+    model, facts = load_trained(source)
+    return export_onnx(model, out, facts=facts, **options)

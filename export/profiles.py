@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import GSAMError
+from gsam.errors import GSAMError
 
 Shape = tuple[int, int, int, int]
 
@@ -131,7 +131,7 @@ def suggest_profiles(sizes: list[tuple[int, int]], buckets: int = 3, max_batch: 
 
 def sizes_from_dataset(root: str | Path) -> list[tuple[int, int]]:
     """(H, W) of every image under DATA/*/images, read from file headers."""
-    from ..data.imageio import IMAGE_SUFFIXES, image_size
+    from gsam.data.imageio import IMAGE_SUFFIXES, image_size
 
     paths = sorted(p for p in Path(root).glob("*/images/*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:

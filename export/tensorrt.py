@@ -4,7 +4,7 @@ Precision lives in the ONNX, not in builder flags: the network is strongly typed
 (`NetworkDefinitionCreationFlag.STRONGLY_TYPED`), so an fp16 or int8 (QDQ) ONNX written by
 `gsam export onnx --precision ...` builds exactly the types its export gate verified on the
 CPU, fp32 islands included. TensorRT 11 has no other mode (no FP16/BF16 builder flags, no
-per-layer precision). Asking for --fp16/--bf16 on an fp32 ONNX converts it first, through the
+per-layer precision). Asking for --fp16 on an fp32 ONNX converts it first, through the
 same gate. A weakly typed build (builder flags plus per-layer fp32 pins on the float layers
 that overflow) remains only for a TensorRT without strong typing.
 
@@ -14,17 +14,20 @@ ONNX file's hash, which the runner and `gsam triton build` read.
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
-from .. import __version__
-from ..errors import GSAMError
-from ..facts import ModelFacts
-from ..io import atomic_path, sha256_file, write_text_atomic
+from gsam.errors import GSAMError
+from gsam.io import atomic_path, sha256_file
+from gsam.model.facts import ModelFacts
+from gsam.precisions import onnx_precision
+
+from .gate import GateRunners
 from .metadata import read_onnx_facts
 from .profiles import ShapeProfile, format_shape
+from .sidecar import EngineSidecar
 
 INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run pip install 'gsam[gpu]' "
                 "(TensorRT 10 or 11), or use NVIDIA's TensorRT / Triton container")
@@ -38,37 +41,6 @@ def require_tensorrt():
     return trt
 
 
-def sidecar_path(engine: str | Path) -> Path:
-    return Path(str(engine) + ".json")
-
-
-@dataclass
-class EngineSidecar:
-    """What an engine file cannot say about itself: its profiles, precision, builder and source ONNX."""
-
-    profiles: list[ShapeProfile]
-    facts: ModelFacts
-    precision: str
-    tensorrt_version: str
-    raw: dict
-
-
-def read_sidecar(engine: str | Path) -> EngineSidecar:
-    side = sidecar_path(engine)
-    if not side.is_file():
-        raise GSAMError(f"{side}: missing engine sidecar; build engines with `gsam export tensorrt`")
-    try:
-        data = json.loads(side.read_text())
-        profiles = [ShapeProfile.from_dict(p) for p in data["profiles"]]
-        facts = ModelFacts.from_metadata(data["metadata"], source=str(side))
-        return EngineSidecar(profiles, facts, data["precision"], data["tensorrt_version"], data)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, GSAMError):
-            raise
-        raise GSAMError(f"{side}: damaged engine sidecar ({type(exc).__name__}: {exc})") from None
-
-
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Op types computed in fp32 in a weakly typed reduced-precision build (fp16 overflows there).
 FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div", "Exp", "Erf")
 
@@ -76,13 +48,12 @@ FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "
 @dataclass
 class BuildSettings:
     profiles: list[ShapeProfile]
-    precision: str = "fp32"  # the engine's precision: the ONNX's, or fp16/bf16 converted from an fp32 ONNX
+    precision: str = "fp32"  # the engine's precision: the ONNX's, or fp16 converted from an fp32 ONNX
     workspace_gb: float = 4.0
     timing_cache: str | None = None
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise GSAMError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        onnx_precision(self.precision, "precision")
         if not self.profiles:
             raise GSAMError("give at least one --profile min=...,opt=...,max=...")
 
@@ -104,26 +75,27 @@ def check_engine_source(facts: ModelFacts, onnx_path: str | Path) -> None:
 def plan_precision(onnx_precision: str, requested: str | None) -> str | None:
     """Which precision the ONNX must be converted to before building (None: build it as it is).
 
-    A reduced-precision ONNX builds as exported; an fp32 ONNX is converted when fp16/bf16 is asked for.
+    A reduced-precision ONNX builds as exported; an fp32 ONNX is converted when fp16 is asked for.
     """
     if requested in (None, onnx_precision):
         return None
     if onnx_precision != "fp32":
         raise GSAMError(f"the ONNX file is already {onnx_precision}; build it without --{requested}, or start "
                         f"from the fp32 export")
-    if requested not in ("fp16", "bf16"):
+    if requested != "fp16":
         raise GSAMError(f"--{requested} is not a build option: export an {requested} ONNX with "
                         f"`gsam export onnx --precision {requested}` and build that")
     return requested
 
 
-def convert_for_engine(fp32_onnx: Path, out: Path, precision: str, profiles: list[ShapeProfile], log=print) -> Path:
-    """Write the fp16/bf16 variant of an fp32 ONNX through the export gate, against the fp32 model in
-    onnxruntime on random images of a few sizes inside the profiles."""
+def convert_for_engine(fp32_onnx: Path, out: Path, precision: str, profiles: list[ShapeProfile], *,
+                       runners: GateRunners, log: Callable[[str], None] = print) -> Path:
+    """Write the fp16 variant of an fp32 ONNX through the export gate, against the fp32 file (opened with
+    `runners.candidate`) on random images of a few sizes inside the profiles."""
     import numpy as np
 
-    from ..runtime.backends import load_backend
-    from . import precision as variants
+    from .gate_data import GateImages
+    from .variants import make_variant
 
     rng = np.random.default_rng(0)
     # Each profile's smallest size and the smallest profile's opt size: inside the profiles, and quick
@@ -131,10 +103,14 @@ def convert_for_engine(fp32_onnx: Path, out: Path, precision: str, profiles: lis
     smallest = min(profiles, key=lambda p: p.max[2] * p.max[3])
     sizes = dict.fromkeys([(p.min[2], p.min[3]) for p in profiles] + [(smallest.opt[2], smallest.opt[3])])
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
-    reference = load_backend("onnxruntime", fp32_onnx)
+    reference = runners.candidate(fp32_onnx)
     log(f"converting {fp32_onnx} to {precision} ({out}), checked against fp32 at "
         f"{', '.join(f'{i.shape[0]}x{i.shape[1]}' for i in images)}...")
-    variants.make_variant(fp32_onnx, out, precision, reference=reference, images=images, log=log)
+    try:
+        make_variant(fp32_onnx, out, precision, reference=reference, candidate=runners.candidate,
+                     data=GateImages(images), log=log)
+    finally:
+        reference.close()
     return out
 
 
@@ -217,12 +193,12 @@ def weak_network(trt, builder):
     return builder.create_network(0)  # explicit batch is the only mode since TensorRT 10
 
 
-def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSettings, log=print,
-                 converted: str | Path | None = None) -> dict:
-    """Build, write the engine atomically, write the sidecar; returns the sidecar's content.
+def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSettings, *, runners: GateRunners,
+                 log: Callable[[str], None] = print, converted: str | Path | None = None) -> EngineSidecar:
+    """Build, write the engine atomically, write the sidecar; returns the sidecar.
 
     `settings.precision` different from the ONNX's converts an fp32 ONNX to it first (written to
-    `converted`, default ENGINE.<precision>.onnx) and builds from that.
+    `converted`, default ENGINE.<precision>.onnx, gated with `runners`) and builds from that.
     """
     onnx_path, engine = Path(onnx_path), Path(engine)
     facts = read_onnx_facts(onnx_path)
@@ -234,7 +210,7 @@ def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSetti
     strong = strongly_typed_supported(trt)
     if target and strong:
         onnx_path = convert_for_engine(onnx_path, Path(converted or engine.with_suffix(f".{target}.onnx")),
-                                       target, settings.profiles, log)
+                                       target, settings.profiles, runners=runners, log=log)
         facts = read_onnx_facts(onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -268,14 +244,8 @@ def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSetti
     if cache_path:
         with atomic_path(cache_path) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    digest = sha256_file(onnx_path)
-    engine_facts = facts.with_lineage(onnx_file=onnx_path.name, onnx_sha256=digest)
-    if engine_facts.precision != settings.precision:
-        engine_facts = replace(engine_facts, precision=settings.precision)
-    sidecar = {
-        "gsam_version": __version__, "tensorrt_version": trt.__version__, "precision": settings.precision,
-        "strongly_typed": strong, "fp32_layers": pinned, "profiles": [p.to_dict() for p in settings.profiles],
-        "onnx": str(onnx_path), "onnx_sha256": digest, "metadata": engine_facts.to_metadata(),
-    }
-    write_text_atomic(sidecar_path(engine), json.dumps(sidecar, indent=2))
+    engine_facts = replace(facts.with_lineage(onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path)),
+                           precision=settings.precision)
+    sidecar = EngineSidecar(tuple(settings.profiles), engine_facts, str(trt.__version__))
+    sidecar.write(engine)
     return sidecar

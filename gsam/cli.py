@@ -58,13 +58,15 @@ def _register_commands() -> None:
     from .commands.data import data
     from .commands.demo import demo
     from .commands.deploy import deploy
+    from .commands.evaluate import evaluate
     from .commands.export import export
     from .commands.info import info
     from .commands.k8s import k8s
     from .commands.predict import predict
     from .commands.reference import import_reference_command
-    from .commands.train import evaluate, train
-    from .commands.triton import serve, triton
+    from .commands.train import train
+    from .commands.serve import serve
+    from .commands.triton import triton
 
     for command in (demo, data, train, evaluate, predict, export, triton, serve, deploy, bench, info,
                     import_reference_command):

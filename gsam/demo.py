@@ -38,60 +38,84 @@ def _median_ms(segmenter, images, repeats: int) -> float:
 
 
 def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
-    import numpy as np
+    """The seven stages, each printed as it starts: data, training, evaluation, export, repository,
+    requests over HTTP and gRPC, and the latency table."""
+    total, started = 7, time.perf_counter()
+    run, spec = _train_and_evaluate(out, epochs, total)
+    onnx_path, repo = _export_and_build(out, run, exporter, total)
+    _stage(6, total, "starting Triton and sending images of three sizes over HTTP and gRPC")
+    latencies = _serve_and_time(out, run, onnx_path, repo, spec=spec, repeats=repeats)
+    _stage(7, total, f"median latency per image (ms, {repeats} runs, batch 1, this CPU)")
+    click.echo("  " + f"{'backend':<13}" + "".join(f"{f'{h}x{w}':>11}" for h, w in DEMO_SIZES))
+    for name, values in latencies.items():
+        click.echo("  " + f"{name:<13}" + "".join(f"{v:11.1f}" for v in values))
+    click.echo(f"\ndone in {time.perf_counter() - started:.0f} s. Everything is in {out}/:\n"
+               f"  data/ (dataset)  run/ (checkpoints, metrics.jsonl, curves.png)  model.onnx\n"
+               f"  triton_models/ (repository)  predictions/triton-*/ (masks, overlays)  triton.log")
+
+
+def _train_and_evaluate(out: Path, epochs: int, total: int):
+    """Stages 1-3: the generated dataset, the trained run, its native-size validation scores."""
     import torch
-    from PIL import Image
 
     from .data.dataset import SegmentationDataset
-    from .data.imageio import read_image
     from .data.synth import write_synthetic_dataset
-    from .export.onnx import export_checkpoint
-    from .model.checkpoint import load_gsam_checkpoint
-    from .runtime.backends import load_backend
-    from .runtime.backends.processing import overlay, palette_for, save_png, to_model_input
-    from .runtime.triton.repository import build_repository
-    from .runtime.triton.server import TritonServer, free_port
+    from .model.run import load_trained
     from .train.engine import evaluate
-    from .train.run_dir import resolve_checkpoint
     from .train.trainer import train
 
-    total, started = 7, time.perf_counter()
     _stage(1, total, f"generating a demo dataset in {out / 'data'}")
     spec = write_synthetic_dataset(out / "data", **DEMO_DATA)
-
     _stage(2, total, f"training the tiny GSAM for {epochs} epochs (random crops {DEMO_CROP[0]}x{DEMO_CROP[1]}, "
                      "CPU, bf16 autocast; no SAM weights, so the ViT trains too)")
     config = demo_train_config(out / "data", out / "run", epochs)
     # Running the demo again into the same folder continues (or reuses) its run instead of failing.
     run = train(config, resume=(out / "run" / "last.pt").exists())
-
     _stage(3, total, "evaluating on whole validation images at native size")
-    model, _ = load_gsam_checkpoint(resolve_checkpoint(run))
+    model, _ = load_trained(run)
     result = evaluate(model, SegmentationDataset.open(out / "data", "val", spec), spec.num_classes, torch.device("cpu"))
     for name, iou in zip(spec.names, result["iou"]):
         click.echo(f"  {name:<12} IoU {iou if iou is None else round(iou, 4)}")
     click.echo(f"  mIoU {result['miou']:.4f}, pixel accuracy {result['pixel_acc']:.4f}")
+    return run, spec
+
+
+def _export_and_build(out: Path, run: Path, exporter: str, total: int) -> tuple[Path, Path]:
+    """Stages 4-5: the verified ONNX file and the Triton repository built from it."""
+    from gsam.export.onnx import export_checkpoint
+    from gsam.runtime.triton.repository import build_repository
 
     _stage(4, total, f"exporting one ONNX file with dynamic height/width ({exporter} exporter) and verifying it")
     onnx_path = out / "model.onnx"
-    report = export_checkpoint(run, onnx_path, exporter=exporter, log=click.echo)
-    click.echo(report.table())
-
+    click.echo(export_checkpoint(run, onnx_path, exporter=exporter, log=click.echo).table())
     _stage(5, total, "writing the Triton model repository")
     repo = out / "triton_models"
     for folder in build_repository(onnx_path, repo):
         click.echo(f"  {folder}")
+    return onnx_path, repo
 
-    _stage(6, total, "starting Triton and sending images of three sizes over HTTP and gRPC")
+
+def _serve_and_time(out: Path, run: Path, onnx_path: Path, repo: Path, *, spec, repeats: int) -> dict[str, list[float]]:
+    """Stage 6: every backend on the same images; Triton's masks and overlays are written. Median ms per size."""
+    import numpy as np
+    from PIL import Image
+
+    from gsam.pixels.masks import overlay
+    from gsam.runtime.backends import load_backend
+    from gsam.runtime.backends.processing import palette_for, save_png, to_model_input
+    from gsam.runtime.triton.server import TritonServer, free_port
+
+    from .data.imageio import read_image
+
     source = Image.fromarray(read_image(sorted((out / "data" / "val" / "images").glob("*.png"))[0]))
     images = {(h, w): np.asarray(source.resize((w, h), Image.BILINEAR)) for h, w in DEMO_SIZES}
+    palette = palette_for(spec.num_classes, spec.palette)
     latencies: dict[str, list[float]] = {}
     with TritonServer(repo, ["gsam_python"], free_port(), free_port(), log_path=out / "triton.log") as server:
         click.echo(f"  ready: HTTP {server.http_url}, gRPC {server.grpc_url}")
         backends = {"torch": load_backend("torch", run), "onnxruntime": load_backend("onnxruntime", onnx_path),
                     "triton-http": load_backend("triton-http", server.http_url),
                     "triton-grpc": load_backend("triton-grpc", server.grpc_url)}
-        palette = palette_for(spec.num_classes, spec.palette)
         for name, segmenter in backends.items():
             latencies[name] = []
             for (h, w), image in images.items():
@@ -103,12 +127,4 @@ def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
                 latencies[name].append(_median_ms(segmenter, batch, repeats))
             segmenter.close()
     click.echo("  Triton stopped")
-
-    _stage(7, total, f"median latency per image (ms, {repeats} runs, batch 1, this CPU)")
-    header = "  " + f"{'backend':<13}" + "".join(f"{f'{h}x{w}':>11}" for h, w in DEMO_SIZES)
-    click.echo(header)
-    for name, values in latencies.items():
-        click.echo("  " + f"{name:<13}" + "".join(f"{v:11.1f}" for v in values))
-    click.echo(f"\ndone in {time.perf_counter() - started:.0f} s. Everything is in {out}/:\n"
-               f"  data/ (dataset)  run/ (checkpoints, metrics.jsonl, curves.png)  model.onnx\n"
-               f"  triton_models/ (repository)  predictions/triton-*/ (masks, overlays)  triton.log")
+    return latencies

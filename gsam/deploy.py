@@ -8,22 +8,27 @@
     OUT/bench/                        (with bench) CPU latency on the run's own image sizes
     OUT/manifest.json                 every artifact with its sha256, size and lineage
 
-The folder is built beside OUT and renamed into place at the end, so a failed deploy leaves
-nothing half-written at OUT. Library first: the CLI and other callers use `deploy()`.
+The folder is built beside OUT and renamed into place at the end (gsam.io.staged_folder), so a
+failed deploy leaves nothing half-written at OUT. Library first: the CLI and other callers use
+`deploy()`.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import GSAMError
-from .facts import PRECISIONS
-from .io import sha256_file, write_text_atomic
+from .io import sha256_file, staged_folder, write_text_atomic
+from .model.run import RunDir
+from .precisions import onnx_precision
+
+if TYPE_CHECKING:
+    from gsam.export.profiles import ShapeProfile
+    from gsam.runtime.k8s import K8sOptions
 
 MANIFEST_NAME = "manifest.json"
 PROFILE_BUCKETS = 3
@@ -65,77 +70,49 @@ class DeployManifest:
 
 
 def parse_precisions(text: str) -> list[str]:
-    wanted = [p.strip().lower() for p in text.split(",") if p.strip()]
-    bad = [p for p in wanted if p not in PRECISIONS]
-    if bad or not wanted:
-        raise GSAMError(f"--precision {text!r}: expected a comma-separated list of {', '.join(PRECISIONS)}")
-    return ["fp32"] + [p for p in dict.fromkeys(wanted) if p != "fp32"]  # fp32 is every variant's reference
+    """'fp32,int8' -> ['fp32', 'int8']: the precision table's ONNX precisions, fp32 first (every variant's reference)."""
+    wanted = [onnx_precision(p, "--precisions").name for p in text.split(",") if p.strip()]
+    return ["fp32"] + [p for p in dict.fromkeys(wanted) if p != "fp32"]
 
 
-def make_variant(fp32_onnx: Path, out: Path, precision: str, run: Path, log) -> Path:
-    """A lower-precision variant of the fp32 file, kept only if it passes the export gate: the run's
-    PyTorch model as the reference on its validation images, calibrated on its training images."""
-    from .export.gate_data import load_gate_images, run_data_folder
-    from .export.precision import make_variant as build_variant
-    from .runtime.backends import load_backend
+def suggested_profiles(run: Path, min_size: int) -> list[ShapeProfile]:
+    """Profiles from the size histogram of the dataset the run trained on."""
+    from gsam.export.profiles import sizes_from_dataset, suggest_profiles
 
-    gate = load_gate_images(run_data_folder(run))
-    build_variant(fp32_onnx, out, precision, reference=load_backend("torch", run), images=gate.images,
-                  labels=gate.labels, calib_images=gate.calib_images if precision == "int8" else None, log=log)
-    return out
-
-
-def dataset_images(run: Path) -> tuple[Path | None, list[Path]]:
-    """The dataset the run trained on (from its config.yaml) and its image files."""
-    import yaml
-
-    from .data.imageio import IMAGE_SUFFIXES
-
-    config = run / "config.yaml"
-    if not config.is_file():
-        return None, []
-    data = (yaml.safe_load(config.read_text()) or {}).get("train", {}).get("data")
-    if not data or not Path(data).is_dir():
-        return None, []
-    root = Path(data)
-    return root, sorted(p for p in root.glob("*/images/*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def choose_profiles(spec: str, run: Path, min_size: int):
-    """'auto': suggested from the dataset's size histogram; else profiles separated by ';'."""
-    from .export.profiles import parse_profile, sizes_from_dataset, suggest_profiles
-
-    if spec.strip().lower() != "auto":
-        return [parse_profile(p, min_size) for p in spec.split(";") if p.strip()]
-    root, _ = dataset_images(run)
+    root = RunDir(run).data_folder()
     if root is None:
-        raise GSAMError(f"{run}: --profiles auto needs the run's dataset (config.yaml train.data); give --profiles "
-                        "'min=1x3x256x256,opt=1x3x512x512,max=1x3x1024x1024' instead")
+        raise GSAMError(f"{run}: choosing profiles needs the run's dataset (config.yaml field 'train.data'); give "
+                        "--profile min=1x3x256x256,opt=1x3x512x512,max=1x3x1024x1024 (repeatable) instead")
     return suggest_profiles(sizes_from_dataset(root), buckets=PROFILE_BUCKETS, min_size=min_size)
 
 
-def trtexec_lines(variants: dict[str, Path], profiles, folder: Path) -> list[str]:
+def trtexec_lines(variants: dict[str, Path], profiles: list[ShapeProfile], folder: Path) -> list[str]:
     """One strongly typed trtexec line per ONNX variant, paths relative to the folder: the engine
     computes in the variant's precision (fp16 engines come from the fp16 ONNX, int8 ones from the
     QDQ ONNX), so no precision flags are needed and the line works on TensorRT 10 and 11."""
-    from .export.tensorrt import BuildSettings, trtexec_command
+    from gsam.export.tensorrt import BuildSettings, trtexec_command
 
     return [trtexec_command(onnx.relative_to(folder), f"engines/model.{precision}.plan", BuildSettings(profiles))
             for precision, onnx in variants.items()]
 
 
-def _bench(onnx: Path, profiles, out: Path, log) -> None:
-    from .runtime.bench.runner import run_bench
+def _bench(onnx: Path, profiles: list[ShapeProfile], out: Path, log: Callable[[str], None]) -> None:
+    from gsam.runtime.bench.harness import BenchPlan
+    from gsam.runtime.bench.runner import BenchRequest, run_bench
 
     sizes = list(dict.fromkeys((p.opt[2], p.opt[3]) for p in profiles))
-    table = run_bench(["onnxruntime", "triton-grpc"], onnx, str(onnx), None, None, "gsam_python", sizes, 1, 1, 3,
-                      None, [1], None, None, out, log=log)
+    request = BenchRequest(["onnxruntime", "triton-grpc"], onnx, out, BenchPlan(sizes, warmup=1, iters=3),
+                           onnx_path=str(onnx))
+    table = run_bench(request, log=log)
     write_text_atomic(out / "report.md", "# CPU backends on the run's own image sizes\n\n```\n" + table + "\n```\n\n"
                       "![latency](latency_vs_megapixels.png)\n![throughput](throughput_vs_concurrency.png)\n")
+    for leftover in ("triton_models", "triton.log", "model.onnx"):
+        target = out / leftover
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 def _artifacts(folder: Path) -> list[Artifact]:
-    from .export.metadata import read_onnx_facts
+    from gsam.export.metadata import read_onnx_facts
 
     kinds = {".onnx": "onnx", ".pbtxt": "triton-config", ".py": "triton-code", ".sh": "script", ".txt": "text",
              ".md": "report", ".png": "plot", ".json": "report", ".csv": "report", ".data": "onnx-weights"}
@@ -149,60 +126,73 @@ def _artifacts(folder: Path) -> list[Artifact]:
     return artifacts
 
 
-def deploy(run: str | Path, out: str | Path, precisions: list[str] | None = None, profiles: str = "auto",
-           bench: bool = False, log: Callable[[str], None] = print, k8s=None) -> DeployManifest:
+def deploy(run: str | Path, out: str | Path, *, precisions: list[str] | None = None,
+           profiles: list[ShapeProfile] | None = None, bench: bool = False, k8s: K8sOptions | None = None,
+           log: Callable[[str], None] = print) -> DeployManifest:
     """Build the deploy folder at `out` (which must not exist or be empty) from a run directory.
 
-    With `k8s` (a gsam.runtime.k8s.K8sOptions), Kubernetes and KServe manifests for the repository are
-    validated and written to OUT/k8s and OUT/kserve, and listed in the manifest like every artifact.
+    `profiles` None: suggested from the run's dataset. With `k8s`, Kubernetes and KServe manifests for
+    the repository are validated and written to OUT/k8s and OUT/kserve, and listed in the manifest.
     """
-    from .export.onnx import export_checkpoint
-    from .runtime.triton.repository import build_repository
-
     run, out = Path(run), Path(out)
     if not run.is_dir():
         raise GSAMError(f"{run}: no such run directory")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise GSAMError(f"{out}: already exists and is not empty; choose a new --out")
-    precisions = precisions or ["fp32"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        (stage / "onnx").mkdir()
-        fp32 = stage / "onnx" / "model.fp32.onnx"
-        log(f"exporting {run} to fp32 ONNX (verified against PyTorch)...")
-        export_checkpoint(run, fp32, log=log)
-        from .export.metadata import read_onnx_facts
+        with staged_folder(out) as stage:
+            variants, chosen = _write_models(run, stage, precisions or ["fp32"], profiles, log)
+            _write_serving(stage, out, variants, chosen, k8s=k8s, log=log)
+            if bench:
+                log("benchmarking the CPU backends on the run's image sizes...")
+                _bench(variants["fp32"], chosen, stage / "bench", log)
+            manifest = DeployManifest(str(run), list(variants), [p.flag() for p in chosen], _artifacts(stage))
+            write_text_atomic(stage / MANIFEST_NAME, manifest.to_json())
+    except FileExistsError as exc:
+        raise GSAMError(str(exc)) from None
+    return manifest
 
-        min_size = read_onnx_facts(fp32).min_size
-        chosen = choose_profiles(profiles, run, min_size)
-        variants = {"fp32": fp32}
+
+def _write_models(run: Path, stage: Path, precisions: list[str], profiles: list[ShapeProfile] | None,
+                  log: Callable[[str], None]) -> tuple[dict[str, Path], list[ShapeProfile]]:
+    """OUT/onnx/: the verified fp32 export and its gated variants; the profiles, chosen or suggested."""
+    from gsam.export.gate_data import load_gate_images, run_data_folder
+    from gsam.export.metadata import read_onnx_facts
+    from gsam.export.onnx import export_checkpoint
+    from gsam.export.variants import make_variant
+    from gsam.runtime.backends import gate_runners
+
+    (stage / "onnx").mkdir()
+    fp32 = stage / "onnx" / "model.fp32.onnx"
+    log(f"exporting {run} to fp32 ONNX (verified against PyTorch)...")
+    export_checkpoint(run, fp32, log=log)
+    min_size = read_onnx_facts(fp32).min_size
+    chosen = [p.validate(min_size) for p in profiles] if profiles else suggested_profiles(run, min_size)
+    variants = {"fp32": fp32}
+    if precisions[1:]:
+        runners, data = gate_runners(), load_gate_images(run_data_folder(run))
+        reference = runners.reference(run)
         for precision in precisions[1:]:
             log(f"building the {precision} variant (gated against the PyTorch model)...")
-            variants[precision] = make_variant(fp32, stage / "onnx" / f"model.{precision}.onnx", precision, run, log)
-        write_text_atomic(stage / "profiles.txt", "".join(f"{p.flag()}\n" for p in chosen))
-        write_text_atomic(stage / "trtexec.sh", "#!/usr/bin/env bash\n# Run on the GPU host, from this folder.\n"
-                          "set -euo pipefail\nmkdir -p engines\n" +
-                          "".join(line + "\n" for line in trtexec_lines(variants, chosen, stage)))
-        log("writing the Triton repository...")
-        build_repository(fp32, stage / "triton_models")
-        if k8s is not None:
-            from .runtime.k8s import write_manifests
+            variants[precision] = stage / "onnx" / f"model.{precision}.onnx"
+            make_variant(fp32, variants[precision], precision, reference=reference, candidate=runners.candidate,
+                         data=data, log=log)
+        reference.close()
+    return variants, chosen
 
-            log("writing Kubernetes and KServe manifests (validated offline)...")
-            for note in write_manifests(stage / "triton_models", stage, k8s, repo_label=out / "triton_models").notes:
-                log(f"note: {note}")
-        if bench:
-            log("benchmarking the CPU backends on the run's image sizes...")
-            _bench(fp32, chosen, stage / "bench", log)
-            for leftover in ("triton_models", "triton.log", "model.onnx"):
-                target = stage / "bench" / leftover
-                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        manifest = DeployManifest(str(run), list(variants), [p.flag() for p in chosen], _artifacts(stage))
-        write_text_atomic(stage / MANIFEST_NAME, manifest.to_json())
-        if out.exists():
-            out.rmdir()
-        stage.rename(out)
-        return manifest
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+
+def _write_serving(stage: Path, out: Path, variants: dict[str, Path], profiles: list[ShapeProfile], *,
+                   k8s: K8sOptions | None, log: Callable[[str], None]) -> None:
+    """profiles.txt, trtexec.sh, the Triton repository and, with `k8s`, the manifests."""
+    from gsam.runtime.triton.repository import build_repository
+
+    write_text_atomic(stage / "profiles.txt", "".join(f"{p.flag()}\n" for p in profiles))
+    write_text_atomic(stage / "trtexec.sh", "#!/usr/bin/env bash\n# Run on the GPU host, from this folder.\n"
+                      "set -euo pipefail\nmkdir -p engines\n" +
+                      "".join(line + "\n" for line in trtexec_lines(variants, profiles, stage)))
+    log("writing the Triton repository...")
+    build_repository(variants["fp32"], stage / "triton_models")
+    if k8s is not None:
+        from gsam.runtime.k8s import write_manifests
+
+        log("writing Kubernetes and KServe manifests (validated offline)...")
+        for note in write_manifests(stage / "triton_models", stage, k8s, repo_label=out / "triton_models").notes:
+            log(f"note: {note}")

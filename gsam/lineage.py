@@ -6,11 +6,11 @@ artifact gives the whole chain back to the training checkpoint without opening t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import GSAMError
-from .facts import ModelFacts
+from .model.facts import ModelFacts
 
 
 @dataclass
@@ -46,15 +46,10 @@ def _chain(lineage: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def _describe_checkpoint(path: Path, kind: str) -> Description:
-    from .model import GSAMConfig
-    from .model.checkpoint import read_gsam_checkpoint
-    from .train.run_dir import checkpoint_lineage, resolve_checkpoint
+    from .model.run import trained_facts
 
-    checkpoint = resolve_checkpoint(path)
-    payload = read_gsam_checkpoint(checkpoint)
-    config = GSAMConfig.from_dict(payload["config"])
-    lineage = checkpoint_lineage(checkpoint, payload)
-    facts = ModelFacts.from_config(config, payload.get("classes", {}).get("palette", ()))
+    checkpoint, _, facts = trained_facts(path)
+    lineage, facts = facts.lineage, replace(facts, lineage={})
     details = [("checkpoint", f"{checkpoint.name} (sha256 {lineage['source_sha256']})")]
     if "source_epoch" in lineage:
         details.append(("trained", f"epoch {lineage['source_epoch']}, val mIoU {lineage.get('source_val_miou', 'n/a')}"))
@@ -62,23 +57,24 @@ def _describe_checkpoint(path: Path, kind: str) -> Description:
 
 
 def _describe_onnx(path: Path) -> Description:
-    from .export.metadata import read_onnx_facts
+    from gsam.export.metadata import read_onnx_facts
+
     from .io import sha256_file
 
     return Description("onnx", path, read_onnx_facts(path), [("sha256", sha256_file(path))])
 
 
 def _describe_engine(path: Path) -> Description:
-    from .export.tensorrt import read_sidecar
+    from gsam.export.sidecar import EngineSidecar
 
-    sidecar = read_sidecar(path)
+    sidecar = EngineSidecar.read(path)
     profiles = ", ".join(p.name for p in sidecar.profiles)
     return Description("engine", path, sidecar.facts,
                        [("tensorrt", f"{sidecar.tensorrt_version}, {sidecar.precision}"), ("profiles", profiles)])
 
 
 def _describe_triton_model(path: Path) -> Description:
-    from .runtime.triton.repository import config_facts, read_model_config
+    from gsam.runtime.triton.repository import config_facts, read_model_config
 
     config = read_model_config(path)
     runner = config.backend or config.platform

@@ -11,19 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.bigimage import TIFF_ABOVE_PIXELS, TiffRows, open_rows, write_tiled_tiff
-from .backends.processing import logits_to_mask, overlay, save_png
+from gsam.data.bigimage import TIFF_ABOVE_PIXELS, TiffRows, open_rows, write_tiled_tiff
+from gsam.pixels.masks import logits_to_mask, mask_dtype, overlay
+
+from .backends.processing import save_png
 from .backends.tiled import TiledSegmenter
 
 OVERLAY_BAND = 512  # rows per step of the overlay pass
 
 
-def mask_dtype(num_classes: int):
-    return np.uint8 if num_classes <= 256 else np.uint16
-
-
 def predict_tiled(segmenter: TiledSegmenter, path: Path, mask_stem: Path, overlay_stem: Path | None,
-                  palette: np.ndarray, alpha: float = 0.5, max_image_pixels: int | None = None) -> Path:
+                  palette: np.ndarray, *, alpha: float = 0.5, max_image_pixels: int | None = None) -> Path:
     """Write mask_stem.(png|tif) and overlay_stem.(png|tif); returns the mask's path."""
     reader = open_rows(path, max_image_pixels)
     height, width = reader.height, reader.width

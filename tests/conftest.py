@@ -34,6 +34,17 @@ def sam_vit_b_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sam_shaped_checkpoint(tmp_path_factory):
+    """The few tensors by which gsam recognises a SAM vit_b file (patch embedding, 12 blocks), for the
+    error-message tests of the fast tier; sam_vit_b_checkpoint is the whole model."""
+    state = {"image_encoder.patch_embed.proj.weight": torch.zeros(768, 3, 16, 16)}
+    state |= {f"image_encoder.blocks.{i}.norm1.weight": torch.zeros(768) for i in range(12)}
+    path = tmp_path_factory.mktemp("sam_shaped") / "sam_vit_b_01ec64.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def synth_data(tmp_path_factory):
     """A small generated 3-class dataset (train 24, val 6, sizes 48..112)."""
     from gsam.data.synth import write_synthetic_dataset

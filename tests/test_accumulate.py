@@ -48,7 +48,7 @@ def _one_step(num_outputs: int, batches: list, accumulate: int, optimizer_name: 
     # fp16 AMP's loss scaling, on the CPU: scaled gradients summed over a window, unscaled once at its step
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16, enabled=scaled)
     stats = train_one_epoch(_BatchNormFrozen(model), batches, SegmentationLoss(num_outputs, 255), optimizer, scaler,
-                            torch.device("cpu"), "off", None, None, None, accumulate=accumulate)
+                            device=torch.device("cpu"), accumulate=accumulate)
     assert stats["steps"] == 1 and stats["images"] == 4
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -91,8 +91,7 @@ def test_only_a_windows_last_backward_synchronizes():
     optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
     batch = (torch.rand(1, 3, 64, 64) * 255, torch.zeros(1, 64, 64, dtype=torch.long))
     stats = train_one_epoch(net, [batch] * 6, SegmentationLoss(1, 255), optimizer,
-                            torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), "off", None, None, None,
-                            accumulate=3)
+                            torch.amp.GradScaler("cpu", enabled=False), device=torch.device("cpu"), accumulate=3)
     assert stats["steps"] == 2 and net.calls == 6 and net.unsynced == 4
 
 
@@ -101,8 +100,7 @@ def test_incomplete_window_is_not_stepped():
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batch = (torch.rand(1, 3, 64, 64) * 255, torch.zeros(1, 64, 64, dtype=torch.long))
     stats = train_one_epoch(model, [batch] * 5, SegmentationLoss(1, 255), optimizer,
-                            torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), "off", None, None, None,
-                            accumulate=2)
+                            torch.amp.GradScaler("cpu", enabled=False), device=torch.device("cpu"), accumulate=2)
     assert stats["steps"] == 2 and stats["images"] == 4
 
 

@@ -21,7 +21,7 @@ def run_and_onnx(trained_run, trained_onnx):
 def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx):
     run, onnx_path = run_and_onnx
     out = tmp_path / "bench"
-    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--onnx", str(onnx_path), "--backend",
+    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--onnx", str(onnx_path), "--backends",
                                       "onnxruntime,torch", "--sizes", "64x64,96x160", "--iters", "3", "--warmup", "1",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -54,7 +54,7 @@ def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx)
 def test_bench_torch_bf16_rows_use_the_bf16_peak(tmp_path, run_and_onnx):
     run, _ = run_and_onnx
     out = tmp_path / "bench"
-    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--backend", "torch", "--amp", "bf16",
+    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--backends", "torch", "--amp", "bf16",
                                       "--sizes", "64x64", "--iters", "2", "--warmup", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
@@ -64,16 +64,18 @@ def test_bench_torch_bf16_rows_use_the_bf16_peak(tmp_path, run_and_onnx):
 
 
 def test_rows_pick_their_engines_peak():
-    from gsam.runtime.bench.harness import BenchPlan, summarize
+    from gsam.runtime.bench.harness import BenchPlan, Timing, summarize
 
     peaks = {"torch/fp32": 100.0, "torch/bf16": 400.0, "onnxruntime/fp32": 200.0, "onnxruntime/int8": 800.0}
     plan = BenchPlan([(64, 64)], iters=4)
     cases = {("triton-grpc", "int8"): "onnxruntime/int8", ("onnxruntime", "fp32"): "onnxruntime/fp32",
              ("sam-vit-b@1024", "fp32"): "onnxruntime/fp32", ("torch", "bf16"): "torch/bf16"}
     for (backend, precision), key in cases.items():
-        row = summarize(backend, (64, 64), plan, 1, [10.0] * 4, 0, 0.04, None, 2.0, peaks, precision)
+        row = summarize(backend, (64, 64), plan, 1, Timing([10.0] * 4, 0, 0.04), gflops=2.0, peaks=peaks,
+                        precision=precision)
         assert row.peak == key and row.fraction_of_peak == pytest.approx(200.0 / peaks[key]), backend
-    gpu = summarize("tensorrt", (64, 64), plan, 1, [10.0] * 4, 0, 0.04, None, 2.0, peaks, "fp16")
+    gpu = summarize("tensorrt", (64, 64), plan, 1, Timing([10.0] * 4, 0, 0.04), gflops=2.0, peaks=peaks,
+                    precision="fp16")
     assert gpu.peak is None and gpu.fraction_of_peak is None and gpu.achieved_gflops == pytest.approx(200.0)
 
 
@@ -82,7 +84,7 @@ def test_rows_pick_their_engines_peak():
 def test_bench_through_a_real_triton_server_at_concurrency_2(tmp_path, run_and_onnx):
     run, onnx_path = run_and_onnx
     out = tmp_path / "bench"
-    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--onnx", str(onnx_path), "--backend",
+    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--onnx", str(onnx_path), "--backends",
                                       "triton-grpc,triton-http", "--sizes", "64x96", "--iters", "6", "--warmup", "1",
                                       "--concurrency", "1,2", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -96,7 +98,7 @@ def test_bench_through_a_real_triton_server_at_concurrency_2(tmp_path, run_and_o
 @pytest.mark.parametrize("args, message", [
     (["--sizes", "12x"], "HEIGHTxWIDTH"),
     (["--sizes", "0x0"], "must be positive"),
-    (["--backend", "tensorflow"], "unknown backend 'tensorflow'"),
+    (["--backends", "tensorflow"], "unknown backend 'tensorflow'"),
     (["--concurrency", "0"], "integers >= 1"),
     (["--amp", "fp8"], "'fp8' is not one of"),
 ])
@@ -113,7 +115,7 @@ def test_unreachable_triton_url_fails_in_one_line(tmp_path, run_and_onnx):
     from gsam.runtime.triton.server import free_port
 
     run, onnx_path = run_and_onnx
-    result = CliRunner().invoke(cli, ["bench", "--model", str(onnx_path), "--backend", "triton-http", "--url",
+    result = CliRunner().invoke(cli, ["bench", "--model", str(onnx_path), "--backends", "triton-http", "--url",
                                       f"127.0.0.1:{free_port()}", "--sizes", "64x64", "--out", str(tmp_path / "b")])
     assert result.exit_code == 1 and "cannot reach Triton" in result.output
 

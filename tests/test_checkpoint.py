@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from gsam.model import build_gsam
-from gsam.model.checkpoint import (RENAMES, CheckpointError, load_gsam_checkpoint, load_sam_checkpoint,
-                                   save_gsam_checkpoint)
+from gsam.model.checkpoint import (
+    RENAMES,
+    CheckpointError,
+    load_gsam_checkpoint,
+    load_sam_checkpoint,
+    save_gsam_checkpoint,
+)
 
 
 @pytest.mark.slow
@@ -76,6 +81,6 @@ def test_gsam_checkpoint_rebuilds_its_model(tmp_path, tiny_model):
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temp file
 
 
-def test_sam_checkpoint_is_not_a_gsam_checkpoint(sam_vit_b_checkpoint):
+def test_sam_checkpoint_is_not_a_gsam_checkpoint(sam_shaped_checkpoint):
     with pytest.raises(CheckpointError, match="--sam-checkpoint"):
-        load_gsam_checkpoint(sam_vit_b_checkpoint)
+        load_gsam_checkpoint(sam_shaped_checkpoint)

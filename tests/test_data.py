@@ -24,11 +24,11 @@ def _digest(root):
 def test_synth_is_deterministic_and_follows_the_layout(tmp_path):
     runner = CliRunner()
     for name in ("a", "b"):
-        result = runner.invoke(cli, ["data", "synth", "--out", str(tmp_path / name), "--num-classes", "4", "--train", "5",
+        result = runner.invoke(cli, ["data", "synth", "--out", str(tmp_path / name), "--classes", "4", "--train", "5",
                                      "--val", "3", "--seed", "7"])
         assert result.exit_code == 0, result.output
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    other = runner.invoke(cli, ["data", "synth", "--out", str(tmp_path / "c"), "--num-classes", "4", "--train", "5", "--seed", "8"])
+    other = runner.invoke(cli, ["data", "synth", "--out", str(tmp_path / "c"), "--classes", "4", "--train", "5", "--seed", "8"])
     assert other.exit_code == 0 and _digest(tmp_path / "c") != _digest(tmp_path / "a")
     root = tmp_path / "a"
     assert len(list((root / "train" / "images").glob("*.png"))) == 5

@@ -11,14 +11,13 @@ def test_demo_recipe_reaches_its_miou(tmp_path):
     from gsam.data.dataset import SegmentationDataset
     from gsam.data.synth import write_synthetic_dataset
     from gsam.demo import DEMO_DATA, demo_train_config
-    from gsam.model.checkpoint import load_gsam_checkpoint
+    from gsam.model.run import load_trained
     from gsam.train.engine import evaluate
-    from gsam.train.run_dir import resolve_checkpoint
     from gsam.train.trainer import train
 
     spec = write_synthetic_dataset(tmp_path / "data", progress=False, **DEMO_DATA)
     run = train(demo_train_config(tmp_path / "data", tmp_path / "run"), progress=False)
-    model, _ = load_gsam_checkpoint(resolve_checkpoint(run))
+    model, _ = load_trained(run)
     result = evaluate(model, SegmentationDataset.open(tmp_path / "data", "val", spec), spec.num_classes,
                       torch.device("cpu"))
     assert result["miou"] >= 0.85, f"demo recipe reached mIoU {result['miou']:.4f} (per class {result['iou']})"

@@ -41,7 +41,7 @@ def test_deploy_writes_a_folder_whose_repository_serves_and_whose_hashes_match(t
     assert manifest.verify(out) == []
     paths = {a.path: a for a in manifest.artifacts}
     for needed in ("onnx/model.fp32.onnx", "profiles.txt", "trtexec.sh", "triton_models/gsam_python/config.pbtxt",
-                   "triton_models/gsam_image/1/model.py", "triton_models/gsam_image/1/image_codec.py"):
+                   "triton_models/gsam_image/1/model.py", "triton_models/gsam_image/1/gsam_pixels/codec.py"):
         assert needed in paths, needed
     assert paths["onnx/model.fp32.onnx"].lineage["source_sha256"]
     assert "--minShapes=image:" in (out / "trtexec.sh").read_text()
@@ -61,7 +61,7 @@ def test_deploy_writes_a_folder_whose_repository_serves_and_whose_hashes_match(t
 def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, tmp_path):
     from gsam.export.metadata import read_onnx_facts
 
-    manifest = deploy(trained_run, tmp_path / "d", ["fp32", "int8"], log=lambda s: None)
+    manifest = deploy(trained_run, tmp_path / "d", precisions=["fp32", "int8"], log=lambda s: None)
     assert manifest.precisions == ["fp32", "int8"] and manifest.verify(tmp_path / "d") == []
     facts = read_onnx_facts(tmp_path / "d" / "onnx" / "model.int8.onnx")
     assert facts.precision == "int8" and float(facts.extra["gate_mask_agreement"]) >= 0.99

@@ -95,11 +95,11 @@ def test_truncated_checkpoint_everywhere(tmp_path, trained_run, synth_data):
         assert_one_line_error(*run(*args), "cut.pt: not a readable PyTorch checkpoint")
 
 
-def test_checkpoint_of_another_architecture(tmp_path, sam_vit_b_checkpoint, synth_data):
+def test_checkpoint_of_another_architecture(tmp_path, sam_shaped_checkpoint, synth_data):
     assert_one_line_error(*run("train", "--data", synth_data, "--out", tmp_path / "r", "--model", "tiny",
-                               "--sam-checkpoint", sam_vit_b_checkpoint, "--quiet"),
+                               "--sam-checkpoint", sam_shaped_checkpoint, "--quiet"),
                           "a SAM vit_b checkpoint (embed dim 768, 12 blocks) does not fit model tiny")
-    assert_one_line_error(*run("predict", sam_vit_b_checkpoint, synth_data, "--out", tmp_path / "o"),
+    assert_one_line_error(*run("predict", sam_shaped_checkpoint, synth_data, "--out", tmp_path / "o"),
                           "pass it to --sam-checkpoint")
 
 

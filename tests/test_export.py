@@ -13,8 +13,14 @@ from torch import nn
 
 from gsam.cli import cli
 from gsam.export.onnx import ExportError, export_onnx
-from gsam.export.profiles import (ProfileError, ShapeProfile, parse_profile, select_profile, sizes_from_dataset,
-                                  suggest_profiles)
+from gsam.export.profiles import (
+    ProfileError,
+    ShapeProfile,
+    parse_profile,
+    select_profile,
+    sizes_from_dataset,
+    suggest_profiles,
+)
 from gsam.model import build_gsam
 from gsam.runtime.backends import load_backend
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from gsam.cli import cli
 from gsam.commands.data import IMPORT_DATASETS
-from gsam.data.importers import IMPORTERS
 from gsam.data.imageio import read_image, read_mask
+from gsam.data.importers import IMPORTERS
 from gsam.data.importers.cityscapes import LABEL_TO_TRAIN_ID
 
 RNG = np.random.default_rng(0)

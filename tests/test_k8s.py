@@ -200,7 +200,7 @@ def test_an_image_whose_tensorrt_differs_from_the_engines_is_refused(gpu_repo, t
     with pytest.raises(GSAMError, match=f"ships TensorRT {TENSORRT_BY_RELEASE[other]} but gsam_trt was built"):
         write_manifests(gpu_repo, tmp_path / "out", K8sOptions(image=f"nvcr.io/nvidia/tritonserver:{other}-py3"))
     sidecar = gpu_repo / "gsam_trt" / "1" / "model.plan.json"
-    sidecar.write_text(json.dumps({"tensorrt_version": "9.9.9.9"}))
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "tensorrt_version": "9.9.9.9"}))
     with pytest.raises(GSAMError, match="TensorRT 9.9.9.9, which no known Triton release ships"):
         write_manifests(gpu_repo, tmp_path / "out", K8sOptions())
 

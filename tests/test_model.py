@@ -9,7 +9,8 @@ import torch
 from segment_anything.modeling.image_encoder import get_rel_pos as sam_get_rel_pos
 from torch import nn
 
-from gsam.model import build_gsam, count_parameters
+from gsam.model import build_gsam
+from gsam.model.trainable import count_parameters
 from gsam.model.attention import get_rel_pos, pool_to_grid
 from gsam.model.flops import count_flops
 

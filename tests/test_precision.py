@@ -8,11 +8,14 @@ import pytest
 from click.testing import CliRunner
 
 from gsam.cli import cli
+from gsam.errors import GSAMError
 from gsam.export.gate_data import load_gate_images, run_data_folder
 from gsam.export.metadata import read_onnx_facts
 from gsam.export.onnx import ExportError
-from gsam.export.precision import GateThresholds, first_convolutions, input_normalization_nodes, make_variant
-from gsam.errors import GSAMError
+from gsam.export.gate import GateThresholds
+from gsam.export.gate_data import GateImages
+from gsam.export.onnx_graph import first_convolutions, input_normalization_nodes
+from gsam.export.variants import make_variant
 from gsam.io import sha256_file
 from gsam.runtime.backends import load_backend
 
@@ -33,19 +36,23 @@ def reference(trained_run):
     return load_backend("torch", trained_run)
 
 
+def onnxruntime(path):
+    return load_backend("onnxruntime", path)
+
+
 @pytest.fixture(scope="module")
 def fp16_variant(tmp_path_factory, trained_onnx, reference, gate_data):
     out = tmp_path_factory.mktemp("fp16") / "model.fp16.onnx"
-    report = make_variant(trained_onnx, out, "fp16", reference=reference, images=gate_data.images,
-                          labels=gate_data.labels, log=lambda s: None)
+    report = make_variant(trained_onnx, out, "fp16", reference=reference, candidate=onnxruntime, data=gate_data,
+                          log=lambda s: None)
     return out, report
 
 
 @pytest.fixture(scope="module")
 def int8_variant(tmp_path_factory, trained_onnx, reference, gate_data):
     out = tmp_path_factory.mktemp("int8") / "model.int8.onnx"
-    report = make_variant(trained_onnx, out, "int8", reference=reference, images=gate_data.images,
-                          labels=gate_data.labels, calib_images=gate_data.calib_images, log=lambda s: None)
+    report = make_variant(trained_onnx, out, "int8", reference=reference, candidate=onnxruntime, data=gate_data,
+                          log=lambda s: None)
     return out, report
 
 
@@ -133,8 +140,8 @@ def test_constant_image_calibration_fails_the_gate_and_writes_nothing(tmp_path, 
     out = tmp_path / "bad.int8.onnx"
     constant = [np.full((96, 96, 3), 128, dtype=np.uint8)]
     with pytest.raises(ExportError, match="gate failed .*(agreement|mIoU drop)"):
-        make_variant(trained_onnx, out, "int8", reference=reference, images=gate_data.images,
-                     labels=gate_data.labels, calib_images=constant, log=lambda s: None)
+        make_variant(trained_onnx, out, "int8", reference=reference, candidate=onnxruntime,
+                     data=GateImages(gate_data.images, gate_data.labels, constant), log=lambda s: None)
     assert list(tmp_path.iterdir()) == []  # neither the file nor the staging folder
 
 
@@ -142,7 +149,7 @@ def test_impossible_threshold_fails_and_a_good_file_is_left_alone(tmp_path, trai
     out = tmp_path / "model.fp16.onnx"
     out.write_text("earlier file")
     with pytest.raises(ExportError, match="mIoU drop .* > -50"):
-        make_variant(trained_onnx, out, "fp16", reference=reference, images=gate_data.images, labels=gate_data.labels,
+        make_variant(trained_onnx, out, "fp16", reference=reference, candidate=onnxruntime, data=gate_data,
                      thresholds=GateThresholds(max_miou_drop=-50), log=lambda s: None)
     assert out.read_text() == "earlier file" and len(list(tmp_path.iterdir())) == 1
 
@@ -150,9 +157,11 @@ def test_impossible_threshold_fails_and_a_good_file_is_left_alone(tmp_path, trai
 def test_variant_needs_an_fp32_source_and_calibration_for_int8(tmp_path, fp16_variant, trained_onnx, reference,
                                                              gate_data):
     with pytest.raises(ExportError, match="precision' is fp16"):
-        make_variant(fp16_variant[0], tmp_path / "x.onnx", "int8", reference=reference, images=gate_data.images)
+        make_variant(fp16_variant[0], tmp_path / "x.onnx", "int8", reference=reference, candidate=onnxruntime,
+                     data=GateImages(gate_data.images))
     with pytest.raises(ExportError, match="int8 needs calibration images"):
-        make_variant(trained_onnx, tmp_path / "x.onnx", "int8", reference=reference, images=gate_data.images)
+        make_variant(trained_onnx, tmp_path / "x.onnx", "int8", reference=reference, candidate=onnxruntime,
+                     data=GateImages(gate_data.images))
 
 
 def test_triton_build_of_a_variant_keeps_fp32_io_and_its_facts(tmp_path, int8_variant, trained_onnx):
@@ -214,9 +223,8 @@ def test_int8_schemes_signed_for_tensorrt_unsigned_for_cpu_and_tensorrt_refuses_
     assert _zero_point_types(tensorrt_file) == {onnx.TensorProto.INT8}
     assert read_onnx_facts(tensorrt_file).extra["int8_scheme"] == "tensorrt"
     cpu_file = tmp_path / "model.int8cpu.onnx"
-    report = make_variant(trained_onnx, cpu_file, "int8", reference=reference, images=gate_data.images,
-                          labels=gate_data.labels, calib_images=gate_data.calib_images, log=lambda s: None,
-                          int8_scheme="cpu")
+    report = make_variant(trained_onnx, cpu_file, "int8", reference=reference, candidate=onnxruntime, data=gate_data,
+                          log=lambda s: None, int8_scheme="cpu")
     assert report.passed and report.mask_agreement >= 0.99
     assert _zero_point_types(cpu_file) == {onnx.TensorProto.UINT8}
     assert read_onnx_facts(cpu_file).extra["int8_scheme"] == "cpu"
@@ -227,6 +235,7 @@ def test_int8_schemes_signed_for_tensorrt_unsigned_for_cpu_and_tensorrt_refuses_
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "'int8_scheme' is cpu" in result.output and "--int8-scheme tensorrt" in result.output
     with pytest.raises(ExportError, match="int8 scheme must be one of tensorrt, cpu"):
-        make_variant(trained_onnx, tmp_path / "x.onnx", "int8", reference=reference, images=gate_data.images,
-                     calib_images=gate_data.calib_images, log=lambda s: None, int8_scheme="u8")
+        make_variant(trained_onnx, tmp_path / "x.onnx", "int8", reference=reference, candidate=onnxruntime,
+                     data=GateImages(gate_data.images, None, gate_data.calib_images), log=lambda s: None,
+                     int8_scheme="u8")
     assert not (tmp_path / "x.onnx").exists()

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from gsam.data.imageio import ImageReadError, read_image
 from gsam.errors import GSAMError
+from gsam.pixels.masks import logits_to_mask, overlay
 from gsam.runtime.backends import load_backend
-from gsam.runtime.backends.processing import logits_to_mask, overlay, palette_for, to_model_input
+from gsam.runtime.backends.processing import palette_for, to_model_input
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

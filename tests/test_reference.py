@@ -21,8 +21,7 @@ from segment_anything.modeling.prompt_encoder import PromptEncoder
 from segment_anything.modeling.transformer import TwoWayTransformer
 
 from gsam.model.checkpoint import load_gsam_checkpoint
-from gsam.model.reference import (REFERENCE_MEAN, REFERENCE_STD, ReferenceImportError, import_reference,
-                                  our_name)
+from gsam.model.reference import REFERENCE_MEAN, REFERENCE_STD, ReferenceImportError, import_reference, our_name
 
 DIM, DEPTH, HEADS, GLOBAL = 768, 12, 12, (2, 5, 8, 11)
 
@@ -221,7 +220,7 @@ def test_bad_reference_files_fail_in_one_line(tmp_path, reference_files):
     truncated.write_bytes(path.read_bytes()[:4096])
     with pytest.raises(ReferenceImportError, match="not a readable PyTorch checkpoint"):
         import_reference(truncated, 3, tmp_path / "run_truncated", log=lambda msg: None)
-    with pytest.raises(ReferenceImportError, match="trained with --num_classes 3, not --num-classes 5"):
+    with pytest.raises(ReferenceImportError, match="trained with --num_classes 3, not --classes 5"):
         import_reference(path, 5, tmp_path / "run_classes", log=lambda msg: None)
     with pytest.raises(ReferenceImportError, match="use --model vit_b"):
         import_reference(path, 3, tmp_path / "run_model", model="vit_l", log=lambda msg: None)
@@ -233,13 +232,13 @@ def test_cli_import_then_export(tmp_path, reference_files):
     from gsam.cli import cli as main
 
     path, _ = reference_files[2]
-    result = CliRunner().invoke(main, ["import-reference", str(path), "--num-classes", "2", "--out",
+    result = CliRunner().invoke(main, ["import-reference", str(path), "--classes", "2", "--out",
                                        str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "config.yaml").is_file()
     exported = CliRunner().invoke(main, ["export", "onnx", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx"),
                                          "--exporter", "torchscript", "--verify-sizes", "40x56,72x48"])
     assert exported.exit_code == 0, exported.output  # verified against PyTorch at sizes the trace never saw
-    again = CliRunner().invoke(main, ["import-reference", str(path), "--num-classes", "2", "--out",
+    again = CliRunner().invoke(main, ["import-reference", str(path), "--classes", "2", "--out",
                                       str(tmp_path / "run")])
     assert again.exit_code != 0 and "already exists" in again.output and len(again.output.strip().splitlines()) == 1

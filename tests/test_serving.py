@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from gsam.cli import cli
-from gsam.runtime.backends import load_backend
 from gsam.io import sha256_file
+from gsam.runtime.backends import load_backend
 from gsam.runtime.triton.repository import build_repository
 from gsam.runtime.triton.server import TritonServer, free_port
 
@@ -399,16 +399,16 @@ tail -c +$((h + 5)) response.bin > mask.png
 
 def test_memory_budget_derives_max_pixels_from_the_measured_cost(served_onnx, tmp_path):
     """The probe sees activation memory grow with pixels; the bound it writes keeps a request within budget."""
-    from gsam.runtime.triton.budget import bytes_per_pixel, max_pixels_for
+    from gsam.runtime.memory import measure_cost
     from gsam.runtime.triton.repository import config_facts, read_model_config
 
-    slope, fixed = bytes_per_pixel(served_onnx)
-    assert 50 < slope < 5000 and fixed > 0  # the tiny model: about 300 bytes per pixel
+    cost = measure_cost(served_onnx)
+    assert 50 < cost.per_pixel < 5000 and cost.fixed > 0  # the tiny model: about 300 bytes per pixel
     result = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(tmp_path / "r"),
                                       "--memory-budget", "1024"])
     assert result.exit_code == 0, result.output
     written = int(read_model_config(tmp_path / "r" / "gsam_image").parameters["max_pixels"].string_value)
-    assert written % 1024 == 0 and abs(written - max_pixels_for(1024 << 20, slope, fixed)) < 0.2 * written
+    assert written % 1024 == 0 and abs(written - cost.pixels_within(1024 << 20)) < 0.2 * written
     assert config_facts(read_model_config(tmp_path / "r" / "gsam_python")).num_classes == 3
     result = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(tmp_path / "r"),
                                       "--memory-budget", "1", "--max-pixels", "5000"])
@@ -422,7 +422,7 @@ def tiled_server(tmp_path_factory, served_onnx):
 
     root = tmp_path_factory.mktemp("tiled") / "triton_models"
     build_repository(served_onnx, root, max_pixels=96 * 96, batching=None,
-                     tiling=Tiling(tile=96, overlap=32, max_image_pixels=300 * 300))
+                     tiling=Tiling(tile=96, overlap=32, max_tiled_pixels=300 * 300))
     with TritonServer(root, ["gsam_python", "gsam_image"], free_port(), free_port()) as running:
         yield running
 
@@ -442,9 +442,9 @@ def test_a_repository_built_with_tiles_tiles_large_requests_like_the_local_runti
     encoded = _http_infer(tiled_server, "gsam_image", [("image_bytes", np.array([_png_bytes(rgb)], dtype=np.object_),
                                                         "BYTES")], ["mask_png"])
     np.testing.assert_array_equal(_decode_png(encoded.as_numpy("mask_png")[0]), want["mask"][0])
-    with pytest.raises(InferenceServerException) as err:  # above max_image_pixels: refused even with tiles
+    with pytest.raises(InferenceServerException) as err:  # above max_tiled_pixels: refused even with tiles
         _http_infer(tiled_server, "gsam_python", [("image_uint8", np.zeros((1, 3, 301, 300), np.uint8), "UINT8")])
-    assert err.value.status() == "400" and "max_image_pixels=90000" in str(err.value)
+    assert err.value.status() == "400" and "max_tiled_pixels=90000" in str(err.value)
     small = _http_infer(tiled_server, "gsam_python", [("image", _images((1, 3, 64, 80)), "FP32")], ["mask"])
     np.testing.assert_array_equal(small.as_numpy("mask"), load_backend("onnxruntime", served_onnx)(
         _images((1, 3, 64, 80)))["mask"])
@@ -471,7 +471,8 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
         return tree_memory_mib(serve.pid, "VmHWM", include_root=False)
 
     side, repo = 6000, tmp_path / "triton_models"
-    built = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(repo), "--tile", "1024"])
+    built = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(repo),
+                                     "--oversize-tile", "1024"])
     assert built.exit_code == 0, built.output
 
     def picture(y0, y1):  # smooth gradients, so the file on the wire stays small
@@ -481,7 +482,7 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
     write_tiled_tiff(tmp_path / "big.tif", ((y, picture(y, min(y + 500, side))) for y in range(0, side, 500)),
                      side, side, channels=3)
     ports = [free_port() for _ in range(3)]
-    serve = subprocess.Popen([sys.executable, "-m", "gsam", "serve", "--repo", str(repo), "--triton-model",
+    serve = subprocess.Popen([sys.executable, "-m", "gsam", "serve", "--repo", str(repo), "--triton-models",
                               "gsam_image", "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
                               "--metrics-port", str(ports[2])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)

@@ -188,14 +188,16 @@ def data_types(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
 def variant_model(fp32: Path, out: Path, precision: str) -> onnx.ModelProto:
     """The fp16 or int8 export as `gsam export onnx --precision` writes it. The gate's thresholds are
     opened: this test is about operators and types (accuracy is tests/test_precision.py's)."""
-    from gsam.export.precision import GateThresholds, make_variant
+    from gsam.export.gate import GateThresholds
+    from gsam.export.gate_data import GateImages
+    from gsam.export.variants import make_variant
     from gsam.runtime.backends import load_backend
 
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(64, 96), (80, 72)]]
-    make_variant(fp32, out, precision, reference=load_backend("onnxruntime", fp32), images=images,
-                 calib_images=images if precision == "int8" else None, log=lambda s: None,
-                 thresholds=GateThresholds(min_agreement=0.0, max_miou_drop=100.0))
+    make_variant(fp32, out, precision, reference=load_backend("onnxruntime", fp32),
+                 candidate=lambda path: load_backend("onnxruntime", path), data=GateImages(images, None, images),
+                 log=lambda s: None, thresholds=GateThresholds(min_agreement=0.0, max_miou_drop=100.0))
     return onnx.load(str(out))
 
 
@@ -354,7 +356,7 @@ def test_onnx_config_takes_one_profile_and_warms_up_inside_it(tiny_onnx):
     with pytest.raises(GSAMError, match="serves only one profile"):
         onnx_config("gsam_onnx", facts, trt_profiles=TWO_PROFILES)
     high = [TWO_PROFILES[1]]  # 64x96 (the default warm-up) lies outside it
-    config = parse_config(config_text(onnx_config("gsam_onnx", facts, trt_profiles=high, fp16=True), "t"))
+    config = parse_config(config_text(onnx_config("gsam_onnx", facts, trt_profiles=high, accelerator_precision="fp16"), "t"))
     accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert accelerator.name == "tensorrt" and accelerator.parameters["trt_profile_min_shapes"] == "image:1x3x256x256"
     assert set(accelerator.parameters) <= ONNXRUNTIME_BACKEND_TRT_KEYS
@@ -391,9 +393,9 @@ def test_build_checks_an_engines_sidecar_against_the_profiles(tiny_onnx, tmp_pat
                "metadata": read_onnx_facts(tiny_onnx).to_metadata()}
     Path(str(engine) + ".json").write_text(json.dumps(sidecar))
     with pytest.raises(GSAMError, match="built with profiles"):
-        build_repository(tiny_onnx, tmp_path / "repo", engine, trt_profiles=TWO_PROFILES[::-1], log=lambda s: None)
-    build_repository(tiny_onnx, tmp_path / "repo", engine, trt_profiles=TWO_PROFILES, log=lambda s: None)
-    build_repository(tiny_onnx, tmp_path / "repo2", engine, log=lambda s: None)
+        build_repository(tiny_onnx, tmp_path / "repo", engine=engine, trt_profiles=TWO_PROFILES[::-1], log=lambda s: None)
+    build_repository(tiny_onnx, tmp_path / "repo", engine=engine, trt_profiles=TWO_PROFILES, log=lambda s: None)
+    build_repository(tiny_onnx, tmp_path / "repo2", engine=engine, log=lambda s: None)
     for repo in ("repo", "repo2"):
         config = read_model_config(tmp_path / repo / "gsam_trt")
         assert [list(g.profile) for g in config.instance_group] == [["0", "1"]]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gsam.cli import cli
 from gsam.errors import GSAMError
-from gsam.runtime.backends.tiling import axis_weights, iter_blended_rows, segment_tiled, tile_layout, tile_starts
+from gsam.pixels.tiling import Tiles, axis_weights, iter_blended_rows, segment_tiled, tile_layout, tile_starts
 
 
 def pointwise(batch: np.ndarray) -> np.ndarray:
@@ -50,11 +50,11 @@ def test_blending_a_pointwise_model_gives_the_whole_image_result():
     images = rng.uniform(0, 255, (2, 3, 150, 230)).astype(np.float32)
     whole = pointwise(images)
     for window in ("linear", "gaussian"):
-        tiled = segment_tiled(pointwise, images, tile=64, overlap=24, batch_size=3, window=window)
+        tiled = segment_tiled(pointwise, images, Tiles(64, 24, window=window), batch_size=3)
         np.testing.assert_allclose(tiled["logits"], whole, rtol=1e-5, atol=1e-4)
         assert tiled["mask"].shape == (2, 150, 230) and tiled["mask"].dtype == np.int32
     # pixels that only one tile covers keep that tile's logits bit for bit
-    single = segment_tiled(pointwise, images, tile=64, overlap=24)["logits"]
+    single = segment_tiled(pointwise, images, Tiles(64, 24))["logits"]
     rows, columns = tile_starts(150, 64, 24)[1], tile_starts(230, 64, 24)[1]  # where the second tiles begin
     assert rows > 20 and columns > 20
     assert np.array_equal(single[:, :, :rows, :columns], whole[:, :, :rows, :columns])
@@ -74,7 +74,7 @@ def test_rows_are_blended_band_by_band_and_tiles_batched():
         reads.append((y0, y1))
         return image[:, y0:y1]
 
-    bands = list(iter_blended_rows(run, read_rows, height, width, tile, 32, batch_size=2))
+    bands = list(iter_blended_rows(run, read_rows, height, width, Tiles(tile, 32), batch_size=2))
     (rows, ys), (columns, _) = tile_layout(height, tile, 32), tile_layout(width, tile, 32)
     assert (len(ys), rows, columns) == (7, 128, 122)  # 7 x 3 tiles; the columns shrink from 128 to fit evenly
     assert all(y1 - y0 == rows for y0, y1 in reads)  # never more than a tile of rows read
@@ -140,10 +140,10 @@ def test_predict_tiled_through_the_cli(tiny_onnx, tmp_path):
     assert np.array_equal(tiled, np.asarray(Image.open(tmp_path / "out/masks/small.png")))
     whole = load_backend("onnxruntime", tiny_onnx)(to_model_input(image))["mask"][0]
     assert (tiled == whole).mean() > 0.5  # random weights: near-tied logits, but the same image and model
-    # automatic tiling above --max-pixels, said in the log
+    # automatic tiling above --tile-above, said in the log
     result = CliRunner().invoke(cli, ["predict", str(tiny_onnx), str(tmp_path / "small.png"), "--out",
-                                       str(tmp_path / "auto"), "--max-pixels", "20000"])
-    assert result.exit_code == 0 and "is above --max-pixels 20000" in result.output, result.output
+                                       str(tmp_path / "auto"), "--tile-above", "20000"])
+    assert result.exit_code == 0 and "is above --tile-above 20000" in result.output, result.output
     result = CliRunner().invoke(cli, ["predict", str(tiny_onnx), str(tmp_path / "small.png"), "--out",
                                        str(tmp_path / "default")])
     assert result.exit_code == 0 and "B per pixel (measured for tiny)" in result.output, result.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import SIZE_LIST, amp_option, out_option, triton_model_option
+from .options import MODEL, SIZE_LIST, amp_option, out_option, retired, triton_model_option
 
 LOCAL = ("torch", "onnxruntime", "tensorrt")
 TRITON = ("triton-http", "triton-grpc")
@@ -32,9 +32,9 @@ def _backend_list(ctx, param, value):
 
 
 @click.command()
-@click.option("--backend", "backends", default="onnxruntime,torch", show_default=True, callback=_backend_list,
+@click.option("--backends", default="onnxruntime,torch", show_default=True, callback=_backend_list,
               help=f"Comma-separated, timed in this order; ratios are to the first. One of: {', '.join(LOCAL + TRITON)}.")
-@click.option("--model", "model_path", required=True, type=click.Path(),
+@click.option("--model", "model_path", required=True, type=MODEL,
               help="Run directory or .pt (torch; exported for the others), or a gsam .onnx file.")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="Use this ONNX file instead of exporting.")
 @click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine for the tensorrt backend.")
@@ -50,6 +50,7 @@ def _backend_list(ctx, param, value):
 @click.option("--baseline", type=click.Choice(["sam-vit-b"]), help="Add SAM ViT-B at a fixed 1024x1024 (onnxruntime).")
 @amp_option("Run the torch backend under autocast: bf16 on the CPU (compared with torch's bf16 matmul rate).")
 @out_option("Writes bench.json, bench.csv, PNG plots.", type=click.Path(file_okay=False))
+@retired("--backend", "was renamed --backends (a comma-separated list)")
 def bench(backends, model_path, onnx_path, engine, url, triton_model, sizes, batch, warmup, iters, duration,
           concurrency, threads, baseline, amp, out) -> None:
     """Latency (p50/p90/p99) and throughput of each backend at each size and concurrency.
@@ -59,13 +60,13 @@ def bench(backends, model_path, onnx_path, engine, url, triton_model, sizes, bat
     precision, measured in the same run (torch fp32/bf16, onnxruntime fp32/int8).
 
     \b
-    Example: gsam bench --model runs/demo --backend onnxruntime,torch,triton-grpc --sizes 256x256,480x640 --out bench/
-    bf16:    gsam bench --model runs/demo --backend torch --amp bf16 --out bench_bf16/
+    Example: gsam bench --model runs/demo --backends onnxruntime,torch,triton-grpc --sizes 256x256,480x640 --out bench/
+    bf16:    gsam bench --model runs/demo --backends torch --amp bf16 --out bench_bf16/
     """
-    from ..runtime.bench.runner import run_bench
+    from gsam.runtime.bench.harness import BenchPlan
+    from gsam.runtime.bench.runner import BenchRequest, run_bench
 
-    report = run_bench(backends=backends, model_path=Path(model_path), onnx_path=onnx_path, engine=engine, url=url,
-                       triton_model=triton_model, sizes=sizes, batch=batch, warmup=warmup, iters=iters,
-                       duration=duration, concurrency=concurrency, threads=threads, baseline=baseline, out=Path(out),
-                       amp=amp, log=click.echo)
-    click.echo(report)
+    plan = BenchPlan(sizes, batch=batch, warmup=warmup, iters=iters, duration=duration, concurrency=concurrency)
+    request = BenchRequest(backends, Path(model_path), Path(out), plan, onnx_path=onnx_path, engine=engine, url=url,
+                           triton_model=triton_model, threads=threads, baseline=baseline, amp=amp)
+    click.echo(run_bench(request, log=click.echo))

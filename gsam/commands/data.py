@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import out_option
+from .options import out_option, retired
 
 
 @click.group()
@@ -14,25 +14,31 @@ def data() -> None:
 
 @data.command()
 @out_option("Dataset folder to write.", type=click.Path(file_okay=False))
-@click.option("--num-classes", type=click.IntRange(2, 8), default=3, show_default=True,
+@click.option("--classes", "num_classes", type=click.IntRange(2, 8), default=3, show_default=True,
               help="Number of classes, background included (2 writes binary 0/255 masks).")
 @click.option("--train", "train_count", type=click.IntRange(1), default=24, show_default=True, help="Training images.")
 @click.option("--val", "val_count", type=click.IntRange(0), default=8, show_default=True, help="Validation images.")
 @click.option("--test", "test_count", type=click.IntRange(0), default=0, show_default=True, help="Test images.")
-@click.option("--min-size", type=int, default=64, show_default=True, help="Smallest image side in pixels.")
-@click.option("--max-size", type=int, default=160, show_default=True, help="Largest image side in pixels.")
+@click.option("--min-side", "min_size", type=int, default=64, show_default=True,
+              help="Smallest image side in pixels.")
+@click.option("--max-side", "max_size", type=int, default=160, show_default=True,
+              help="Largest image side in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@retired("--num-classes", "was renamed --classes (--num-classes counts a model's output channels)")
+@retired("--min-size", "was renamed --min-side (--min-size is a model's minimum side)")
+@retired("--max-size", "was renamed --max-side")
 def synth(out, num_classes, train_count, val_count, test_count, min_size, max_size, seed) -> None:
     """Write a synthetic dataset to --out: textured shapes on textured backgrounds.
 
     Images have random non-square sizes; each class has its own shape and texture.
     The layout is the one `gsam train` reads: OUT/{train,val}/{images,masks}, OUT/classes.yaml.
 
-    Example: gsam data synth --out demo_data --num-classes 3
+    Example: gsam data synth --out demo_data --classes 3
     """
     from ..data.synth import write_synthetic_dataset
 
-    spec = write_synthetic_dataset(out, num_classes, train_count, val_count, test_count, min_size, max_size, seed)
+    spec = write_synthetic_dataset(out, num_classes, train=train_count, val=val_count, test=test_count,
+                                   min_size=min_size, max_size=max_size, seed=seed)
     click.echo(f"wrote {train_count} train, {val_count} val, {test_count} test images to {out} "
                f"(classes: {', '.join(spec.names)})")
 

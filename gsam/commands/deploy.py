@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import click
 
-from .options import out_option
+from ..precisions import ONNX_PRECISIONS
+from .options import out_option, profile_option, retired
 
 
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False))
 @out_option("The deploy folder to create (must not exist or be empty).", type=click.Path(file_okay=False),
             required=True)
-@click.option("--precision", "precision", default="fp32", show_default=True,
-              help="ONNX variants to build and verify, comma-separated: fp32,fp16,int8 (fp32 always).")
-@click.option("--profiles", default="auto", show_default=True,
-              help="TensorRT profiles: auto (from the dataset's size histogram) or 'min=..,opt=..,max=..;...'.")
+@click.option("--precisions", default="fp32", show_default=True,
+              help=f"ONNX variants to build and verify, comma-separated from {', '.join(ONNX_PRECISIONS)} (fp32 always).")
+@profile_option("A TensorRT profile for trtexec.sh and the repository (repeatable) [default: suggested from the "
+                "dataset's size histogram].")
 @click.option("--bench", is_flag=True, help="Also benchmark the CPU backends on the run's own image sizes.")
 @click.option("--k8s", is_flag=True, help="Also write Kubernetes (OUT/k8s) and KServe (OUT/kserve) manifests, "
                                            "validated offline; see `gsam triton k8s --help` for the details.")
@@ -22,20 +23,26 @@ from .options import out_option
 @click.option("--gpus-per-replica", type=int, help="With --k8s: nvidia.com/gpu per pod [default: from the models].")
 @click.option("--storage-uri", help="With --k8s: where pods read the repository (pvc://, s3://, gs://, as://).")
 @click.option("--image", help="With --k8s: the Triton image REPOSITORY:YY.MM-py3.")
-def deploy(run, out, precision, profiles, bench, k8s, replicas, gpus_per_replica, storage_uri, image) -> None:
+@retired("--precision", "was renamed --precisions (a comma-separated list)")
+@retired("--profiles", "was replaced by --profile, repeated once per profile (none: suggested from the dataset)")
+def deploy(run, out, precisions, profiles, bench, k8s, replicas, gpus_per_replica, storage_uri, image) -> None:
     """One command from a run directory to a deployable folder: verified ONNX variants, TensorRT
     profiles and trtexec lines, a Triton repository, and a manifest of every artifact with its
     sha256 and lineage (optionally a short CPU benchmark report).
 
-    Example: gsam deploy runs/demo --out deploy/demo --precision fp32,int8 --bench --k8s
+    Example: gsam deploy runs/demo --out deploy/demo --precisions fp32,int8 --bench --k8s
     """
-    from ..deploy import MANIFEST_NAME, deploy as build, parse_precisions
+    from gsam.export.profiles import parse_profile
+
+    from ..deploy import MANIFEST_NAME, parse_precisions
+    from ..deploy import deploy as build
 
     options = None
     if k8s:
-        from ..runtime.k8s import K8sOptions
+        from gsam.runtime.k8s import K8sOptions
 
         options = K8sOptions(replicas=replicas, gpus_per_replica=gpus_per_replica, storage_uri=storage_uri,
                              image=image)
-    manifest = build(run, out, parse_precisions(precision), profiles, bench, log=click.echo, k8s=options)
+    manifest = build(run, out, precisions=parse_precisions(precisions),
+                     profiles=[parse_profile(p) for p in profiles] or None, bench=bench, k8s=options, log=click.echo)
     click.echo(f"wrote {len(manifest.artifacts)} artifacts to {out} (listed with sha256 in {out}/{MANIFEST_NAME})")

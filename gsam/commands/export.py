@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import SIZE_LIST, out_option, profile_option
+from ..precisions import ONNX_PRECISIONS, PRECISIONS
+from .options import SIZE_LIST, out_option, profile_option, retired
 
 
 @click.group()
@@ -21,8 +22,9 @@ def export() -> None:
 @click.option("--verify-sizes", type=SIZE_LIST, help="Sizes to check against PyTorch, e.g. 37x211,640x480.")
 @click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Largest relative error accepted.")
 @click.option("--simplify", is_flag=True, help="Run onnxslim, then verify again.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
-              help="fp16: fp16 weights and math with fp32 islands; int8: static QDQ MatMul/Conv. I/O stays fp32/int32.")
+@click.option("--precision", type=click.Choice(list(ONNX_PRECISIONS)), default="fp32", show_default=True,
+              help="; ".join(f"{name}: {PRECISIONS[name].onnx}" for name in ONNX_PRECISIONS)
+              + ". I/O stays fp32/int32.")
 @click.option("--calib-images", type=click.IntRange(1), default=32, show_default=True,
               help="int8: number of training images to calibrate on.")
 @click.option("--int8-scheme", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
@@ -52,16 +54,18 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
 
     Example (CPU serving only): gsam export onnx runs/demo --out model.int8cpu.onnx --precision int8 --int8-scheme cpu
     """
-    from ..export.onnx import export_checkpoint
+    from gsam.export.onnx import export_checkpoint
 
     options = dict(exporter=exporter, opset=opset, verify_sizes=verify_sizes, tolerance=tolerance, simplify=simplify)
     if precision == "fp32":
         report = export_checkpoint(model, out, log=click.echo, **options)
     else:
-        from ..export.precision import GateThresholds, export_checkpoint_variant
+        from gsam.export.gate import GateThresholds
+        from gsam.export.variants import export_checkpoint_variant
+        from gsam.runtime.backends import gate_runners
 
         thresholds = GateThresholds(min_agreement, max_miou_drop)
-        report, gate = export_checkpoint_variant(model, out, precision, calib_data=calib_data,
+        report, gate = export_checkpoint_variant(model, out, precision, runners=gate_runners(), calib_data=calib_data,
                                                  calib_count=calib_images, thresholds=thresholds, log=click.echo,
                                                  int8_scheme=int8_scheme, **options)
     click.echo(report.table())
@@ -81,19 +85,19 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
 @profile_option("Optimization profile; repeat for several (narrow profiles are faster than one wide one).")
 @click.option("--fp16", is_flag=True, help="From an fp32 ONNX: convert to fp16 with fp32 islands (checked against "
               "fp32 on the CPU), then build. An fp16 or int8 ONNX needs no flag.")
-@click.option("--bf16", is_flag=True, help="The same with bf16.")
 @click.option("--converted", type=click.Path(dir_okay=False),
-              help="Where --fp16/--bf16 writes the converted ONNX [default: OUT with .fp16.onnx / .bf16.onnx].")
+              help="Where --fp16 writes the converted ONNX [default: OUT with .fp16.onnx].")
 @click.option("--workspace", type=float, default=4.0, show_default=True, help="Builder workspace in GiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Reuse and update this timing cache file.")
 @click.option("--print-trtexec", is_flag=True, help="Print the equivalent trtexec command and exit (needs no "
-              "TensorRT; with --fp16/--bf16 the converted ONNX is written first).")
-def export_tensorrt_command(onnx_path, out, profiles, fp16, bf16, converted, workspace, timing_cache,
-                            print_trtexec) -> None:
+              "TensorRT; with --fp16 the converted ONNX is written first).")
+@retired("--bf16", "was removed: no gate can check a bf16 ONNX file on a CPU; export fp16 (or use --amp bf16 "
+         "with the torch backend)", is_flag=True)
+def export_tensorrt_command(onnx_path, out, profiles, fp16, converted, workspace, timing_cache, print_trtexec) -> None:
     """Build a strongly typed TensorRT (10 or 11) engine from a gsam ONNX file with one or more shape profiles.
 
     The engine computes in the ONNX's precision: build an fp16 or int8 export as it is, or
-    pass --fp16/--bf16 with an fp32 export to convert it first.
+    pass --fp16 with an fp32 export to convert it first.
 
     \b
     Example: gsam export tensorrt model.onnx --out model.plan
@@ -104,47 +108,54 @@ def export_tensorrt_command(onnx_path, out, profiles, fp16, bf16, converted, wor
     """
     from pathlib import Path
 
-    from ..errors import GSAMError
-    from ..export.metadata import read_onnx_facts
-    from ..export.profiles import parse_profile
-    from ..export.tensorrt import (BuildSettings, build_engine, check_engine_source, convert_for_engine, plan_precision,
-                                   trtexec_command)
+    from gsam.export.metadata import read_onnx_facts
+    from gsam.export.profiles import parse_profile
+    from gsam.export.tensorrt import (
+        BuildSettings,
+        build_engine,
+        check_engine_source,
+        convert_for_engine,
+        plan_precision,
+        trtexec_command,
+    )
 
-    if fp16 and bf16:
-        raise GSAMError("choose one of --fp16 and --bf16")
+    from gsam.runtime.backends import gate_runners
+
     facts = read_onnx_facts(onnx_path)
     check_engine_source(facts, onnx_path)
     parsed = [parse_profile(p, facts.min_size) for p in profiles]
-    requested = "fp16" if fp16 else "bf16" if bf16 else None
-    target = plan_precision(facts.precision, requested)
+    target = plan_precision(facts.precision, "fp16" if fp16 else None)
     settings = BuildSettings(parsed, target or facts.precision, workspace, timing_cache)
     converted = (converted or str(Path(out).with_suffix(f".{target}.onnx"))) if target else None
     if print_trtexec:
         if target:
-            onnx_path = convert_for_engine(Path(onnx_path), Path(converted), target, parsed, log=click.echo)
+            onnx_path = convert_for_engine(Path(onnx_path), Path(converted), target, parsed, runners=gate_runners(),
+                                           log=click.echo)
         click.echo(trtexec_command(onnx_path, out, settings))
         return
-    sidecar = build_engine(onnx_path, out, settings, log=click.echo, converted=converted)
-    click.echo(f"wrote {out} and {out}.json ({sidecar['precision']}, profiles: "
-               f"{', '.join(p['name'] for p in sidecar['profiles'])})")
+    sidecar = build_engine(onnx_path, out, settings, runners=gate_runners(), log=click.echo, converted=converted)
+    click.echo(f"wrote {out} and {out}.json ({sidecar.precision}, profiles: "
+               f"{', '.join(p.name for p in sidecar.profiles)})")
 
 
 @export.command("profiles")
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder whose image sizes to cover.")
 @click.option("--sizes", type=SIZE_LIST, help="Expected sizes instead, e.g. 480x640,720x1280,1024x1024.")
 @click.option("--buckets", type=click.IntRange(1, 8), default=3, show_default=True, help="Number of profiles.")
-@click.option("--max-batch", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--max-batch", type=click.IntRange(1), default=1, show_default=True,
+              help="The largest batch each suggested profile takes.")
 @click.option("--min-size", type=click.IntRange(1), default=32, show_default=True, help="The model's minimum side.")
 def export_profiles_command(data, sizes, buckets, max_batch, min_size) -> None:
     """Suggest narrow TensorRT profiles that cover a dataset's (or a list of) image sizes.
 
     Prints --profile flags ready for `gsam export tensorrt`.
     """
+    from gsam.export.profiles import sizes_from_dataset, suggest_profiles
+
     from ..errors import GSAMError
-    from ..export.profiles import sizes_from_dataset, suggest_profiles
 
     if bool(data) == bool(sizes):
         raise GSAMError("give exactly one of --data and --sizes")
     found = sizes_from_dataset(data) if data else sizes
-    for profile in suggest_profiles(found, buckets, max_batch, min_size):
+    for profile in suggest_profiles(found, buckets=buckets, max_batch=max_batch, min_size=min_size):
         click.echo(f"--profile {profile.flag()}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import SIZE
+from .options import MODEL, SIZE
 
 
 def _architecture_rows(model_name: str, size, token_stride: int, num_classes: int) -> list[tuple[str, str]]:
@@ -17,7 +17,7 @@ def _architecture_rows(model_name: str, size, token_stride: int, num_classes: in
 
 
 def _cost_rows(model, size, parameters: bool) -> list[tuple[str, str]]:
-    from ..model import count_parameters
+    from ..model.trainable import count_parameters
     from ..model.flops import count_flops
 
     config = model.config
@@ -40,7 +40,7 @@ def _cost_rows(model, size, parameters: bool) -> list[tuple[str, str]]:
 
 @click.command()
 @click.argument("target", required=False)
-@click.option("--model", "model_option", help="Same as TARGET: a registry name or an artifact path.")
+@click.option("--model", "model_option", type=MODEL, help="Same as TARGET: a registry name or an artifact path.")
 @click.option("--size", type=SIZE, help="Input size HEIGHTxWIDTH for the token grid and FLOPs [default: 512x512 "
               "for a registry name].")
 @click.option("--token-stride", type=click.Choice(["8", "16"]), default="8", show_default=True,
@@ -75,10 +75,9 @@ def info(target, model_option, size, token_stride, num_classes) -> None:
             click.echo("")
         for line in description.lines():
             click.echo(line)
-    config = descriptions[0].facts.config
-    if size and config:
-        from ..model import GSAMConfig, build_gsam
+    if size:
+        from ..model import build_gsam
 
         click.echo("")
-        for key, value in _cost_rows(build_gsam(GSAMConfig.from_dict(config)).eval(), size, parameters=False):
+        for key, value in _cost_rows(build_gsam(descriptions[0].facts.config).eval(), size, parameters=False):
             click.echo(f"{key:<14} {value}")

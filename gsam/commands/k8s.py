@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import out_option
+from .options import out_option, retired, triton_models_option
 
 
 @click.command("k8s")
@@ -14,9 +14,7 @@ from .options import out_option
 @click.option("--max-replicas", type=int, help="The HPA's maximum.  [default: 4 x --replicas]")
 @click.option("--gpus-per-replica", type=int,
               help="nvidia.com/gpu per pod.  [default: 1 when a loaded model runs on KIND_GPU, else 0]")
-@click.option("--triton-model", "triton_models", multiple=True,
-              help="Model to load; repeat (or comma-separate) for several.  [default: gsam_trt if present, else "
-                   "gsam_python]")
+@triton_models_option("Models to load, comma-separated.  [default: gsam_trt if present, else gsam_python]")
 @click.option("--image", help="Triton image REPOSITORY:YY.MM-py3.  [default: the NGC tritonserver release whose "
                               "TensorRT built gsam_trt, else the newest known]")
 @click.option("--storage-uri", help="Where pods read the repository: pvc://CLAIM[/PATH], s3://, gs:// or as://.  "
@@ -31,6 +29,7 @@ from .options import out_option
 @click.option("--target-cpu", type=int, default=70, show_default=True, help="Target CPU utilization, percent.")
 @click.option("--target-queue-us", type=int, default=200_000, show_default=True,
               help="Target per pod of nv_inference_queue_duration_us_per_second (microseconds queued per second).")
+@retired("--triton-model", "was renamed --triton-models (a comma-separated list)")
 def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, image, storage_uri, memory, cpu, name,
         namespace, autoscale, target_cpu, target_queue_us) -> None:
     """Write Kubernetes manifests (k8s/) and a KServe InferenceService (kserve/) for REPO.
@@ -42,12 +41,12 @@ def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, imag
 
     Example: gsam triton k8s triton_models --out deploy --replicas 2 --autoscale queue
     """
-    from ..runtime.k8s import K8sOptions, write_manifests
-    from ..runtime.k8s.manifests import KUBERNETES_VERSION
+    from gsam.runtime.k8s import K8sOptions, write_manifests
+    from gsam.runtime.k8s.manifests import KUBERNETES_VERSION
 
     options = K8sOptions(
         replicas=replicas, max_replicas=max_replicas, gpus_per_replica=gpus_per_replica,
-        models=[m.strip() for v in triton_models for m in v.split(",") if m.strip()] or None,
+        models=triton_models or None,
         image=image, storage_uri=storage_uri, memory=memory, cpu=cpu, name=name, namespace=namespace,
         autoscale=autoscale, target_cpu_percent=target_cpu, target_queue_us_per_s=target_queue_us)
     result = write_manifests(repo, out, options)

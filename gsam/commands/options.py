@@ -1,12 +1,10 @@
 """The CLI's one vocabulary: parameter types and options shared by every command.
 
-One meaning per option name, everywhere:
-  --model         what to run: a registry name (vit_b, tiny...) or an artifact (run dir, .pt, .onnx, .plan)
-  --triton-model  the model's name inside a Triton server or repository (gsam_python...)
-  --out           where the command writes (always an option)
-  --device        auto, cpu, cuda or cuda:N
-  --profile       a TensorRT shape profile, min=NxCxHxW,opt=NxCxHxW,max=NxCxHxW (repeatable)
-  --num-classes   number of classes (or output channels for a model)
+One meaning per option name, everywhere (VOCABULARY; tests/test_cli_vocabulary.py fails when a
+name has two types in two commands, or is shared without an entry here). A plural name takes a
+comma-separated list (`--sizes`, `--backends`, `--precisions`, `--triton-models`); a singular
+name takes one value, and is repeatable where its help says so (`--profile`). Names that meant
+something else before are refused with a one-line hint (`retired`).
 """
 
 from __future__ import annotations
@@ -15,6 +13,38 @@ import click
 
 from ..device import DEVICE_HELP, check_device_name
 from ..errors import GSAMError
+from ..precisions import AMP_MODES
+
+VOCABULARY = {
+    "--model": "what to run or build: a registry name (vit_b, vit_l, vit_h, tiny) or an artifact (run directory, "
+               ".pt, .onnx, .plan)",
+    "--triton-model": "one model's name inside a Triton server or repository (gsam_python, gsam_image, gsam_onnx, "
+                      "gsam_trt)",
+    "--triton-models": "the models a Triton server loads, comma-separated",
+    "--out": "where the command writes; always an option",
+    "--device": "auto (CUDA when present), cpu, cuda or cuda:N",
+    "--profile": "a TensorRT shape profile min=NxCxHxW,opt=NxCxHxW,max=NxCxHxW, repeatable",
+    "--num-classes": "a model's output channels (1 = binary, read with sigmoid > 0.5)",
+    "--classes": "a dataset's number of classes, background included (2 = binary)",
+    "--max-pixels": "the most pixels one served request may hold (N x H x W); larger requests get HTTP 400",
+    "--tile": "run every image in overlapping tiles of at most TILE x TILE pixels",
+    "--overlap": "pixels neighbouring tiles share",
+    "--max-batch": "the largest batch one execution takes (1 = no batching)",
+    "--amp": "torch autocast: off, bf16 (CPU or CUDA) or fp16 (CUDA)",
+    "--data": "a dataset folder (DATA/{train,val}/{images,masks})",
+    "--sizes": "image sizes HEIGHTxWIDTH, comma-separated",
+    "--url": "a Triton server's address host:port",
+    "--repo": "a Triton model repository folder",
+    "--engine": "a TensorRT engine file (with its .json sidecar)",
+    "--seed": "the random seed",
+    "--epochs": "training epochs",
+    "--exporter": "the ONNX exporter: dynamo or torchscript",
+    "--token-stride": "pixels per token: 8 (the paper's grid) or 16 (SAM's)",
+    "--image": "a Triton container image REPOSITORY:YY.MM-py3 (or @sha256:DIGEST)",
+    "--replicas": "pods at start",
+    "--gpus-per-replica": "nvidia.com/gpu per pod",
+    "--storage-uri": "where pods read the repository: pvc://, s3://, gs:// or as://",
+}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -29,29 +59,22 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 class SizeType(click.ParamType):
-    name = "HxW"
+    """One size HEIGHTxWIDTH, or with `many` a comma-separated list of them: '37x211,640x480'."""
+
+    def __init__(self, many: bool = False) -> None:
+        self.many = many
+        self.name = "HxW[,HxW...]" if many else "HxW"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
+        if not isinstance(value, str):
             return value
         try:
-            return parse_size(value)
+            sizes = [parse_size(part) for part in value.split(",") if part.strip()]
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
-
-
-class SizeListType(click.ParamType):
-    """Comma-separated sizes: '37x211,640x480'."""
-
-    name = "HxW[,HxW...]"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, list):
-            return value
-        try:
-            return [parse_size(part) for part in value.split(",") if part.strip()]
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+        if not self.many and len(sizes) != 1:
+            self.fail(f"{value!r} is not one size HEIGHTxWIDTH", param, ctx)
+        return sizes if self.many else sizes[0]
 
 
 class DeviceType(click.ParamType):
@@ -64,10 +87,35 @@ class DeviceType(click.ParamType):
             self.fail(str(exc).removeprefix("--device "), param, ctx)
 
 
+class ModelType(click.ParamType):
+    """A registry name or an artifact path, as given; each command checks the kinds it takes."""
+
+    name = "NAME|PATH"
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+class NameListType(click.ParamType):
+    """Comma-separated names (repeating the option adds more): 'gsam_python,gsam_image'."""
+
+    name = "NAME[,NAME...]"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        if not names:
+            self.fail(f"{value!r} names nothing", param, ctx)
+        return names
+
+
 SIZE = SizeType()
-SIZE_LIST = SizeListType()
+SIZE_LIST = SizeType(many=True)
 DEVICE = DeviceType()
-AMP = click.Choice(["off", "bf16", "fp16"])  # the modes of gsam.train.amp, named here without importing torch
+MODEL = ModelType()
+NAME_LIST = NameListType()
+AMP = click.Choice(list(AMP_MODES))
 
 
 def device_option(default: str = "auto"):
@@ -80,15 +128,33 @@ def out_option(help_text: str, **kwargs):
 
 
 def profile_option(help_text: str):
-    """--profile (repeatable), the same syntax for engine builds and Triton configs."""
+    """--profile (repeatable), the same syntax for engine builds, Triton configs and deploy folders."""
     return click.option("--profile", "profiles", multiple=True,
                         metavar="min=NxCxHxW,opt=NxCxHxW,max=NxCxHxW", help=help_text)
 
 
 def triton_model_option(default: str = "gsam_python"):
     return click.option("--triton-model", default=default, show_default=True,
-                        help="Model name inside the Triton server (gsam_python, gsam_onnx or gsam_trt).")
+                        help="Model name inside the Triton server (gsam_python, gsam_image, gsam_onnx or gsam_trt).")
+
+
+def triton_models_option(help_text: str, default: str | None = None):
+    """--triton-models a,b (the option may also be repeated); the value is a flat list of names."""
+    return click.option("--triton-models", "triton_models", type=NAME_LIST, multiple=True,
+                        default=(default,) if default else (), show_default=default,
+                        callback=lambda ctx, param, value: [n for names in value for n in names], help=help_text)
 
 
 def amp_option(help_text: str = "Torch backend: run under autocast, bf16 (CPU or CUDA) or fp16 (CUDA only)."):
     return click.option("--amp", type=AMP, default="off", show_default=True, help=help_text)
+
+
+def retired(old: str, hint: str, is_flag: bool = False):
+    """A hidden option that only answers with a one-line hint: names that were renamed or removed."""
+
+    def refuse(ctx, param, value):
+        if value not in (None, False, ()):
+            raise click.UsageError(f"{old} {hint}", ctx)
+
+    return click.option(old, f"_retired_{old.strip('-').replace('-', '_')}", hidden=True, is_flag=is_flag,
+                        expose_value=False, callback=refuse, default=None if not is_flag else False)

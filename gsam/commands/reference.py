@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import click
 
-from .options import out_option
+from .options import MODEL, out_option, retired
 
 
 @click.command("import-reference")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--num-classes", type=click.IntRange(2), required=True,
-              help="The --num_classes the reference was trained with (2 = binary, one logit channel).")
+@click.option("--classes", "num_classes", type=click.IntRange(2), required=True,
+              help="The --num_classes the reference was trained with, background included (2 = binary: one logit "
+                   "channel).")
 @out_option("The run directory to write.", type=click.Path(file_okay=False))
-@click.option("--model", "model_name", type=click.Choice(["vit_b", "vit_l", "vit_h"]), default="vit_b",
-              show_default=True, help="The reference's --vit_name.")
+@click.option("--model", "model_name", type=MODEL, default="vit_b", show_default=True,
+              help="The reference's --vit_name: vit_b, vit_l or vit_h.")
 @click.option("--train-size", type=click.IntRange(32), default=256, show_default=True,
               help="The reference's -encoder_input_size (sizes its global rel-pos tables).")
 @click.option("--normalize", type=click.Choice(["reference", "sam"]), default="reference", show_default=True,
               help="reference: its data loader's mean 0.466/0.471/0.380, std 0.195/0.194/0.192 (0-1 scale); "
                    "sam: SAM's constants.")
 @click.option("--class-names", help="Comma-separated class names, background first [default: generic names].")
+@retired("--num-classes", "was renamed --classes (the reference's class count; --num-classes counts output channels)")
 def import_reference_command(checkpoint, num_classes, out, model_name, train_size, normalize, class_names) -> None:
     """Turn a state dict saved by the official G-SAM train.py into a run directory.
 

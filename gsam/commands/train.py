@@ -1,15 +1,13 @@
-"""`gsam train`, `gsam eval`, `gsam predict`."""
+"""`gsam train`: its flags are generated from TrainConfig, so defaults live in one place."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import click
 
 from ..device import DEVICE_HELP
-from .options import AMP, DEVICE, SIZE, device_option
+from .options import AMP, DEVICE, MODEL, SIZE
 
 # The recipe names, without importing torch for `gsam --help` (a test checks they match RECIPES).
 RECIPE_NAMES = ["isbi2012", "camvid", "m-building", "kvasir", "synapse", "cityscapes", "trans10k"]
@@ -43,7 +41,7 @@ TRAIN_FLAG_HELP = {
 }
 # Choices and types a bare dataclass field cannot express.
 TRAIN_FLAG_TYPES = {
-    "data": click.Path(file_okay=False), "out": click.Path(file_okay=False),
+    "data": click.Path(file_okay=False), "out": click.Path(file_okay=False), "model": MODEL,
     "sam_checkpoint": click.Path(dir_okay=False), "num_classes": click.IntRange(1), "crop": SIZE,
     "epochs": click.IntRange(1), "batch_size": click.IntRange(1), "device": DEVICE,
     "amp": AMP, "workers": click.IntRange(0), "val_every": click.IntRange(1),
@@ -102,18 +100,16 @@ def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -
     from click.core import ParameterSource
 
     from ..errors import GSAMError
+    from ..model.run import RunDir
     from ..train.config import TrainConfig, read_yaml_config
-    from ..train.run_dir import RunDir
     from ..train.trainer import train as run_training
 
     settings: dict = {}
     if resume:
-        import yaml
-
         run = RunDir(resume)
         if not run.last.is_file():
             raise GSAMError(f"{resume}: nothing to resume (no last.pt)")
-        settings.update(yaml.safe_load(run.config.read_text())["train"])
+        settings.update(run.train_settings())
         settings["out"] = resume
     explicit: set[str] = set()
     if config_file:
@@ -137,58 +133,3 @@ def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -
     cfg = TrainConfig.from_dict(settings, source=config_file or "flags")
     path = run_training(cfg, resume=bool(resume), progress=not quiet, stop_after=stop_after)
     click.echo(f"run directory: {path}")
-
-
-@click.command("eval")
-@click.argument("model", type=click.Path())
-@click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
-@click.option("--split", default="val", show_default=True, help="train, val or test.")
-@device_option()
-@click.option("--out", "out_json", type=click.Path(dir_okay=False), help="JSON report [default: RUN/eval_SPLIT.json].")
-@click.option("--tile", type=click.IntRange(1), help="Run each image in overlapping TILE x TILE tiles with blended "
-              "logits (as gsam predict --tile), for validation images too large for one pass.")
-@click.option("--overlap", type=click.IntRange(0), default=128, show_default=True,
-              help="Pixels neighbouring tiles share (with --tile); must be smaller than the tile.")
-def evaluate(model, data, split, device, out_json, tile, overlap) -> None:
-    """Per-class IoU, mIoU and pixel accuracy of MODEL (a run or .pt) on whole images at native size.
-
-    \b
-    Example: gsam eval runs/demo --data demo_data --split val
-    Tiled:   gsam eval runs/demo --data demo_data --tile 1024 --overlap 128
-    """
-    from ..data.dataset import SegmentationDataset, open_dataset_spec
-    from ..device import resolve_device
-    from ..errors import GSAMError
-    from ..io import write_text_atomic
-    from ..model.checkpoint import load_gsam_checkpoint
-    from ..train.engine import evaluate as run_eval
-    from ..train.run_dir import resolve_checkpoint
-
-    checkpoint = resolve_checkpoint(model)
-    net, _ = load_gsam_checkpoint(checkpoint)
-    spec = open_dataset_spec(data)
-    expected = {1, 2} if spec.binary else {spec.num_classes}
-    if net.config.num_classes not in expected:
-        raise GSAMError(f"{checkpoint}: model has {net.config.num_classes} output channels but {data} has "
-                        f"{spec.num_classes} classes")
-    if tile:
-        from ..runtime.backends.tiling import check_tiling
-
-        try:
-            check_tiling(tile, overlap, net.config.min_size)
-        except ValueError as exc:
-            raise GSAMError(f"--tile {tile} --overlap {overlap}: {exc}") from None
-    dev = resolve_device(device)
-    dataset = SegmentationDataset.open(data, split, spec, progress=True)
-    result = run_eval(net.to(dev), dataset, spec.num_classes, dev, progress=True, tile=tile, overlap=overlap)
-    width = max(len(n) for n in spec.names)
-    click.echo(f"{'class':<{width}}  IoU")
-    for name, iou in zip(spec.names, result["iou"]):
-        click.echo(f"{name:<{width}}  {'n/a' if iou is None else f'{iou:.4f}'}")
-    click.echo(f"{'mIoU':<{width}}  {result['miou']:.4f}\n{'pixel acc':<{width}}  {result['pixel_acc']:.4f}")
-    report = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "images": len(dataset),
-              **({"tile": tile, "overlap": overlap} if tile else {}),
-              "classes": list(spec.names), **result}
-    target = Path(out_json) if out_json else checkpoint.parent / f"eval_{split}.json"
-    write_text_atomic(target, json.dumps(report, indent=2))
-    click.echo(f"wrote {target}")

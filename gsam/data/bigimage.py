@@ -16,7 +16,8 @@ from typing import Iterable
 import numpy as np
 
 from ..io import atomic_path
-from .imageio import ImageReadError, _reason, _to_uint8, as_rgb, read_image
+from ..pixels.convert import to_uint8
+from .imageio import ImageReadError, _reason, as_rgb, read_image
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 TIFF_ABOVE_PIXELS = 1 << 24  # 16.8 megapixels (4096 x 4096): larger outputs are written as tiled TIFFs
@@ -89,7 +90,7 @@ class TiffRows:
             else:
                 rows = np.moveaxis(self._segments(y0, y1), 0, -1)
                 rows = rows[..., 0] if rows.shape[-1] == 1 else rows
-            return as_rgb(_to_uint8(np.asarray(rows)), self.path) if self.rgb else np.asarray(rows)
+            return as_rgb(to_uint8(np.asarray(rows)), self.path) if self.rgb else np.asarray(rows)
         except _TIFF_ERRORS as exc:
             raise ImageReadError(f"{self.path}: cannot read rows {y0}..{y1} ({_reason(exc)})") from None
 
@@ -119,7 +120,7 @@ def open_rows(path: str | Path, max_image_pixels: int | None = None):
     return ArrayRows(read_image(path, max_image_pixels))
 
 
-def write_tiled_tiff(path: str | Path, bands: Iterable[tuple[int, np.ndarray]], height: int, width: int,
+def write_tiled_tiff(path: str | Path, bands: Iterable[tuple[int, np.ndarray]], height: int, width: int, *,
                      channels: int = 1, dtype=np.uint8) -> None:
     """Write (first row, rows) bands that cover the image top to bottom as a tiled, zlib TIFF, atomically.
 

@@ -159,8 +159,8 @@ class SegmentationDataset(Dataset):
     sizes: list[tuple[int, int]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, root: str | Path, split: str, spec: ClassSpec | None = None,
-             transform: Callable | None = None, check: bool = True, progress: bool = False) -> "SegmentationDataset":
+    def open(cls, root: str | Path, split: str, spec: ClassSpec | None = None, transform: Callable | None = None, *,
+             check: bool = True, progress: bool = False) -> "SegmentationDataset":
         root = Path(root)
         spec = spec or open_dataset_spec(root)
         samples = scan_split(root, split)

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import GSAMError
+from ..pixels.convert import is_planar, planar_to_interleaved, to_rgb, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # Pillow's decompression-bomb limit (about 89 megapixels): PNG and JPEG are decoded whole, so a huge
@@ -22,25 +23,10 @@ class ImageReadError(GSAMError):
     """An image or mask file cannot be decoded."""
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Scale 16-bit (or other integer/float) data to 0..255 by its dtype's range."""
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype == np.uint16:
-        return (array.astype(np.float32) / 257.0).round().astype(np.uint8)
-    if array.dtype.kind == "f":
-        scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0
-        return np.clip(array * scale, 0, 255).round().astype(np.uint8)
-    return np.clip(array, 0, 255).astype(np.uint8)
-
-
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
-    array = tifffile.imread(path)
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
-        array = np.moveaxis(array, 0, -1)  # planar (C, H, W) TIFF
-    return array
+    return planar_to_interleaved(tifffile.imread(path))
 
 
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
@@ -89,20 +75,16 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     `max_pixels` raises the decompression-bomb limit for PNG/JPEG (default: Pillow's).
     """
     path = Path(path)
-    return as_rgb(_to_uint8(_decode(path, "image", max_pixels)), path)
+    return as_rgb(to_uint8(_decode(path, "image", max_pixels)), path)
 
 
 def as_rgb(array: np.ndarray, path: Path) -> np.ndarray:
-    """uint8 grayscale (H, W) / (H, W, 1), RGB or RGBA -> contiguous uint8 RGB (H, W, 3)."""
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    elif array.ndim == 3 and array.shape[2] == 1:
-        array = np.repeat(array, 3, axis=2)
-    elif array.ndim == 3 and array.shape[2] == 4:
-        array = array[:, :, :3]
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ImageReadError(f"{path}: expected a grayscale, RGB or RGBA image, got array shape {array.shape}")
-    return np.array(array, dtype=np.uint8, order="C", copy=True)
+    """uint8 grayscale, RGB or RGBA -> contiguous uint8 RGB (H, W, 3), a copy; a one-line error naming the file."""
+    try:
+        rgb = to_rgb(array)
+    except ValueError as exc:
+        raise ImageReadError(f"{path}: {exc}") from None
+    return rgb.copy() if rgb is array else rgb
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -123,7 +105,7 @@ def image_size(path: str | Path, max_pixels: int | None = None) -> tuple[int, in
 
             with tifffile.TiffFile(path) as tif:
                 shape = tif.pages[0].shape
-            return (shape[1], shape[2]) if len(shape) == 3 and shape[0] in (3, 4) and shape[-1] not in (3, 4) else shape[:2]
+            return (shape[1], shape[2]) if is_planar(shape) else shape[:2]
         with _pixel_limit(path, max_pixels), Image.open(path) as img:
             return img.height, img.width
     except _DECODE_ERRORS as exc:

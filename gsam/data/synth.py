@@ -28,9 +28,9 @@ def _texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray, frequen
     return image + rng.normal(0, 6, size=(h, w, 3))
 
 
-def _shape_mask(kind: str, h: int, w: int, cy: float, cx: float, r: float) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    dy, dx = yy - cy, xx - cx
+def _shape_mask(kind: str, size: tuple[int, int], centre: tuple[float, float], r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:size[0], 0:size[1]].astype(np.float32)
+    dy, dx = yy - centre[0], xx - centre[1]
     if kind == "disc":
         return dy**2 + dx**2 <= r**2
     if kind == "square":
@@ -56,7 +56,7 @@ def make_sample(rng: np.random.Generator, h: int, w: int, num_classes: int) -> t
     for _ in range(rng.integers(1, 5)):
         cls = int(rng.integers(1, num_classes))
         r = rng.uniform(0.12, 0.3) * min(h, w)
-        region = _shape_mask(SHAPES[(cls - 1) % len(SHAPES)], h, w, rng.uniform(0, h), rng.uniform(0, w), r)
+        region = _shape_mask(SHAPES[(cls - 1) % len(SHAPES)], (h, w), (rng.uniform(0, h), rng.uniform(0, w)), r)
         colour = class_colours[(cls - 1) % (len(class_colours) - 1) + 1] * rng.uniform(0.8, 1.1)
         image = np.where(region[:, :, None], _texture(rng, h, w, colour, 0.6 + 0.15 * cls), image)
         mask[region] = cls
@@ -68,13 +68,13 @@ def _save_png(array: np.ndarray, path: Path) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
-def write_synthetic_dataset(out: str | Path, num_classes: int = 3, train: int = 24, val: int = 8, test: int = 0,
+def write_synthetic_dataset(out: str | Path, num_classes: int = 3, *, train: int = 24, val: int = 8, test: int = 0,
                             min_size: int = 64, max_size: int = 160, seed: int = 0, progress: bool = True) -> ClassSpec:
     """Write DATA/{train,val[,test]}/{images,masks} and classes.yaml; binary masks are 0/255."""
     if num_classes < 2:
         raise ValueError(f"--classes must be at least 2 (background + one class); got {num_classes}")
     if not 32 <= min_size <= max_size:
-        raise ValueError(f"need 32 <= --min-size <= --max-size; got {min_size} and {max_size}")
+        raise ValueError(f"need 32 <= --min-side <= --max-side; got {min_size} and {max_size}")
     out = Path(out)
     names = ["background"] + [SHAPES[(i - 1) % len(SHAPES)] for i in range(1, num_classes)]
     spec = ClassSpec(tuple(names))

@@ -1,16 +1,25 @@
-"""GSAM in PyTorch: `build_gsam("vit_b", num_classes=5)` gives a model ready to fine-tune."""
+"""GSAM in PyTorch: `build_gsam("vit_b", num_classes=5)` gives a model ready to fine-tune.
+
+Importing this package costs no torch: the config registry (config.py), the model's facts
+(facts.py) and the run-directory reader (run.py) serve torch-free callers such as `gsam info`
+and the Triton client; the network's modules load when a model is built.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import GSAMConfig, get_config, model_names
-from .gsam import GSAM, check_images
-from .trainable import apply_trainable_policy, count_parameters
+
+if TYPE_CHECKING:
+    from .gsam import GSAM
 
 
-def build_gsam(config: str | GSAMConfig, **overrides: Any) -> GSAM:
+def build_gsam(config: str | GSAMConfig, **overrides: Any) -> "GSAM":
     """Build a GSAM from a registry name or a config, with only GSAM's new parts trainable."""
+    from .gsam import GSAM
+    from .trainable import apply_trainable_policy
+
     if isinstance(config, str):
         config = get_config(config, **overrides)
     elif overrides:
@@ -20,5 +29,4 @@ def build_gsam(config: str | GSAMConfig, **overrides: Any) -> GSAM:
     return model
 
 
-__all__ = ["GSAM", "GSAMConfig", "build_gsam", "get_config", "model_names", "check_images",
-           "apply_trainable_policy", "count_parameters"]
+__all__ = ["GSAMConfig", "build_gsam", "get_config", "model_names"]

@@ -57,14 +57,13 @@ def get_rel_pos(q_size, k_size: int, rel_pos: Tensor) -> Tensor:
     return table[relative.long()]
 
 
-def add_decomposed_rel_pos(
-    attn: Tensor, q: Tensor, rel_pos_h: Tensor, rel_pos_w: Tensor, q_size: tuple, k_size: tuple[int, int]
-) -> Tensor:
+def add_decomposed_rel_pos(attn: Tensor, q: Tensor, rel_pos: tuple[Tensor, Tensor], q_size: tuple,
+                           k_size: tuple[int, int]) -> Tensor:
     """Add MViTv2's decomposed relative positions to attn (B, qh*qw, kh*kw)."""
     q_h, q_w = q_size
     k_h, k_w = k_size
-    rh = get_rel_pos(q_h, k_h, rel_pos_h)
-    rw = get_rel_pos(q_w, k_w, rel_pos_w)
+    rh = get_rel_pos(q_h, k_h, rel_pos[0])
+    rw = get_rel_pos(q_w, k_w, rel_pos[1])
     batch, _, dim = q.shape
     r_q = q.reshape(batch, q_h, q_w, dim)
     rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
@@ -103,7 +102,7 @@ class PooledAttention(nn.Module):
     at native resolution. Parameter names match SAM's Attention so its weights load.
     """
 
-    def __init__(self, dim: int, num_heads: int, rel_pos_size: tuple[int, int], pooled_grid: int = 3,
+    def __init__(self, dim: int, num_heads: int, rel_pos_size: tuple[int, int], *, pooled_grid: int = 3,
                  window_size: int = 0, qkv_bias: bool = True) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -142,6 +141,6 @@ class PooledAttention(nn.Module):
         v = pool_to_grid(v.reshape(-1, gh, gw, hd), self.pooled_grid)
         attn = (q * self.scale) @ k.transpose(-2, -1)
         grid = (self.pooled_grid, self.pooled_grid)
-        attn = add_decomposed_rel_pos(attn, q, self.rel_pos_h, self.rel_pos_w, (gh, gw), grid)
+        attn = add_decomposed_rel_pos(attn, q, (self.rel_pos_h, self.rel_pos_w), (gh, gw), grid)
         out = attn.softmax(dim=-1) @ v
         return out.reshape(n, heads, gh, gw, hd).permute(0, 2, 3, 1, 4).reshape(n, gh, gw, heads * hd)

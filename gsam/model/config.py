@@ -8,11 +8,11 @@ elsewhere, as in mmdeploy.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..facts import SAM_PIXEL_MEAN, SAM_PIXEL_STD
-
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 # Output channels of ResNet layer3, the deepest stage the CNN branch uses.
 CNN_CHANNELS = {"resnet18": 256, "resnet50": 1024, "resnet101": 1024}
 

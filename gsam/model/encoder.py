@@ -56,7 +56,7 @@ class GSAMBlock(nn.Module):
         else:
             rel_pos_size = (config.window_size, config.window_size)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = PooledAttention(dim, config.num_heads, rel_pos_size, config.pooled_grid,
+        self.attn = PooledAttention(dim, config.num_heads, rel_pos_size, pooled_grid=config.pooled_grid,
                                     window_size=0 if is_global else config.window_size)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLPBlock(dim, int(dim * config.mlp_ratio))

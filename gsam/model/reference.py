@@ -10,19 +10,14 @@ every key it knows onto ours and refuses anything else, naming the key.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 
-from .. import __version__
-from ..errors import GSAMError
+from ..io import sha256_file, staged_folder
 from .checkpoint import CheckpointError, read_state_dict
 from .config import GSAMConfig, get_config
 from .decoder import token_counts
@@ -66,10 +61,10 @@ def reference_config(model: str, num_classes: int, train_size: int = 256, normal
         raise ReferenceImportError(f"--model must be one of {', '.join(REFERENCE_MODELS)} (the reference's "
                                    f"--vit_name); got {model!r}")
     if num_classes < 2:
-        raise ReferenceImportError(f"--num-classes is the reference's --num_classes (2 for binary data); "
+        raise ReferenceImportError(f"--classes is the reference's --num_classes (2 for binary data); "
                                    f"got {num_classes}")
     if class_names and len(class_names) != num_classes:
-        raise ReferenceImportError(f"--class-names lists {len(class_names)} names; --num-classes is {num_classes}")
+        raise ReferenceImportError(f"--class-names lists {len(class_names)} names; --classes is {num_classes}")
     base = get_config(model)
     mean, std = reference_normalization(normalize)
     # Our table rows are 2 * (train_size / stride) - 1: choose the size that gives the reference's rows.
@@ -146,7 +141,7 @@ def _check_architecture(state: dict[str, Any], config: GSAMConfig, path: Path, n
     if tokens is not None and tokens.ndim == 2 and tokens.shape[0] != token_counts(config.num_classes)[0]:
         found = 2 if tokens.shape[0] == 1 else tokens.shape[0]
         raise ReferenceImportError(f"{path}: mask_decoder.iou_token.weight has {tokens.shape[0]} rows: trained "
-                                   f"with --num_classes {found}, not --num-classes {num_classes}")
+                                   f"with --num_classes {found}, not --classes {num_classes}")
 
 
 def map_reference_state(state: dict[str, Any], config: GSAMConfig, target: dict[str, torch.Tensor],
@@ -188,29 +183,28 @@ def map_reference_state(state: dict[str, Any], config: GSAMConfig, target: dict[
     return mapped, dropped
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def import_reference(checkpoint: str | os.PathLike, num_classes: int, out: str | os.PathLike,
+def import_reference(checkpoint: str | os.PathLike, num_classes: int, out: str | os.PathLike, *,
                      model: str = "vit_b", train_size: int = 256, normalize: str = "reference",
                      class_names: tuple[str, ...] = (), log: Callable[[str], None] = print) -> Path:
     """Turn an official G-SAM checkpoint into a run directory (config.yaml, best.pt).
 
     The directory appears whole or not at all: it is written under a temporary name and renamed.
     """
-    from ..data.dataset import ClassSpec
-    from . import build_gsam
-    from .checkpoint import save_gsam_checkpoint
-
     path, out = Path(checkpoint), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ReferenceImportError(f"{out}: already exists and is not empty; choose another --out")
     config = reference_config(model, num_classes, train_size, normalize, class_names)
+    gsam = _mapped_model(path, config, num_classes, log)
+    source = {"reference_checkpoint": str(path.resolve()), "sha256": sha256_file(path), "num_classes": num_classes,
+              "train_size": train_size, "normalize": normalize}
+    _write_run(out, gsam, config, source)
+    return out
+
+
+def _mapped_model(path: Path, config: GSAMConfig, num_classes: int, log: Callable[[str], None]):
+    """The gsam model with the reference's weights mapped in, checked to give finite logits."""
+    from . import build_gsam
+
     try:
         state = read_state_dict(path)
     except ReferenceImportError:
@@ -232,22 +226,19 @@ def import_reference(checkpoint: str | os.PathLike, num_classes: int, out: str |
         raise ReferenceImportError(f"{path}: the imported model gives non-finite logits (damaged weights?)")
     log(f"mapped {len(mapped)} tensors onto gsam {config.name}; dropped {len(dropped)} the reference stores "
         f"but never uses (ResNet layer4/fc and aliases, prompt encoder, IoU head)")
+    return gsam
+
+
+def _write_run(out: Path, gsam, config: GSAMConfig, source: dict[str, Any]) -> None:
+    """best.pt and config.yaml, staged beside `out` and renamed onto it."""
+    from ..data.dataset import ClassSpec
+    from .checkpoint import save_gsam_checkpoint
+    from .run import RunDir
 
     spec = ClassSpec(tuple(config.class_names))
-    source = {"reference_checkpoint": str(path.resolve()), "sha256": _sha256(path), "num_classes": num_classes,
-              "train_size": train_size, "normalize": normalize}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        save_gsam_checkpoint(staging / "best.pt", gsam, classes=spec.to_dict(), source=source)
-        sections = {"gsam_version": __version__, "model": config.to_dict(), "classes": spec.to_dict(),
-                    "source": source}
-        (staging / "config.yaml").write_text(yaml.safe_dump(sections, sort_keys=False))
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(staging, out)
+        with staged_folder(out) as stage:
+            save_gsam_checkpoint(stage / "best.pt", gsam, classes=spec.to_dict(), source=source)
+            RunDir(stage).write_config({"model": config.to_dict(), "classes": spec.to_dict(), "source": source})
     except OSError as exc:
         raise ReferenceImportError(f"{out}: cannot write the run directory ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out

@@ -16,8 +16,9 @@ from .metrics import ConfusionMatrix
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler, device: torch.device, amp: str, max_steps: int | None,
-                    progress: tqdm | None, last_miou: float | None, accumulate: int = 1) -> dict:
+                    scaler: torch.amp.GradScaler, *, device: torch.device, amp: str = "off",
+                    max_steps: int | None = None, progress: tqdm | None = None, last_miou: float | None = None,
+                    accumulate: int = 1) -> dict:
     """Returns mean loss, optimizer steps, images and images per second.
 
     Gradient accumulation: each optimizer step sums the gradients of `accumulate` consecutive
@@ -68,7 +69,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, num_classes: int, device: torch.device, amp: str = "off",
+def evaluate(model: nn.Module, dataset, num_classes: int, device: torch.device, *, amp: str = "off",
              dist: DistContext | None = None, progress: bool = False, tile: int | None = None,
              overlap: int = 128) -> dict:
     """Images at native size, batch 1; with several processes each takes a shard.
@@ -77,7 +78,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, device: torch.device, 
     so validation images larger than memory can still be scored at native size.
     """
     from ..model.gsam import GSAM
-    from ..runtime.backends.tiling import segment_tiled
+    from ..pixels.tiling import Tiles, segment_tiled
 
     dist = dist or DistContext()
     core = model.module if hasattr(model, "module") else model
@@ -92,7 +93,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, device: torch.device, 
                 with autocast(device, amp):
                     return core(torch.from_numpy(batch).to(device)).float().cpu().numpy()
 
-            tiled = segment_tiled(run, image[None].numpy(), tile, overlap, logits=False, min_size=core.config.min_size)
+            tiled = segment_tiled(run, image[None].numpy(), Tiles(tile, overlap, core.config.min_size), logits=False)
             mask = torch.from_numpy(tiled["mask"][0])
         else:
             with autocast(device, amp):

@@ -1,11 +1,19 @@
-"""`gsam train`: build the model and data from a TrainConfig, run epochs, keep the run directory whole."""
+"""`gsam train`: build the model and data from a TrainConfig, run epochs, keep the run directory whole.
+
+`train` reads as the loop it is; each step it calls does one job: open the data (`_open_data`),
+build or restore the model (`_build_model`), restore optimizer and RNG state on resume
+(`_restore`), run one epoch with its validation (`_run_epoch`) and write its results
+(`_record_epoch`). Their order is the order random numbers are drawn in, which exact resume needs.
+"""
 
 from __future__ import annotations
 
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -17,15 +25,18 @@ from ..data.dataset import ClassSpec, SegmentationDataset, open_dataset_spec
 from ..data.transforms import ResizeTransform, TrainTransform
 from ..device import resolve_device
 from ..errors import GSAMError
-from ..model import build_gsam, count_parameters, get_config
+from ..model import build_gsam, get_config
 from ..model.checkpoint import load_sam_checkpoint, read_gsam_checkpoint, save_gsam_checkpoint
+from ..model.gsam import GSAM
+from ..model.run import RunDir
+from ..model.trainable import count_parameters
 from .amp import check_amp, grad_scaler
 from .config import TrainConfig
+from .curves import plot_curves
 from .distributed import DistContext
 from .engine import evaluate, train_one_epoch
 from .losses import SegmentationLoss
 from .recipes import check_dataset_fits
-from .run_dir import RunDir
 
 
 def output_channels(cfg: TrainConfig, spec: ClassSpec) -> int:
@@ -63,6 +74,37 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass
+class _Data:
+    spec: ClassSpec
+    train_set: SegmentationDataset
+    val_set: SegmentationDataset | None
+    sampler: DistributedSampler
+    loader: DataLoader
+    crop: tuple[int, int]
+    num_outputs: int
+
+
+@dataclass
+class _Session:
+    """What every epoch of one invocation uses."""
+
+    cfg: TrainConfig
+    device: torch.device
+    dist: DistContext
+    run: RunDir
+    data: _Data
+    model: GSAM
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loss_fn: SegmentationLoss
+    writer: Any  # a TensorBoard SummaryWriter, or None
+    progress: bool
+    say: Callable[[str], None]
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> Path:
     """Train per `cfg`; with resume, continue cfg.out from its last.pt exactly. Returns the run directory.
 
@@ -76,6 +118,29 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     reproducing the uninterrupted run. The learning-rate schedule steps per epoch, so accumulation
     does not change it.
     """
+    session, checkpoint = _start(cfg, resume, progress)
+    start_epoch, best_miou = _restore(session, checkpoint) if checkpoint is not None else (0, -1.0)
+    if session.dist.is_main:
+        session.run.write_config({"model": session.model.config.to_dict(), "classes": session.data.spec.to_dict(),
+                                  "train": cfg.to_dict()})
+    last_miou = None
+    for epoch in range(start_epoch, min(cfg.epochs, stop_after or cfg.epochs)):
+        row = _run_epoch(session, epoch, last_miou)
+        last_miou = row.get("val_miou", last_miou)
+        if session.dist.is_main:
+            best_miou = _record_epoch(session, row, best_miou)
+        session.dist.barrier()
+    if session.dist.is_main:
+        plot_curves(session.run)
+        if session.writer is not None:
+            session.writer.close()
+    session.dist.close()
+    return session.run.path
+
+
+def _start(cfg: TrainConfig, resume: bool, progress: bool) -> tuple[_Session, dict | None]:
+    """Device and processes, data (checked before the run directory is created), model, optimizer; and
+    the checkpoint being resumed."""
     device = resolve_device(cfg.device)
     check_amp(cfg.amp, device)
     if cfg.accumulate < 1:
@@ -84,21 +149,39 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     say = (lambda msg: tqdm.write(msg)) if dist.is_main and progress else (lambda msg: None)
+    data = _open_data(cfg, dist, progress, device)
+    run = RunDir(cfg.out)  # created only once the data has passed its checks
+    if dist.is_main:
+        run.prepare(resume)
+    dist.barrier()
+    checkpoint = read_gsam_checkpoint(run.last) if resume else None
+    model = _build_model(cfg, data, checkpoint, dist, say).to(device)
+    total, trainable = count_parameters(model)
+    say(f"model {cfg.model}: {total / 1e6:.1f} M parameters, {trainable / 1e6:.1f} M trainable; "
+        f"{data.num_outputs} output channel(s) for classes {', '.join(data.spec.names)}; "
+        f"crop {data.crop[0]}x{data.crop[1]}; {device}")
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                 weight_decay=cfg.weight_decay)
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dist.enabled else model
+    session = _Session(cfg, device, dist, run, data, model, net, optimizer,
+                       torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs),
+                       grad_scaler(device, cfg.amp), SegmentationLoss(data.num_outputs, data.spec.ignore_index),
+                       _tensorboard(run.path) if dist.is_main else None, progress, say)
+    return session, checkpoint
 
+
+def _open_data(cfg: TrainConfig, dist: DistContext, progress: bool, device: torch.device) -> _Data:
+    """The dataset's classes, random-crop training set, native-size validation set and the loader."""
     spec = open_dataset_spec(cfg.data)
     if cfg.recipe:
         check_dataset_fits(cfg.recipe, spec.names, spec.ignore_index, cfg.data)
-    num_outputs = output_channels(cfg, spec)
     crop = tuple(cfg.crop) if cfg.crop else get_config(cfg.model).train_size
-    model_overrides = dict(num_classes=num_outputs, train_size=crop, class_names=spec.names,
-                           token_stride=cfg.token_stride, cnn_pretrained=cfg.cnn_pretrained)
-    if cfg.cnn:
-        model_overrides["cnn"] = cfg.cnn
     resize = tuple(cfg.resize) if cfg.resize else None
+    show = dist.is_main and progress
     train_set = SegmentationDataset.open(cfg.data, "train", spec, TrainTransform(crop, spec.ignore_index, resize=resize),
-                                         progress=dist.is_main and progress)
-    val_set = (SegmentationDataset.open(cfg.data, "val", spec, ResizeTransform(resize) if resize else None,
-                                        progress=dist.is_main and progress)
+                                         progress=show)
+    val_set = (SegmentationDataset.open(cfg.data, "val", spec, ResizeTransform(resize) if resize else None, progress=show)
                if (Path(cfg.data) / "val").is_dir() else None)
     min_size = get_config(cfg.model, token_stride=cfg.token_stride).min_size
     if resize is not None and min(resize) < min_size:
@@ -112,17 +195,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     if len(loader) < cfg.accumulate:
         raise GSAMError(f"--accumulate {cfg.accumulate}: an epoch of {cfg.data}/train holds only {len(loader)} "
                         f"batch(es) of {cfg.batch_size} per process; lower --accumulate or --batch-size")
-    run = RunDir(cfg.out)  # created only once the data has passed its checks
-    if dist.is_main:
-        run.prepare(resume)
-    dist.barrier()
+    return _Data(spec, train_set, val_set, sampler, loader, crop, output_channels(cfg, spec))
 
+
+def _build_model(cfg: TrainConfig, data: _Data, checkpoint: dict | None, dist: DistContext,
+                 say: Callable[[str], None]) -> GSAM:
+    """The model, seeded; weights from the run being resumed, else from SAM's checkpoint, else random."""
     _seed_everything(cfg.seed)
-    model = build_gsam(cfg.model, **model_overrides)
+    overrides = dict(num_classes=data.num_outputs, train_size=data.crop, class_names=data.spec.names,
+                     token_stride=cfg.token_stride, cnn_pretrained=cfg.cnn_pretrained)
+    if cfg.cnn:
+        overrides["cnn"] = cfg.cnn
+    model = build_gsam(cfg.model, **overrides)
     if not cfg.sam_checkpoint:
         # Without SAM's weights the "frozen" ViT is random noise: freezing it would only cost accuracy.
         model.requires_grad_(True)
-    checkpoint = read_gsam_checkpoint(run.last) if resume else None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
     elif cfg.sam_checkpoint:
@@ -131,75 +218,63 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         print("warning: no --sam-checkpoint given: the ViT encoder starts from random weights, so every "
               "parameter trains, the ViT too (fine for a demo; for real fine-tuning pass sam_vit_b_01ec64.pth)",
               file=sys.stderr)
-    model.to(device)
-    total, trainable = count_parameters(model)
-    say(f"model {cfg.model}: {total / 1e6:.1f} M parameters, {trainable / 1e6:.1f} M trainable; "
-        f"{num_outputs} output channel(s) for classes {', '.join(spec.names)}; crop {crop[0]}x{crop[1]}; {device}")
+    return model
 
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                 weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    scaler = grad_scaler(device, cfg.amp)
-    start_epoch, best_miou = 0, -1.0
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        start_epoch, best_miou = checkpoint["epoch"], checkpoint["best_miou"]
-        _set_rng_state(checkpoint["rng"])
-        if dist.is_main:
-            run.truncate_metrics(start_epoch)
-        say(f"resuming {run.path} after epoch {start_epoch} of {cfg.epochs}")
-    if dist.is_main:
-        run.write_config({"model": model.config.to_dict(), "classes": spec.to_dict(), "train": cfg.to_dict()})
 
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if dist.enabled else model
-    loss_fn = SegmentationLoss(num_outputs, spec.ignore_index)
-    writer = _tensorboard(run.path) if dist.is_main else None
-    last_miou = None
-    for epoch in range(start_epoch, min(cfg.epochs, stop_after or cfg.epochs)):
-        sampler.set_epoch(epoch)
-        windows = len(loader) // cfg.accumulate
-        steps = windows if cfg.steps_per_epoch is None else min(windows, cfg.steps_per_epoch)
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (dist.is_main and progress),
-                   leave=False, dynamic_ncols=True)
-        started = time.perf_counter()
-        stats = train_one_epoch(net, loader, loss_fn, optimizer, scaler, device, cfg.amp, cfg.steps_per_epoch,
-                                bar, last_miou, accumulate=cfg.accumulate)
-        bar.close()
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **stats}
-        scheduler.step()
-        last_epoch = epoch + 1 == cfg.epochs
-        if val_set is not None and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
-            result = evaluate(net, val_set, spec.num_classes, device, cfg.amp, dist, progress=dist.is_main and progress)
-            last_miou = result["miou"]
-            row.update(val_miou=result["miou"], val_pixel_acc=result["pixel_acc"], val_iou=result["iou"])
-        row["time_s"] = time.perf_counter() - started
-        if dist.is_main:
-            improved = row.get("val_miou", -1.0) > best_miou or (val_set is None)
-            best_miou = max(best_miou, row.get("val_miou", -1.0))
-            run.append_metrics(row)
-            payload = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                           scaler=scaler.state_dict(), epoch=epoch + 1, best_miou=best_miou, metrics=row,
-                           rng=_rng_state(), classes=spec.to_dict(), train_config=cfg.to_dict())
-            save_gsam_checkpoint(run.last, model, **payload)
-            if improved:
-                save_gsam_checkpoint(run.best, model, **payload)
-            if writer is not None:
-                for key in ("train_loss", "val_miou", "val_pixel_acc", "lr", "images_per_s"):
-                    if row.get(key) is not None:
-                        writer.add_scalar(key, row[key], epoch + 1)
-            val_text = f", val mIoU {row['val_miou']:.4f}" if "val_miou" in row else ""
-            say(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f}{val_text}, "
+def _restore(session: _Session, checkpoint: dict) -> tuple[int, float]:
+    """Optimizer, schedule, scaler and RNG state of the run being resumed: (epochs done, best mIoU)."""
+    session.optimizer.load_state_dict(checkpoint["optimizer"])
+    session.scheduler.load_state_dict(checkpoint["scheduler"])
+    session.scaler.load_state_dict(checkpoint["scaler"])
+    _set_rng_state(checkpoint["rng"])
+    if session.dist.is_main:
+        session.run.truncate_metrics(checkpoint["epoch"])
+    session.say(f"resuming {session.run.path} after epoch {checkpoint['epoch']} of {session.cfg.epochs}")
+    return checkpoint["epoch"], checkpoint["best_miou"]
+
+
+def _run_epoch(session: _Session, epoch: int, last_miou: float | None) -> dict:
+    """One epoch of training and, when due, validation at native size: the epoch's metrics row."""
+    cfg, data = session.cfg, session.data
+    shown = session.dist.is_main and session.progress
+    data.sampler.set_epoch(epoch)
+    windows = len(data.loader) // cfg.accumulate
+    steps = windows if cfg.steps_per_epoch is None else min(windows, cfg.steps_per_epoch)
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not shown, leave=False, dynamic_ncols=True)
+    started = time.perf_counter()
+    stats = train_one_epoch(session.net, data.loader, session.loss_fn, session.optimizer, session.scaler,
+                            device=session.device, amp=cfg.amp, max_steps=cfg.steps_per_epoch, progress=bar,
+                            last_miou=last_miou, accumulate=cfg.accumulate)
+    bar.close()
+    row = {"epoch": epoch + 1, "lr": session.optimizer.param_groups[0]["lr"], **stats}
+    session.scheduler.step()
+    if data.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+        result = evaluate(session.net, data.val_set, data.spec.num_classes, session.device, amp=cfg.amp,
+                          dist=session.dist, progress=shown)
+        row.update(val_miou=result["miou"], val_pixel_acc=result["pixel_acc"], val_iou=result["iou"])
+    row["time_s"] = time.perf_counter() - started
+    return row
+
+
+def _record_epoch(session: _Session, row: dict, best_miou: float) -> float:
+    """metrics.jsonl, last.pt, best.pt on a new best, TensorBoard and the log line: the new best mIoU."""
+    improved = row.get("val_miou", -1.0) > best_miou or session.data.val_set is None
+    best_miou = max(best_miou, row.get("val_miou", -1.0))
+    session.run.append_metrics(row)
+    payload = dict(optimizer=session.optimizer.state_dict(), scheduler=session.scheduler.state_dict(),
+                   scaler=session.scaler.state_dict(), epoch=row["epoch"], best_miou=best_miou, metrics=row,
+                   rng=_rng_state(), classes=session.data.spec.to_dict(), train_config=session.cfg.to_dict())
+    save_gsam_checkpoint(session.run.last, session.model, **payload)
+    if improved:
+        save_gsam_checkpoint(session.run.best, session.model, **payload)
+    if session.writer is not None:
+        for key in ("train_loss", "val_miou", "val_pixel_acc", "lr", "images_per_s"):
+            if row.get(key) is not None:
+                session.writer.add_scalar(key, row[key], row["epoch"])
+    val_text = f", val mIoU {row['val_miou']:.4f}" if "val_miou" in row else ""
+    session.say(f"epoch {row['epoch']}/{session.cfg.epochs}: loss {row['train_loss']:.4f}{val_text}, "
                 f"{row['images_per_s']:.1f} img/s, {row['time_s']:.1f} s" + (" (best)" if improved else ""))
-        dist.barrier()
-    if dist.is_main:
-        run.plot_curves()
-        if writer is not None:
-            writer.close()
-    dist.close()
-    return run.path
+    return best_miou
 
 
 def _check_native_sizes(dataset: SegmentationDataset, min_size: int) -> None:

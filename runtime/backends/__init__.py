@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ...errors import GSAMError
+from gsam.errors import GSAMError
+from gsam.export.gate import GateRunners
+
 from .base import Segmenter
 
 # name -> (module, class, fixed keyword arguments)
@@ -43,4 +45,10 @@ def load_backend(kind: str, target: str | Path, **options) -> Segmenter:
     return segmenter_class(target, **fixed, **options)
 
 
-__all__ = ["Segmenter", "load_backend", "backend_names", "guess_backend", "BACKENDS"]
+def gate_runners() -> GateRunners:
+    """What the export gate runs: a run's PyTorch model as the reference, ONNX files in onnxruntime (CPU)."""
+    return GateRunners(reference=lambda run: load_backend("torch", run),
+                       candidate=lambda path: load_backend("onnxruntime", path))
+
+
+__all__ = ["Segmenter", "load_backend", "backend_names", "guess_backend", "gate_runners", "BACKENDS"]

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import GSAMError
-from ...facts import ModelFacts
-from .processing import logits_to_mask
+from gsam.errors import GSAMError
+from gsam.model.facts import ModelFacts
+from gsam.pixels.masks import logits_to_mask
 
 
 class Segmenter:
-    """Base class: subclasses implement `_run(images) -> {"logits": ...}` and set `facts`."""
+    """Base class: subclasses implement `_run(images) -> {"logits": ...}` and set `facts`.
+
+    A backend that can take an image file's own encoded bytes (a server decoding them itself) sets
+    `takes_encoded` and implements `segment_encoded`; `gsam predict` then sends files as they are.
+    """
 
     name = "base"
     facts: ModelFacts
+    profiles: tuple = ()  # the shape profiles an engine serves (ShapeProfile); empty: any shape
+    takes_encoded = False
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         images = np.ascontiguousarray(images, dtype=np.float32)
@@ -35,6 +41,10 @@ class Segmenter:
 
     def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def segment_encoded(self, data: bytes) -> np.ndarray:
+        """Encoded PNG/JPEG/TIFF bytes -> int32 mask (H, W) of the decoded image."""
+        raise NotImplementedError(f"{self.name} takes tensors, not encoded images")
 
     def close(self) -> None:
         pass

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import GSAMError
-from ...export.metadata import read_onnx_facts
-from ...export.profiles import ShapeProfile, onnxruntime_trt_options
+from gsam.errors import GSAMError
+from gsam.export.metadata import read_onnx_facts
+from gsam.export.profiles import ShapeProfile, onnxruntime_trt_options
+
 from .base import Segmenter
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")
@@ -17,7 +18,7 @@ PROVIDERS = ("cpu", "cuda", "tensorrt")
 class OnnxRuntimeSegmenter(Segmenter):
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: str = "cpu", threads: int | None = None,
+    def __init__(self, path: str | Path, providers: str = "cpu", *, threads: int | None = None,
                  profiles: list[ShapeProfile] | None = None, cache_dir: str | None = None, fp16: bool = False) -> None:
         import onnxruntime as ort
 

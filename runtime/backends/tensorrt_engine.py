@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import GSAMError
-from ...export.profiles import select_profile
-from ...export.tensorrt import read_sidecar, require_tensorrt
+from gsam.errors import GSAMError
+from gsam.export.profiles import select_profile
+from gsam.export.sidecar import EngineSidecar
+from gsam.export.tensorrt import require_tensorrt
+
 from .base import Segmenter
 
 
@@ -22,7 +24,7 @@ class TensorRTSegmenter(Segmenter):
 
     def __init__(self, path: str | Path, device: int = 0) -> None:
         path = Path(path)
-        self.sidecar = read_sidecar(path)
+        self.sidecar = EngineSidecar.read(path)
         self.profiles, self.facts = self.sidecar.profiles, self.sidecar.facts
         trt = require_tensorrt()
         import torch

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...facts import ModelFacts
+from gsam.model.run import load_trained
+
 from .base import Segmenter
 
 
@@ -18,21 +19,18 @@ class TorchSegmenter(Segmenter):
     def __init__(self, path: str | Path, device: str = "cpu", amp: str = "off") -> None:
         import torch
 
-        from ...device import resolve_device
-        from ...model.checkpoint import load_gsam_checkpoint
-        from ...train.amp import check_amp
-        from ...train.run_dir import resolve_checkpoint
+        from gsam.device import resolve_device
+        from gsam.train.amp import check_amp
 
         self.torch = torch
         self.device = resolve_device(device)
         check_amp(amp, self.device)
         self.amp = amp
-        self.model, payload = load_gsam_checkpoint(resolve_checkpoint(path))
+        self.model, self.facts = load_trained(path)
         self.model.to(self.device)
-        self.facts = ModelFacts.from_config(self.model.config, payload.get("classes", {}).get("palette", ()))
 
     def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        from ...train.amp import autocast
+        from gsam.train.amp import autocast
 
         torch = self.torch
         with torch.inference_mode(), autocast(self.device, self.amp):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import GSAMError
-from ...facts import ModelFacts
+from gsam.errors import GSAMError
+from gsam.model.facts import ModelFacts
+
 from .base import Segmenter
 
 
@@ -55,14 +56,16 @@ class TritonSegmenter(Segmenter):
 class TritonImageSegmenter(TritonSegmenter):
     """gsam_image over HTTP: encoded image bytes in, the mask as PNG bytes out (no tensors on the wire).
 
-    `segment_bytes` sends a file's own bytes; calling it with float32 [N, 3, H, W] arrays sends
+    `segment_encoded` sends a file's own bytes; calling it with float32 [N, 3, H, W] arrays sends
     each image as a lossless PNG (pixels rounded to uint8)."""
 
     def __init__(self, url: str, model: str = "gsam_image", timeout: float = 120.0) -> None:
         super().__init__(url, model=model, protocol="http", timeout=timeout)
         self.name = "triton-image"
 
-    def segment_bytes(self, data: bytes) -> np.ndarray:
+    takes_encoded = True
+
+    def segment_encoded(self, data: bytes) -> np.ndarray:
         """Encoded PNG/JPEG/TIFF bytes -> int32 mask (H, W), the size of the decoded image."""
         import io
 
@@ -87,5 +90,5 @@ class TritonImageSegmenter(TritonSegmenter):
         for image in images:
             buffer = io.BytesIO()
             Image.fromarray(np.clip(image.transpose(1, 2, 0), 0, 255).round().astype(np.uint8)).save(buffer, "PNG")
-            masks.append(self.segment_bytes(buffer.getvalue()))
+            masks.append(self.segment_encoded(buffer.getvalue()))
         return {"mask": np.stack(masks)}

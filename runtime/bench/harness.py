@@ -20,7 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from ...io import atomic_path, write_text_atomic
+from gsam.io import atomic_path, write_text_atomic
+from gsam.model.config import GSAMConfig
+
 from ..backends import Segmenter
 from .peaks import peak_key
 
@@ -60,13 +62,23 @@ class BenchPlan:
     seed: int = 0
 
 
+@dataclass
+class Timing:
+    """What one case measured: latencies of the successful requests, failures, wall time."""
+
+    latencies_ms: list[float]
+    errors: int
+    wall_s: float
+    first_error: str | None = None
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def run_case(open_segmenter: Callable[[], Segmenter], images: np.ndarray, plan: BenchPlan, concurrency: int,
-             owned: bool) -> tuple[list[float], int, float, str | None]:
-    """(latencies in ms, errors, wall seconds, first error) for one case.
+             owned: bool) -> Timing:
+    """One case: every thread's requests, timed together.
 
     Each thread calls open_segmenter() itself: tritonclient's HTTP client is gevent-based and
     must stay in the thread that uses it. `owned` segmenters are closed by their thread; local
@@ -115,35 +127,36 @@ def run_case(open_segmenter: Callable[[], Segmenter], images: np.ndarray, plan: 
     wall = time.perf_counter()
     for thread in threads:
         thread.join()
-    return latencies, len(errors), time.perf_counter() - wall, (errors[0] if errors else None)
+    return Timing(latencies, len(errors), time.perf_counter() - wall, errors[0] if errors else None)
 
 
-def summarize(backend: str, size: tuple[int, int], plan: BenchPlan, concurrency: int, latencies: list[float],
-              errors: int, wall: float, first_error: str | None, gflops: float | None, peaks: dict[str, float],
-              precision: str = "fp32") -> CaseResult:
+def summarize(backend: str, size: tuple[int, int], plan: BenchPlan, concurrency: int, timing: Timing, *,
+              gflops: float | None, peaks: dict[str, float], precision: str = "fp32") -> CaseResult:
     """One row; its fraction of peak is against its own engine's rate at its precision (None if unmeasured)."""
-    images = len(latencies) * plan.batch
-    per_s = images / wall if wall > 0 else 0.0
+    latencies = timing.latencies_ms
+    per_s = len(latencies) * plan.batch / timing.wall_s if timing.wall_s > 0 else 0.0
     achieved = gflops * per_s if gflops is not None else None
     key = peak_key(backend, precision)
     peak = peaks.get(key) if key else None
     return CaseResult(
-        backend, size[0], size[1], plan.batch, concurrency, len(latencies) + errors, errors,
-        percentile(latencies, 50), percentile(latencies, 90), percentile(latencies, 99),
-        float(np.mean(latencies)) if latencies else float("nan"), per_s, per_s * size[0] * size[1] / 1e6,
-        gflops, achieved, (achieved / peak) if achieved is not None and peak else None, first_error,
-        precision, key if peak else None, peak)
+        backend=backend, height=size[0], width=size[1], batch=plan.batch, concurrency=concurrency,
+        requests=len(latencies) + timing.errors, errors=timing.errors, p50_ms=percentile(latencies, 50),
+        p90_ms=percentile(latencies, 90), p99_ms=percentile(latencies, 99),
+        mean_ms=float(np.mean(latencies)) if latencies else float("nan"), images_per_s=per_s,
+        megapixels_per_s=per_s * size[0] * size[1] / 1e6, gflops_per_image=gflops, achieved_gflops=achieved,
+        fraction_of_peak=(achieved / peak) if achieved is not None and peak else None,
+        first_error=timing.first_error, precision=precision, peak=key if peak else None, peak_gflops=peak)
 
 
-def gflops_per_image(config_dict: dict, size: tuple[int, int]) -> float:
+def gflops_per_image(config: GSAMConfig, size: tuple[int, int]) -> float:
     """Forward GFLOPs of the architecture at `size`, counted on the meta device (no compute)."""
     import torch
 
-    from ...model import GSAMConfig, build_gsam
-    from ...model.flops import count_flops
+    from gsam.model import build_gsam
+    from gsam.model.flops import count_flops
 
     with torch.device("meta"):
-        model = build_gsam(GSAMConfig.from_dict(config_dict)).eval()
+        model = build_gsam(config).eval()
     return count_flops(model, size[0], size[1]).total / 1e9
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...facts import ModelFacts
+from gsam.model.facts import ModelFacts
+
 from ..backends import Segmenter
 
 SAM_SIZE = 1024
@@ -46,7 +47,7 @@ def export_sam_baseline(path: str | Path) -> Path:
     """Export once (TorchScript exporter: a fixed-size graph needs nothing more); reuse the file after."""
     path = Path(path)
     if not path.is_file():
-        from ...io import atomic_path
+        from gsam.io import atomic_path
 
         with atomic_path(path) as tmp, torch.no_grad():
             torch.onnx.export(build_sam_baseline(), (torch.zeros(1, 3, SAM_SIZE, SAM_SIZE),), str(tmp), dynamo=False,
@@ -55,7 +56,7 @@ def export_sam_baseline(path: str | Path) -> Path:
 
 
 def sam_gflops() -> float:
-    from ...model.flops import counted_flops
+    from gsam.model.flops import counted_flops
 
     with torch.device("meta"):
         model = build_sam_baseline()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from ...errors import GSAMError
+from gsam.errors import GSAMError
 
 TRITON_REGISTRY = "nvcr.io/nvidia/tritonserver"
 

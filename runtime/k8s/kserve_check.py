@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ...errors import GSAMError
+from gsam.errors import GSAMError
+
 from .validate import roundtrip_inference_service
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ...errors import GSAMError
+from gsam.errors import GSAMError
 
 # RFC 1123 label: what Kubernetes accepts as a Deployment/Service name.
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")

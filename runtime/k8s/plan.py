@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ...errors import GSAMError
+from gsam.errors import GSAMError
+
 from .images import TENSORRT_BY_RELEASE, choose_image
 from .options import K8sOptions
 from .repository import RepositoryFacts

@@ -7,16 +7,17 @@ come from its files. Each config.pbtxt is parsed with Triton's own protobuf sche
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import GSAMError
+from gsam.errors import GSAMError
+from gsam.export.sidecar import EngineSidecar, sidecar_path
+
 from ..triton.repository import parse_config
 
 
 @dataclass(frozen=True)
-class ModelFacts:
+class ServedModel:
     name: str
     backend: str  # python, onnxruntime or tensorrt_plan (config's backend or platform)
     kinds: frozenset[str]  # instance group kinds: KIND_CPU, KIND_GPU
@@ -32,7 +33,7 @@ class ModelFacts:
 @dataclass(frozen=True)
 class RepositoryFacts:
     path: Path
-    models: dict[str, ModelFacts]
+    models: dict[str, ServedModel]
 
     @property
     def total_bytes(self) -> int:
@@ -52,18 +53,14 @@ def _kind_name(kind: int) -> str:
 
 def _tensorrt_version(config, version_dir: Path) -> str | None:
     """The engine sidecar beside model.plan (written by gsam export tensorrt), else a config parameter."""
-    sidecar = version_dir / "model.plan.json"
-    if sidecar.is_file():
-        try:
-            return str(json.loads(sidecar.read_text())["tensorrt_version"])
-        except (ValueError, KeyError) as exc:
-            raise GSAMError(f"{sidecar}: expected JSON with a 'tensorrt_version' field ({exc})") from None
+    if sidecar_path(version_dir / "model.plan").is_file():
+        return EngineSidecar.read(version_dir / "model.plan").tensorrt_version
     if "tensorrt_version" in config.parameters:
         return config.parameters["tensorrt_version"].string_value
     return None
 
 
-def read_model(folder: Path) -> ModelFacts:
+def read_model(folder: Path) -> ServedModel:
     config_path = folder / "config.pbtxt"
     try:
         config = parse_config(config_path.read_text())
@@ -83,7 +80,7 @@ def read_model(folder: Path) -> ModelFacts:
         raise GSAMError(f"{version_dir}: {filename} is missing; rebuild with `gsam triton build`")
     kinds = frozenset(_kind_name(group.kind) for group in config.instance_group) or frozenset({"KIND_GPU"})
     trt = _tensorrt_version(config, version_dir) if backend == "tensorrt_plan" else None
-    return ModelFacts(name, backend, kinds, versions[-1], sum(p.stat().st_size for p in model_files), trt)
+    return ServedModel(name, backend, kinds, versions[-1], sum(p.stat().st_size for p in model_files), trt)
 
 
 def read_repository(repo: str | Path) -> RepositoryFacts:

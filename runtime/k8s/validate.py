@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 
-from ...errors import GSAMError
+from gsam.errors import GSAMError
 
 PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float), "object": object}
 
@@ -37,8 +37,8 @@ def validate_kubernetes(obj: dict, version: str) -> None:
 
 
 def _resolve(type_name: str):
-    import kubernetes.client
     import kserve.models
+    import kubernetes.client
 
     for module in (kserve.models, kubernetes.client):
         if hasattr(module, type_name):

@@ -10,9 +10,15 @@ from pathlib import Path
 
 import yaml
 
-from ...io import write_text_atomic
+from gsam.io import write_text_atomic
+
 from .kserve import inference_service
-from .manifests import KUBERNETES_VERSION, QUEUE_METRIC, kubernetes_objects, prometheus_adapter_values
+from .manifests import (
+    KUBERNETES_VERSION,
+    QUEUE_METRIC,
+    kubernetes_objects,
+    prometheus_adapter_values,
+)
 from .options import K8sOptions
 from .plan import Plan, make_plan
 from .repository import read_repository

@@ -2,8 +2,9 @@
 
 This is what lets one model repository serve on a CPU-only machine (Triton's own
 onnxruntime backend is not in the pip-installed server). `gsam triton build` copies it to
-<repo>/<model>/<version>/model.py beside model.onnx and image_codec.py. It imports nothing
-from gsam. One file serves two models, told apart by their config's inputs:
+<repo>/<model>/<version>/model.py beside model.onnx and the package gsam.pixels (as
+gsam_pixels/: decoding, masks, tiling). It imports nothing else from gsam. One file serves two
+models, told apart by their config's inputs:
 
 - gsam_python: tensors in (`image` FP32 or `image_uint8` UINT8, [N, 3, H, W]), `logits`
   and/or `mask` out. With a batch dimension in the config, Triton's dynamic batcher hands
@@ -26,8 +27,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import image_codec  # noqa: E402  (copied beside this file)
-import tiling  # noqa: E402  (gsam's tiling core, copied beside this file)
+from gsam_pixels import codec, masks, tiling  # noqa: E402  (gsam.pixels, copied beside this file)
 
 TENSOR_INPUTS = {"image": np.float32, "image_uint8": np.uint8}
 
@@ -43,19 +43,18 @@ class TritonPythonModel:
         self.name = config["name"]
         self.min_size = int(params.get("min_size", "32"))
         self.max_pixels = int(params.get("max_pixels", "0") or 0)
-        # Built with --tile: requests above max_pixels run tile by tile (memory bounded by the tile)
-        # instead of being refused, up to max_image_pixels.
+        # Built with --oversize-tile: requests above max_pixels run tile by tile (memory bounded by the tile)
+        # instead of being refused, up to max_tiled_pixels.
         self.tile = int(params.get("tile", "0") or 0)
         self.tile_overlap = int(params.get("tile_overlap", "0") or 0)
-        self.max_image_pixels = int(params.get("max_image_pixels", "0") or 0)
-        if self.tile:
-            tiling.check_tiling(self.tile, self.tile_overlap, self.min_size)
+        self.max_tiled_pixels = int(params.get("max_tiled_pixels", "0") or 0)
+        self.tiles = tiling.Tiles(self.tile, self.tile_overlap, self.min_size) if self.tile else None
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.encoded = any(i["name"] == "image_bytes" for i in config.get("input", []))
         palette = json.loads(params.get("overlay_palette", "[]") or "[]")
         self.palette = np.array(palette or [[0, 0, 0], [255, 0, 0]], dtype=np.uint8)
         if self.max_pixels:
-            image_codec.Image.MAX_IMAGE_PIXELS = None  # the max_pixels check comes first and is tighter
+            codec.Image.MAX_IMAGE_PIXELS = None  # the max_pixels check comes first and is tighter
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         options = ort.SessionOptions()
         threads = int(params.get("intra_op_threads", "0") or 0)
@@ -82,9 +81,9 @@ class TritonPythonModel:
         """Whether a request of this many pixels per image runs in tiles (True), whole (False), or is refused."""
         if not self.max_pixels or pixels <= self.max_pixels:
             return False
-        if self.tile and (not self.max_image_pixels or pixels <= self.max_image_pixels):
+        if self.tile and (not self.max_tiled_pixels or pixels <= self.max_tiled_pixels):
             return True
-        limit = f"max_image_pixels={self.max_image_pixels} per image (tiled)" if self.tile else \
+        limit = f"max_tiled_pixels={self.max_tiled_pixels} per image (tiled)" if self.tile else \
             f"max_pixels={self.max_pixels} per request"
         raise RequestError(f"the image is {pixels} pixels; this model's limit is {limit}")
 
@@ -142,8 +141,7 @@ class TritonPythonModel:
             wanted = sorted({name for index, _ in chunk for name in self._requested(requests[index])})
             images = np.concatenate([a for _, a in chunk]).astype(np.float32, copy=False)
             if self._too_large(images.shape[2] * images.shape[3]):
-                result = tiling.segment_tiled(self._logits, images, self.tile, self.tile_overlap,
-                                              logits="logits" in wanted, min_size=self.min_size)
+                result = tiling.segment_tiled(self._logits, images, self.tiles, logits="logits" in wanted)
             else:
                 result = self._segment(images, tuple(wanted))
         except Exception as exc:  # one failing batch must not take the model down
@@ -167,29 +165,29 @@ class TritonPythonModel:
             raise RequestError(f"input 'image_bytes' must hold one encoded image; got {len(items)}")
         data = items[0] if isinstance(items[0], bytes) else bytes(items[0])
         try:
-            bound = (self.max_image_pixels if self.tile else self.max_pixels)
-            image = image_codec.decode_image(data, self.min_size, bound)
-        except image_codec.ImageRequestError as exc:
+            bound = (self.max_tiled_pixels if self.tile else self.max_pixels)
+            image = codec.decode_image(data, self.min_size, bound)
+        except codec.ImageRequestError as exc:
             raise RequestError(f"input 'image_bytes': {exc}") from None
         wanted = set(request.requested_output_names()) or {"mask_png"}
         height, width = image.shape[:2]
         if self._too_large(height * width):  # band by band: no float copy of the whole image
             mask = None
             rows = tiling.iter_blended_rows(self._logits, lambda y0, y1: image[y0:y1].transpose(2, 0, 1), height,
-                                            width, self.tile, self.tile_overlap, min_size=self.min_size)
+                                            width, self.tiles)
             for y, band in rows:
-                if mask is None:  # the smallest integer type that holds the class ids
-                    mask = np.empty((height, width), np.uint8 if band.shape[0] <= 256 else np.uint16)
-                mask[y:y + band.shape[1]] = tiling.logits_to_mask(band)
+                if mask is None:
+                    mask = np.empty((height, width), masks.mask_dtype(band.shape[0]))
+                mask[y:y + band.shape[1]] = masks.logits_to_mask(band, axis=0)
         else:
             mask = self._segment(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32),
                                  ("mask",))["mask"][0]
         outputs = []
         if "mask_png" in wanted:
-            outputs.append(pb_utils.Tensor("mask_png", np.array([image_codec.encode_png(mask)], dtype=np.object_)))
+            outputs.append(pb_utils.Tensor("mask_png", np.array([codec.encode_png(mask)], dtype=np.object_)))
         if "overlay_png" in wanted:
-            picture = image_codec.overlay(image, mask, self.palette)
-            outputs.append(pb_utils.Tensor("overlay_png", np.array([image_codec.encode_png(picture)],
+            picture = masks.overlay(image, mask, self.palette)
+            outputs.append(pb_utils.Tensor("overlay_png", np.array([codec.encode_png(picture)],
                                                                    dtype=np.object_)))
         return pb_utils.InferenceResponse(output_tensors=outputs)
 

@@ -19,32 +19,35 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from ...errors import GSAMError
-from ...export.metadata import read_onnx_facts
-from ...export.profiles import ShapeProfile, onnxruntime_trt_options
-from ...facts import ModelFacts
-from ...io import atomic_path, sha256_file, write_text_atomic
+from gsam.errors import GSAMError
+from gsam.export.metadata import read_onnx_facts
+from gsam.export.profiles import ShapeProfile, onnxruntime_trt_options
+from gsam.io import atomic_path, sha256_file, write_text_atomic
+from gsam.model.facts import ModelFacts
+
+from ..memory import DEFAULT_MAX_PIXELS
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("python_model.py")
-IMAGE_CODEC_SOURCE = Path(__file__).with_name("image_codec.py")
-TILING_SOURCE = Path(__file__).parents[1] / "backends" / "tiling.py"
-# With --tile, the largest image a request may hold (the tiles bound the compute memory; the decoded
+# gsam.pixels travels beside model.py as the package gsam_pixels (the python model imports nothing else of gsam).
+PIXELS_PACKAGE = "gsam_pixels"
+# With --oversize-tile, the largest image a request may hold (the tiles bound the compute memory; the decoded
 # image and its mask still scale with it).
-DEFAULT_TILED_MAX_IMAGE_PIXELS = 100_000_000
+DEFAULT_MAX_TILED_PIXELS = 100_000_000
 
 
 @dataclass(frozen=True)
 class Tiling:
-    """Requests above max_pixels run in overlapping tiles instead of being refused (`--tile`)."""
+    """Requests above max_pixels run in overlapping tiles instead of being refused (`--oversize-tile`)."""
 
     tile: int = 0  # 0: refuse requests above max_pixels
     overlap: int = 128
-    max_image_pixels: int = DEFAULT_TILED_MAX_IMAGE_PIXELS
+    max_tiled_pixels: int = DEFAULT_MAX_TILED_PIXELS
 
     def parameters(self) -> dict[str, str]:
         return {"tile": str(self.tile), "tile_overlap": str(self.overlap if self.tile else 0),
-                "max_image_pixels": str(self.max_image_pixels if self.tile else 0)}
+                "max_tiled_pixels": str(self.max_tiled_pixels if self.tile else 0)}
 WARMUP_SHAPE = (1, 3, 64, 96)
 MODEL_NAMES = ("gsam_python", "gsam_image", "gsam_onnx", "gsam_trt")
 PYTHON_MODELS = ("gsam_python", "gsam_image")
@@ -119,7 +122,7 @@ def add_warmup(config, facts: ModelFacts, profiles: list[ShapeProfile] | None = 
         warmup.inputs["image"].random_data = True
 
 
-def python_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
+def python_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
                   batching: Batching | None = Batching(), tiling: Tiling = Tiling()):
     """Tensors in: `image` (FP32) or `image_uint8` (UINT8), one of the two per request (Triton
     types each input once, so the two dtypes are two optional inputs)."""
@@ -136,14 +139,7 @@ def python_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = 
     return config
 
 
-def overlay_palette(facts: ModelFacts) -> list[list[int]]:
-    """The colours an overlay uses: the model's palette, else gsam's default one."""
-    from ...data.palette import default_palette
-
-    return [list(c) for c in (facts.palette or default_palette(max(facts.num_classes, 2)))]
-
-
-def image_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
+def image_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
                  tiling: Tiling = Tiling()):
     """Encoded image bytes in (`image_bytes`, TYPE_STRING), the mask as PNG bytes out (`mask_png`,
     and `overlay_png` when a request asks for it); class names and palette in the parameters."""
@@ -154,13 +150,13 @@ def image_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = F
     config.output.add(name="overlay_png", data_type=mc.TYPE_STRING, dims=[1])
     set_parameters(config, facts.to_metadata())
     set_parameters(config, {"intra_op_threads": "0", "max_pixels": str(max_pixels),
-                            "overlay_palette": json.dumps(overlay_palette(facts)), **tiling.parameters()})
+                            "overlay_palette": json.dumps([list(c) for c in facts.colours]), **tiling.parameters()})
     add_instances(config, instances, gpu)
     return config
 
 
-def onnx_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = True,
-                trt_profiles: list[ShapeProfile] | None = None, fp16: bool = False):
+def onnx_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool = True,
+                trt_profiles: list[ShapeProfile] | None = None, accelerator_precision: str = "fp32"):
     """Triton's onnxruntime backend; with a profile, its TensorRT accelerator gets that profile's shapes.
 
     Exactly one profile: onnxruntime's TensorRT provider keeps its execution context on the first
@@ -174,14 +170,14 @@ def onnx_config(name: str, facts: ModelFacts, instances: int = 1, gpu: bool = Tr
     add_instances(config, instances, gpu)
     if trt_profiles:
         accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
-        accelerator.parameters.update({"precision_mode": "FP16" if fp16 else "FP32", "trt_engine_cache_enable": "true",
+        accelerator.parameters.update({"precision_mode": accelerator_precision.upper(), "trt_engine_cache_enable": "true",
                                        "trt_engine_cache_path": "/tmp/gsam_trt_cache",
                                        **onnxruntime_trt_options(trt_profiles)})
     add_warmup(config, facts, trt_profiles or None)
     return config
 
 
-def tensorrt_config(name: str, facts: ModelFacts, profiles: list[ShapeProfile], instances: int = 1):
+def tensorrt_config(name: str, facts: ModelFacts, profiles: list[ShapeProfile], *, instances: int = 1):
     """One instance group listing every profile: the backend picks, per request, a profile that contains
     it (Triton does not route requests between instance groups by shape). One warm-up per profile."""
     if not profiles:
@@ -229,6 +225,14 @@ def config_facts(config, source: str = "config.pbtxt") -> ModelFacts:
     return ModelFacts.from_metadata({k: v.string_value for k, v in config.parameters.items()}, source=source)
 
 
+def pixels_files() -> dict[str, Path]:
+    """gsam.pixels' modules, by their path inside a python model's version folder."""
+    import gsam.pixels
+
+    source = Path(gsam.pixels.__file__).parent
+    return {f"{PIXELS_PACKAGE}/{path.name}": path for path in sorted(source.glob("*.py"))}
+
+
 def _write_model(repo: Path, config, version: int, files: dict[str, Path], source: str) -> Path:
     name = config.name
     version_dir = repo / name / str(version)
@@ -236,17 +240,18 @@ def _write_model(repo: Path, config, version: int, files: dict[str, Path], sourc
     for target_name, path in files.items():
         target = version_dir / target_name
         if target.exists() and target.resolve() == path.resolve():
-            continue  # the checked-in symlink to our own source
+            continue  # a checked-in link to our own source
         with atomic_path(target) as tmp:
             shutil.copyfile(path, tmp)
     write_text_atomic(repo / name / "config.pbtxt", config_text(config, source))
     return repo / name
 
 
-def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path | None = None, version: int = 1,
+def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | Path | None = None, version: int = 1,
                      instances: int = 1, gpu: bool = False, trt_profiles: list[ShapeProfile] | None = None,
-                     fp16: bool = False, max_pixels: int | None = None, batching: Batching | None = Batching(),
-                     log=print, tiling: Tiling = Tiling()) -> list[Path]:
+                     accelerator_precision: str = "fp32", max_pixels: int | None = None,
+                     batching: Batching | None = Batching(), tiling: Tiling = Tiling(),
+                     log: Callable[[str], None] = print) -> list[Path]:
     """Write gsam_python, gsam_image and gsam_onnx, and gsam_trt when an engine or profiles are given.
     Returns the model folders.
 
@@ -257,17 +262,16 @@ def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path
     """
     onnx_path, repo = Path(onnx_path), Path(repo)
     if version < 1:
-        raise GSAMError(f"--version must be >= 1; got {version}")
+        raise GSAMError(f"--model-version must be >= 1; got {version}")
     facts = read_onnx_facts(onnx_path).with_lineage(onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path))
     if max_pixels is None:
-        from .budget import DEFAULT_MAX_PIXELS
-
         max_pixels = DEFAULT_MAX_PIXELS
     if tiling.tile and (tiling.tile < facts.min_size or not 0 <= tiling.overlap < tiling.tile):
-        raise GSAMError(f"--tile {tiling.tile} --overlap {tiling.overlap}: the tile must be >= the model's "
+        raise GSAMError(f"--oversize-tile {tiling.tile} --overlap {tiling.overlap}: the tile must be >= the model's "
                         f"minimum side ({facts.min_size}) and the overlap smaller than the tile")
     if tiling.tile and tiling.tile ** 2 > max_pixels:
-        raise GSAMError(f"--tile {tiling.tile}: one tile ({tiling.tile ** 2} pixels) is above --max-pixels {max_pixels}")
+        raise GSAMError(f"--oversize-tile {tiling.tile}: one tile ({tiling.tile ** 2} pixels) is above --max-pixels "
+                        f"{max_pixels}")
     if max_pixels < facts.min_size ** 2:
         raise GSAMError(f"--max-pixels {max_pixels} is below one minimum-size image ({facts.min_size}x{facts.min_size})")
     external = onnx_path.with_name(onnx_path.name + ".data")
@@ -275,31 +279,30 @@ def build_repository(onnx_path: str | Path, repo: str | Path, engine: str | Path
     trt_profiles = list(trt_profiles or [])
     engine_profiles, engine_files = trt_profiles, {}
     if engine:
-        from ...export.tensorrt import read_sidecar, sidecar_path
+        from gsam.export.sidecar import EngineSidecar, sidecar_path
 
         engine = Path(engine)
         if not engine.is_file():
             raise GSAMError(f"{engine}: no such engine file")
-        engine_profiles = read_sidecar(engine).profiles
+        engine_profiles = list(EngineSidecar.read(engine).profiles)
         check_engine_profiles(engine, engine_profiles, trt_profiles)
         engine_files = {"model.plan": engine, "model.plan.json": sidecar_path(engine)}
     if len(trt_profiles) > 1:
         log(f"gsam_onnx: onnxruntime's TensorRT accelerator serves one profile; it gets the first "
             f"({trt_profiles[0].name}); gsam_trt serves all {len(trt_profiles)}")
-    python_files = {**onnx_files, "model.py": PYTHON_MODEL_SOURCE, "image_codec.py": IMAGE_CODEC_SOURCE,
-                    "tiling.py": TILING_SOURCE}
+    python_files = {**onnx_files, "model.py": PYTHON_MODEL_SOURCE, **pixels_files()}
+    shared = dict(instances=instances, gpu=gpu, max_pixels=max_pixels, tiling=tiling)
     written = [
-        _write_model(repo, python_config("gsam_python", facts, instances, gpu, max_pixels, batching, tiling), version,
+        _write_model(repo, python_config("gsam_python", facts, batching=batching, **shared), version,
                      python_files, onnx_path.name),
-        _write_model(repo, image_config("gsam_image", facts, instances, gpu, max_pixels, tiling), version,
-                     python_files, onnx_path.name),
-        _write_model(repo, onnx_config("gsam_onnx", facts, instances, True, trt_profiles[:1], fp16), version,
-                     onnx_files, onnx_path.name),
+        _write_model(repo, image_config("gsam_image", facts, **shared), version, python_files, onnx_path.name),
+        _write_model(repo, onnx_config("gsam_onnx", facts, instances=instances, trt_profiles=trt_profiles[:1],
+                                       accelerator_precision=accelerator_precision), version, onnx_files, onnx_path.name),
     ]
     if engine_profiles:
         source = engine.name if engine else onnx_path.name
-        written.append(_write_model(repo, tensorrt_config("gsam_trt", facts, engine_profiles, instances), version,
-                                    engine_files, source))
+        written.append(_write_model(repo, tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances),
+                                    version, engine_files, source))
         if not engine:
             log(f"gsam_trt: config written for {len(engine_profiles)} profile(s); put an engine built with exactly "
                 f"these profiles, in this order, at {repo / 'gsam_trt' / str(version) / 'model.plan'}")

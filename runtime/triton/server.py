@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ...errors import GSAMError
+from gsam.errors import GSAMError
 
 
 def free_port() -> int:
@@ -86,7 +86,7 @@ def _shm_segments() -> set[str]:
 class TritonServer:
     """A tritonserver child process on 127.0.0.1; use as a context manager or call start/stop."""
 
-    def __init__(self, repo: str | Path, models: list[str], http_port: int = 8000, grpc_port: int = 8001,
+    def __init__(self, repo: str | Path, models: list[str], http_port: int = 8000, grpc_port: int = 8001, *,
                  metrics_port: int | None = None, log_path: str | Path | None = None, metrics: bool = True) -> None:
         self.repo = Path(repo).resolve()
         self.models = models

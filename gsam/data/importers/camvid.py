@@ -13,7 +13,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..dataset import ClassSpec
-from .common import DatasetWriter, ImportLayoutError, check_ids, grayscale_labels, require_dir, require_file
+from .common import (
+    DatasetWriter,
+    ImportLayoutError,
+    check_ids,
+    grayscale_labels,
+    require_dir,
+    require_file,
+)
 
 VOID = 11
 CLASSES = ClassSpec(

@@ -12,7 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..dataset import ClassSpec
-from .common import DatasetWriter, ImportLayoutError, red_channel_labels, require_dir, sorted_files
+from .common import (
+    DatasetWriter,
+    ImportLayoutError,
+    red_channel_labels,
+    require_dir,
+    sorted_files,
+)
 
 FOLDS = 3
 CLASSES = ClassSpec(("cell", "membrane"), ignore_index=-1)

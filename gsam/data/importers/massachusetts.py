@@ -11,7 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..dataset import ClassSpec
-from .common import DatasetWriter, ImportLayoutError, red_channel_labels, require_dir, sorted_files
+from .common import (
+    DatasetWriter,
+    ImportLayoutError,
+    red_channel_labels,
+    require_dir,
+    sorted_files,
+)
 
 CLASSES = ClassSpec(("building", "non_building"), ignore_index=-1)
 

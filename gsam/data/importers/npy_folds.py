@@ -19,7 +19,13 @@ from typing import Callable
 import numpy as np
 
 from ..dataset import ClassSpec
-from .common import DatasetWriter, ImportLayoutError, check_ids, require_dir, require_file
+from .common import (
+    DatasetWriter,
+    ImportLayoutError,
+    check_ids,
+    require_dir,
+    require_file,
+)
 
 KVASIR = ClassSpec(("background", "polyp"), ignore_index=-1)
 SYNAPSE = ClassSpec(("background", "aorta", "gallbladder", "kidney_left", "kidney_right", "liver", "pancreas",

@@ -29,7 +29,7 @@ IMPORTERS: dict[str, Importer] = {
 FORMATS = ("g-sam",)
 
 
-def import_dataset(dataset: str, src: str | Path, out: str | Path, fmt: str = "g-sam", link: str = "symlink",
+def import_dataset(dataset: str, src: str | Path, out: str | Path, *, fmt: str = "g-sam", link: str = "symlink",
                    fold: int | None = None) -> dict[str, int]:
     """Write SRC (in the official loaders' layout of `dataset`) to OUT in gsam's layout with classes.yaml.
 

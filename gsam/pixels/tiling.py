@@ -1,8 +1,8 @@
 """Sliding-window inference in plain numpy: overlapping tiles, logits blended with a ramp window.
 
-Self-contained on purpose (numpy only, nothing from gsam), so the Triton repository writer can copy
-this file beside a python-backend model. Every entry point takes `run(batch) -> logits`: a callable
-from float32 [N, 3, h, w] to float32 [N, C, h, w].
+Part of gsam.pixels (numpy only, nothing from gsam), so the Triton python models tile with this very
+code. Every entry point takes `run(batch) -> logits`: a callable from float32 [N, 3, h, w] to float32
+[N, C, h, w].
 
 Layout, per axis: the fewest tiles of at most `tile` pixels that overlap by at least `overlap`, all
 of one size and spread evenly from edge to edge. GSAM takes any input size, so tiles shrink to fit
@@ -19,9 +19,12 @@ tiles covers are accumulated, C x tile x width floats, whatever the image height
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
+
+from .masks import logits_to_mask
 
 WINDOWS = ("linear", "gaussian")
 
@@ -29,14 +32,35 @@ Run = Callable[[np.ndarray], np.ndarray]
 ReadRows = Callable[[int, int], np.ndarray]
 
 
-def check_tiling(tile: int, overlap: int, min_size: int = 1, window: str = "linear") -> None:
-    """ValueError with a one-line reason when the settings cannot work."""
-    if tile < min_size:
-        raise ValueError(f"tile {tile} is below the model's minimum side of {min_size} pixels")
-    if not 0 <= overlap < tile:
-        raise ValueError(f"overlap {overlap} must be at least 0 and smaller than the tile ({tile})")
-    if window not in WINDOWS:
-        raise ValueError(f"window {window!r} must be one of {', '.join(WINDOWS)}")
+@dataclass(frozen=True)
+class Tiles:
+    """How images are cut: tiles of at most `size` pixels a side overlapping by at least `overlap`, never
+    smaller than `min_size` (the model's smallest side), blended with a `window` ramp. ValueError with a
+    one-line reason when the settings cannot work."""
+
+    size: int
+    overlap: int = 128
+    min_size: int = 1
+    window: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.size < self.min_size:
+            raise ValueError(f"tile {self.size} is below the model's minimum side of {self.min_size} pixels")
+        if not 0 <= self.overlap < self.size:
+            raise ValueError(f"overlap {self.overlap} must be at least 0 and smaller than the tile ({self.size})")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window {self.window!r} must be one of {', '.join(WINDOWS)}")
+
+    def layout(self, length: int) -> tuple[int, list[int]]:
+        return tile_layout(length, self.size, self.overlap, self.min_size)
+
+    def shape(self, height: int, width: int) -> tuple[int, int]:
+        """(rows, columns) of every tile of an image of this size."""
+        return self.layout(height)[0], self.layout(width)[0]
+
+    def fits(self, height: int, width: int) -> bool:
+        """Whether the image is one tile (then it runs whole, and its result is exactly the untiled one)."""
+        return height <= self.size and width <= self.size
 
 
 def tile_layout(length: int, tile: int, overlap: int, min_size: int = 1) -> tuple[int, list[int]]:
@@ -81,20 +105,14 @@ def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
     return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
 
 
-def tile_shape(height: int, width: int, tile: int, overlap: int, min_size: int = 1) -> tuple[int, int]:
-    """(rows, columns) of every tile of an image of this size."""
-    return tile_layout(height, tile, overlap, min_size)[0], tile_layout(width, tile, overlap, min_size)[0]
-
-
-def iter_blended_rows(run: Run, read_rows: ReadRows, height: int, width: int, tile: int, overlap: int,
-                      batch_size: int = 1, window: str = "linear",
-                      min_size: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+def iter_blended_rows(run: Run, read_rows: ReadRows, height: int, width: int, tiles: Tiles, *,
+                      batch_size: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first row, float32 logits [C, rows, width]) bands, top to bottom, covering the image once.
 
     `read_rows(y0, y1)` returns the image rows y0..y1 as [3, y1 - y0, width] (any numeric dtype).
     """
-    check_tiling(tile, overlap, 1, window)
-    (th, ys), (tw, xs) = tile_layout(height, tile, overlap, min_size), tile_layout(width, tile, overlap, min_size)
+    overlap, window = tiles.overlap, tiles.window
+    (th, ys), (tw, xs) = tiles.layout(height), tiles.layout(width)
     x_weights = [axis_weights(x, tw, width, overlap, window) for x in xs]
     acc = norm = None
     base = 0  # image row of acc[:, 0]
@@ -121,31 +139,23 @@ def iter_blended_rows(run: Run, read_rows: ReadRows, height: int, width: int, ti
         yield y, acc[:, :done] / norm[:done]
 
 
-def logits_to_mask(logits: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Class ids: argmax over the channel axis, or logit > 0 for a single channel."""
-    if logits.shape[axis] == 1:
-        return (np.take(logits, 0, axis=axis) > 0).astype(np.int32)
-    return logits.argmax(axis=axis).astype(np.int32)
-
-
-def segment_tiled(run: Run, images: np.ndarray, tile: int, overlap: int, batch_size: int = 1,
-                  window: str = "linear", logits: bool = True, min_size: int = 1) -> dict[str, np.ndarray]:
+def segment_tiled(run: Run, images: np.ndarray, tiles: Tiles, *, batch_size: int = 1,
+                  logits: bool = True) -> dict[str, np.ndarray]:
     """float32 [N, 3, H, W] -> {"mask": int32 [N, H, W], "logits": float32 [N, C, H, W] (if `logits`)}.
 
     An image that fits in one tile goes to `run` whole, so its result is exactly the untiled one.
     Without `logits` only the masks are kept, so memory stays near one band of tiles plus the masks.
     """
     n, _, height, width = images.shape
-    if height <= tile and width <= tile:
-        check_tiling(tile, overlap, 1, window)
+    if tiles.fits(height, width):
         whole = np.asarray(run(images), dtype=np.float32)
         return {"mask": logits_to_mask(whole, axis=1), **({"logits": whole} if logits else {})}
     masks = np.empty((n, height, width), dtype=np.int32)
     kept = None
     for i in range(n):
-        for y, band in iter_blended_rows(run, lambda y0, y1: images[i, :, y0:y1], height, width, tile, overlap,
-                                         batch_size, window, min_size):
-            masks[i, y:y + band.shape[1]] = logits_to_mask(band)
+        for y, band in iter_blended_rows(run, lambda y0, y1: images[i, :, y0:y1], height, width, tiles,
+                                         batch_size=batch_size):
+            masks[i, y:y + band.shape[1]] = logits_to_mask(band, axis=0)
             if logits:
                 if kept is None:
                     kept = np.empty((n, band.shape[0], height, width), dtype=np.float32)

@@ -1,1 +1,0 @@
-../../../runtime/triton/image_codec.py

@@ -1,1 +1,0 @@
-../../../runtime/backends/tiling.py
