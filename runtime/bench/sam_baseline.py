@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gsam.model.config import GSAMConfig
 from gsam.model.facts import ModelFacts
 
 from ..backends import Segmenter
@@ -63,6 +64,12 @@ def sam_gflops() -> float:
     return counted_flops(model, torch.zeros(1, 3, SAM_SIZE, SAM_SIZE, device="meta")).get_total_flops() / 1e9
 
 
+# SAM ViT-B's encoder in gsam's terms (patch 16, one logit channel), for the Segmenter interface; its
+# FLOPs are counted on SAM itself (sam_gflops).
+SAM_ENCODER = GSAMConfig("sam-vit-b@1024", embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11),
+                         token_stride=16)
+
+
 class SamBaselineSegmenter(Segmenter):
     """Resize (long side 1024), normalize, pad, run SAM in onnxruntime: the timed path includes the resize."""
 
@@ -75,7 +82,7 @@ class SamBaselineSegmenter(Segmenter):
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.facts = ModelFacts(num_classes=1, min_size=1)
+        self.facts = ModelFacts(SAM_ENCODER)
         self.mean = np.array([123.675, 116.28, 103.53], np.float32)[:, None, None]
         self.std = np.array([58.395, 57.12, 57.375], np.float32)[:, None, None]
 
