@@ -40,20 +40,21 @@ def onnxruntime(path):
     return load_backend("onnxruntime", path)
 
 
-@pytest.fixture(scope="module")
-def fp16_variant(tmp_path_factory, trained_onnx, reference, gate_data):
-    out = tmp_path_factory.mktemp("fp16") / "model.fp16.onnx"
-    report = make_variant(trained_onnx, out, "fp16", reference=reference, candidate=onnxruntime, data=gate_data,
+def _variant(tmp_path_factory, fp32, precision, reference, gate_data):
+    out = tmp_path_factory.mktemp(precision) / f"model.{precision}.onnx"
+    report = make_variant(fp32, out, precision, reference=reference, candidate=onnxruntime, data=gate_data,
                           log=lambda s: None)
     return out, report
+
+
+@pytest.fixture(scope="module")
+def fp16_variant(tmp_path_factory, trained_onnx, reference, gate_data):
+    return _variant(tmp_path_factory, trained_onnx, "fp16", reference, gate_data)
 
 
 @pytest.fixture(scope="module")
 def int8_variant(tmp_path_factory, trained_onnx, reference, gate_data):
-    out = tmp_path_factory.mktemp("int8") / "model.int8.onnx"
-    report = make_variant(trained_onnx, out, "int8", reference=reference, candidate=onnxruntime, data=gate_data,
-                          log=lambda s: None)
-    return out, report
+    return _variant(tmp_path_factory, trained_onnx, "int8", reference, gate_data)
 
 
 def _tensor_types(path) -> dict[str, int]:
