@@ -77,7 +77,7 @@ KNOWN_BUFFER_CLASSES = ("IHostMemory",)
 _API_PROBE = r"""
 import json, tensorrt as m
 PLUMBING = {'__module__', '__doc__', '__init__', '_pybind11_conduit_v1_', '__dict__', '__weakref__'}
-ENUM = PLUMBING | {'__entries', '__members__', 'name', 'value', '__repr__', '__str__', '__eq__', '__ne__',
+ENUM = PLUMBING | {'__entries', '__members__', '__repr__', '__str__', '__eq__', '__ne__',
     '__hash__', '__getstate__', '__setstate__', '__int__', '__index__', '__lt__', '__gt__', '__le__', '__ge__',
     '__and__', '__rand__', '__or__', '__ror__', '__xor__', '__rxor__', '__invert__'}
 names, bases = set(), {}
