@@ -387,13 +387,14 @@ def test_a_shared_opt_moves_to_the_nearest_shape_only_that_profile_contains():
     assert tuple(shape_high) in {(1, 3, 129, 128), (1, 3, 128, 129)}
 
 
-def test_a_profile_inside_the_others_is_refused():
-    from gsam.runtime.triton.repository import tensorrt_config
-
+def test_a_profile_inside_the_others_is_refused(tiny_onnx, tmp_path):
     nested = [parse_profile("min=1x3x32x32,opt=1x3x160x160,max=1x3x160x160"),
               parse_profile("min=1x3x64x64,opt=1x3x128x128,max=1x3x160x160")]
-    with pytest.raises(GSAMError, match=r"profile 1 \(1x3x64x64-1x3x160x160\) lies inside the other profiles"):
-        tensorrt_config("gsam_trt", _facts(), nested)
+    args = ["triton", "build", str(tiny_onnx), "--repo", str(tmp_path / "repo")]
+    result = CliRunner().invoke(cli, args + [a for p in nested for a in ("--profile", p.flag())])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "Error: profile 1 (1x3x64x64-1x3x160x160) lies inside the other profiles" in result.output
+    assert not (tmp_path / "repo").exists()  # nothing written
 
 
 # TensorRT accelerator parameters Triton's onnxruntime backend accepts (src/onnxruntime.cc); others fail the load.

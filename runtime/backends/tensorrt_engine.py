@@ -83,7 +83,10 @@ class TensorRTSegmenter(Segmenter):
             raise GSAMError(f"{path}: TensorRT could not load the engine (built with another TensorRT version?)")
         self.engine = engine
         self.inputs, self.outputs = io_dtypes(engine)
-        self.context = engine.create_execution_context()
+        # Device memory for the active profile, reallocated on a switch (the default, STATIC, holds the
+        # largest profile's for good): narrow profiles then save memory, as `gsam export profiles` counts.
+        self.context = engine.create_execution_context(
+            strategy=trt.ExecutionContextAllocationStrategy.ON_PROFILE_CHANGE)
         self.stream = torch.cuda.Stream(self.device)
         self.active_profile = -1
 

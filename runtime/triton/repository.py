@@ -304,6 +304,7 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
         engine_profiles = list(EngineSidecar.read(engine).profiles)
         check_engine_profiles(engine, engine_profiles, trt_profiles)
         engine_files = {"model.plan": engine, "model.plan.json": sidecar_path(engine)}
+    trt_config = tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances) if engine_profiles else None
     if len(trt_profiles) > 1:
         log(f"gsam_onnx: onnxruntime's TensorRT accelerator serves one profile; it gets the first "
             f"({trt_profiles[0].name}); gsam_trt serves all {len(trt_profiles)}")
@@ -316,10 +317,9 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
         _write_model(repo, onnx_config("gsam_onnx", facts, instances=instances, trt_profiles=trt_profiles[:1],
                                        accelerator_precision=accelerator_precision), version, onnx_files, onnx_path.name),
     ]
-    if engine_profiles:
+    if trt_config is not None:  # made before anything is written: a bad set of profiles writes nothing
         source = engine.name if engine else onnx_path.name
-        written.append(_write_model(repo, tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances),
-                                    version, engine_files, source))
+        written.append(_write_model(repo, trt_config, version, engine_files, source))
         if not engine:
             log(f"gsam_trt: config written for {len(engine_profiles)} profile(s); put an engine built with exactly "
                 f"these profiles, in this order, at {repo / 'gsam_trt' / str(version) / 'model.plan'}")
