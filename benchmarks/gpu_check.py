@@ -135,7 +135,7 @@ def training(report: Report, device: torch.device, smoke: bool, batch: int) -> N
                 report.add(f"| {label} | {size}x{size} | {trained} | {amp} | not run: time budget | | | |")
                 continue
             try:
-                seconds, peak, trainable = step(case, size, 1 if smoke else batch, amp, steps, warmup,
+                seconds, peak, trainable = step(case, size, 1 if smoke else batch, amp, steps=steps, warmup=warmup,
                                                 device=str(device), gsam_model="tiny" if smoke else "vit_b")
             except (RuntimeError, ValueError) as exc:  # out of memory, an unsupported mode: reported, not fatal
                 report.add(f"| {label} | {size}x{size} | {trained} | {amp} | failed: {str(exc).splitlines()[0][:80]} "

@@ -57,7 +57,7 @@ def _sam(decoder_only: bool):
     return model, lambda out: torch.nn.functional.interpolate(out, scale_factor=4, mode="bilinear")
 
 
-def step(case: str, crop: int, batch: int, amp: str, steps: int, warmup: int, *, device: str = "cuda",
+def step(case: str, crop: int, batch: int, amp: str, *, steps: int, warmup: int, device: str = "cuda",
          gsam_model: str = "vit_b") -> tuple[float, float, float]:
     """(median seconds per step, peak GiB allocated on CUDA (nan on the CPU), trainable parameters in millions)."""
     from gsam.train.amp import autocast, check_amp, grad_scaler
@@ -122,7 +122,7 @@ def main() -> None:
              ("sam-full", "SAM vit_b", 1024, "all parameters")]
     for case, label, size, trained in cases:
         for amp in args.amp.split(","):
-            seconds, peak, trainable = step(case, size, args.batch, amp, args.steps, args.warmup)
+            seconds, peak, trainable = step(case, size, args.batch, amp, steps=args.steps, warmup=args.warmup)
             print(f"| {label} | {size}x{size} | {trained} | {'fp32' if amp == 'off' else amp} | {trainable:.1f} "
                   f"| {seconds:.3f} | {peak:.2f} |", flush=True)
 

@@ -127,7 +127,12 @@ def cache_root() -> Path:
 
 
 def shared_api_dir() -> Path:
-    return Path(os.environ.get("GSAM_TENSORRT_API") or REPO.parent / "shared" / "tensorrt_api")
+    """$GSAM_TENSORRT_API, else shared/tensorrt_api beside the clone (or beside a folder above it, as for a
+    git worktree kept under the clone's parent)."""
+    if os.environ.get("GSAM_TENSORRT_API"):
+        return Path(os.environ["GSAM_TENSORRT_API"])
+    found = [d / "shared" / "tensorrt_api" for d in REPO.parents if (d / "shared" / "tensorrt_api").is_dir()]
+    return found[0] if found else REPO.parent / "shared" / "tensorrt_api"
 
 
 def _pyi(folder: Path) -> Path:
