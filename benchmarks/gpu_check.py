@@ -1,6 +1,6 @@
 """The GPU check: everything gsam can verify and measure on one NVIDIA GPU, in one markdown report.
 
-    make gpu-check                                    # python benchmarks/gpu_check.py --out benchmarks/results/gpu_check.md
+    make gpu-check            # python benchmarks/gpu_check.py --out benchmarks/results/gpu_check.md
     python benchmarks/gpu_check.py --device cpu --smoke --out /tmp/gpu_check.md   # the same code on a CPU, tiny sizes
 
 Sections, each written to the report as soon as it is done (a killed run leaves what it finished):
@@ -123,7 +123,8 @@ def training(report: Report, device: torch.device, smoke: bool, batch: int) -> N
                                                                     [("sam-full", "SAM vit_b", 1024, "all parameters")])
     steps, warmup = (1, 0) if smoke else (8, 2)
     lines = ["## Training step: GSAM at its crop against SAM vit_b at 1024", "",
-             f"Batch {batch if not smoke else 1}, median of {steps} step(s) after {warmup} warm-up, Adam, random weights; "
+             f"Batch {1 if smoke else batch}, median of {steps} step(s) after {warmup} warm-up, Adam, random "
+             "weights; "
              "peak = torch.cuda.max_memory_allocated, reset per case.", "",
              "| model | input | trained | precision | trainable M | s / step | peak GiB | s / SAM full's |",
              "|---|---|---|---|---|---|---|---|"]

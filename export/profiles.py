@@ -140,6 +140,10 @@ Sizes = tuple[tuple[tuple[int, int], int], ...]  # ((height, width), how many im
 Limit = tuple[int | None, int | None]  # a region's inclusive upper bounds on H and W (None: unbounded)
 
 
+def _replace(pair: tuple, axis: int, value: int) -> tuple:
+    return (value, pair[1]) if axis == 0 else (pair[0], value)
+
+
 def _max_shape(top: tuple[int, int], limit: Limit, multiple: int) -> tuple[int, int]:
     """The largest size rounded up to `multiple`, kept inside the region."""
     h, w = (_round_up(v, multiple) for v in top)
@@ -174,9 +178,9 @@ class _Region:
             if a == b:
                 continue
             cut = _round_up(a, multiple) if _round_up(a, multiple) < b else a
-            limit = tuple(cut if k == axis else self.hi[k] for k in (0, 1))
             (n1, h1, w1), (n2, h2, w2) = running[i], ahead[len(ordered) - i]
-            low, high = _max_shape((h1, w1), limit, multiple), _max_shape((h2, w2), self.hi, multiple)  # type: ignore[arg-type]
+            low = _max_shape((h1, w1), _replace(self.hi, axis, cut), multiple)
+            high = _max_shape((h2, w2), self.hi, multiple)
             yield n1 * low[0] * low[1] + n2 * high[0] * high[1], cut
 
     def best_cut(self, multiple: int) -> tuple[int, "_Region", "_Region"] | None:
@@ -185,10 +189,8 @@ class _Region:
         if not found:
             return None
         cost, axis, cut = min(found)
-        low_hi = tuple(cut if k == axis else self.hi[k] for k in (0, 1))
-        high_lo = tuple(cut + 1 if k == axis else self.lo[k] for k in (0, 1))
-        return (cost, _Region(self.lo, low_hi, tuple(x for x in self.sizes if x[0][axis] <= cut)),  # type: ignore[arg-type]
-                _Region(high_lo, self.hi, tuple(x for x in self.sizes if x[0][axis] > cut)))  # type: ignore[arg-type]
+        return (cost, _Region(self.lo, _replace(self.hi, axis, cut), tuple(x for x in self.sizes if x[0][axis] <= cut)),
+                _Region(_replace(self.lo, axis, cut + 1), self.hi, tuple(x for x in self.sizes if x[0][axis] > cut)))
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ def test_torch_on_cuda_agrees_with_the_cpu(tiny_model, amp):
 
     from gsam.train.amp import autocast
 
-    images = [torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0)) * 255 for size in [(70, 90), (97, 130)]]
+    sizes = [(70, 90), (97, 130)]
+    images = [torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0)) * 255 for size in sizes]
     model = copy.deepcopy(tiny_model).to("cuda")
     with torch.inference_mode():
         want = [tiny_model(x).argmax(1) for x in images]
@@ -77,8 +78,8 @@ def test_tensorrt_two_profiles_match_onnxruntime(tmp_path, tiny_onnx, precision)
     from gsam.export.tensorrt import BuildSettings, build_engine
 
     profiles = [parse_profile(p) for p in TWO_PROFILES]
-    sidecar = build_engine(tiny_onnx, tmp_path / "tiny.plan", BuildSettings(profiles, precision), runners=gate_runners(),
-                           log=lambda s: None)
+    sidecar = build_engine(tiny_onnx, tmp_path / "tiny.plan", BuildSettings(profiles, precision),
+                           runners=gate_runners(), log=lambda s: None)
     assert sidecar.precision == precision and (tmp_path / "tiny.plan.json").is_file()
     engine, reference = load_backend("tensorrt", tmp_path / "tiny.plan"), load_backend("onnxruntime", tiny_onnx)
     rng = np.random.default_rng(0)

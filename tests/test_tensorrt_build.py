@@ -108,7 +108,8 @@ def _runner(trt, refuse=()):
     from gsam.runtime.backends.tensorrt_engine import TensorRTSegmenter, io_dtypes
 
     runner = TensorRTSegmenter.__new__(TensorRTSegmenter)  # no CUDA here: bind on the CPU
-    runner.profiles, runner.context, runner.torch, runner.device = PROFILES, standin_tensorrt.Context(refuse), torch, "cpu"
+    runner.profiles, runner.context = PROFILES, standin_tensorrt.Context(refuse)
+    runner.torch, runner.device = torch, "cpu"
     runner.inputs, runner.outputs = io_dtypes(_engine(trt, logits="HALF"))
     runner.active_profile = -1
     return runner

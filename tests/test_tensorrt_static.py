@@ -43,9 +43,10 @@ VARIABLE_CLASSES = {"builder": "Builder", "network": "INetworkDefinition", "conf
                     "context": "IExecutionContext", "dtype": "DataType", "self.engine": "ICudaEngine",
                     "self.context": "IExecutionContext", "self.runtime": "Runtime"}
 # (class, method) -> the class of what it returns, where the code chains on it.
-RETURNS = {("Runtime", "deserialize_cuda_engine"): "ICudaEngine", ("IBuilderConfig", "get_timing_cache"): "ITimingCache",
-           ("ICudaEngine", "create_execution_context"): "IExecutionContext", ("ICudaEngine", "get_tensor_dtype"): "DataType",
-           ("ICudaEngine", "get_tensor_mode"): "TensorIOMode"}
+RETURNS = {("Runtime", "deserialize_cuda_engine"): "ICudaEngine",
+           ("IBuilderConfig", "get_timing_cache"): "ITimingCache",
+           ("ICudaEngine", "create_execution_context"): "IExecutionContext",
+           ("ICudaEngine", "get_tensor_dtype"): "DataType", ("ICudaEngine", "get_tensor_mode"): "TensorIOMode"}
 # Set by the package's Python code (tensorrt_bindings/__init__.py), not by the compiled bindings.
 PYTHON_LEVEL = {"__version__"}
 TENSORRT_CODE = [REPO / "export" / "tensorrt.py", REPO / "runtime" / "backends" / "tensorrt_engine.py"]
@@ -131,10 +132,13 @@ def test_inherited_members_are_found_through_the_bases():
 
 
 def test_the_api_check_catches_weak_typing_on_tensorrt_11():
-    code = "def build(trt, builder, config):\n    config.set_flag(trt.BuilderFlag.FP16)\n    layer.precision = 1\n"
+    weak = tensorrt_uses("def build(trt, config):\n    config.set_flag(trt.BuilderFlag.FP16)\n")
+    layers = {"ILayer.precision", "ILayer.set_output_type"}
+    weak |= layers
+    assert weak == {"IBuilderConfig.set_flag", "BuilderFlag", "BuilderFlag.FP16", *layers}
     for version in RELEASES:
-        missing = Api(version).missing(tensorrt_uses(code) | {"ILayer.precision"})
-        assert missing == ([] if version.startswith("10.") else ["BuilderFlag.FP16", "ILayer.precision"]), version
+        removed = [] if version.startswith("10.") else sorted({"BuilderFlag.FP16", *layers})
+        assert Api(version).missing(weak) == removed, version
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_the_gpu_extra_installs_the_tensorrt_of_the_default_triton_release():
     extra = re.search(r"^gpu = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), re.M)
     assert extra and f'"tensorrt=={GPU_EXTRA_TENSORRT}"' in extra.group(1)
-    assert BY_RELEASE[DEFAULT_RELEASE].tensorrt == GPU_EXTRA_TENSORRT == BY_RELEASE[release_for_tensorrt(GPU_EXTRA_TENSORRT)].tensorrt
+    assert release_for_tensorrt(GPU_EXTRA_TENSORRT) == DEFAULT_RELEASE
+    assert BY_RELEASE[DEFAULT_RELEASE].tensorrt == GPU_EXTRA_TENSORRT
     # The code is type-checked against a release of the same major.minor.
     assert ".".join(GPU_EXTRA_TENSORRT.split(".")[:2]) in {".".join(v.split(".")[:2]) for v in SUPPORTED}
 
@@ -69,7 +70,7 @@ def test_an_image_of_a_release_with_unknown_tensorrt_is_accepted_one_outside_the
         choose_image(None, "11.4.0.106")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("kubernetes_validate") is None or importlib.util.find_spec("kserve") is None,
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("kubernetes_validate", "kserve")),
                     reason="needs the k8s extra")
 def test_triton_k8s_prints_the_tables_mark_for_its_release(tiny_onnx, tmp_path):
     from gsam.runtime.triton.repository import build_repository

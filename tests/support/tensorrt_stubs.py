@@ -36,7 +36,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 SUPPORTED = ("10.0.1", "10.13.0.35", "10.16.1.11", "11.1.0.106", "11.4.0.106")
@@ -263,9 +263,9 @@ def fix_stub(text: str, version: str, buffer_classes: Iterable[str]) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # The bindings, loadable here
 
-def _run(cmd: Sequence[str], what: str, timeout: float, **kw: object) -> subprocess.CompletedProcess[str]:
+def _run(cmd: Sequence[str], what: str, timeout: float, **kw: Any) -> subprocess.CompletedProcess[str]:
     try:
-        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **kw)
     except FileNotFoundError as exc:
         raise StubsUnavailable(f"{what}: {exc}") from exc
     except subprocess.TimeoutExpired as exc:
