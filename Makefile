@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # torch and torchvision first: pip takes these exact builds from local disk on the dev/CI machines.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,13 @@ test: $(VENV)/.installed
 # The fast tier (a bare pytest): unit and CLI tests on tiny models, no server, crash or full-size tests.
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/pytest -q
+
+# On a machine with an NVIDIA GPU: `pytest -m gpu`, training step and inference latency/memory, one markdown
+# report ($OUT/gpu_check.md when OUT is set, else benchmarks/results/gpu_check.md), under 8 minutes. Needs
+# python3 with torch (CUDA), segment-anything and pytest; uses .venv when there is one. docs/gpu.md has the recipe.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) benchmarks/gpu_check.py --out $${OUT:-benchmarks/results}/gpu_check.md
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -6,7 +6,8 @@ CUDA memory of each case (torch.cuda.max_memory_allocated, reset per case):
   - SAM vit_b at 1024 with only the mask decoder trained,
   - SAM vit_b at 1024 with every parameter trained,
 each in fp32 and under bf16 autocast. Weights are random: time and memory do not depend on them.
-Without a CUDA device it prints why and exits 0.
+Without a CUDA device it prints why and exits 0 (benchmarks/gpu_check.py runs the same step, and on the
+CPU with --device cpu --smoke).
 
     python benchmarks/gpu_train_memory.py --batch 2 --amp off,bf16
 Prints a markdown table.
@@ -21,10 +22,10 @@ import time
 import torch
 
 
-def _gsam(crop: int):
+def _gsam(crop: int, name: str = "vit_b"):
     from gsam.model import build_gsam
 
-    model = build_gsam("vit_b", num_classes=3, train_size=(crop, crop))
+    model = build_gsam(name, num_classes=3, train_size=(crop, crop))
     return model, lambda out: out  # (B, 3, H, W) logits at the crop size
 
 
@@ -56,45 +57,50 @@ def _sam(decoder_only: bool):
     return model, lambda out: torch.nn.functional.interpolate(out, scale_factor=4, mode="bilinear")
 
 
-def step(case: str, crop: int, batch: int, amp: str, steps: int, warmup: int) -> tuple[float, float, float]:
-    """(median seconds per step, peak GiB allocated, trainable parameters in millions)."""
+def step(case: str, crop: int, batch: int, amp: str, *, steps: int, warmup: int, device: str = "cuda",
+         gsam_model: str = "vit_b") -> tuple[float, float, float]:
+    """(median seconds per step, peak GiB allocated on CUDA (nan on the CPU), trainable parameters in millions)."""
     from gsam.train.amp import autocast, check_amp, grad_scaler
 
-    device = torch.device("cuda")
-    check_amp(amp, device)
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    check_amp(amp, dev)
     torch.manual_seed(0)
-    model, to_full = _gsam(crop) if case == "gsam" else _sam(decoder_only=case == "sam-decoder")
-    model.to(device).train()
+    model, to_full = _gsam(crop, gsam_model) if case == "gsam" else _sam(decoder_only=case == "sam-decoder")
+    model.to(dev).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4)
-    scaler = grad_scaler(device, amp)
-    images = torch.rand(batch, 3, crop, crop, device=device) * 255
+    scaler = grad_scaler(dev, amp)
+    images = torch.rand(batch, 3, crop, crop, device=dev) * 255
     if case != "gsam":  # SAM expects normalized pixels; the cost is the same either way
         images = (images - 128) / 64
     channels = 3 if case == "gsam" else 1
-    target = torch.randint(0, channels, (batch, crop, crop), device=device) if channels > 1 else \
-        torch.randint(0, 2, (batch, 1, crop, crop), device=device).float()
+    target = torch.randint(0, channels, (batch, crop, crop), device=dev) if channels > 1 else \
+        torch.randint(0, 2, (batch, 1, crop, crop), device=dev).float()
     loss_fn = torch.nn.CrossEntropyLoss() if channels > 1 else torch.nn.BCEWithLogitsLoss()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        sync()
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for i in range(warmup + steps):
-        torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
-        with autocast(device, amp):
+        with autocast(dev, amp):
             out = to_full(model(images))
         loss = loss_fn(out.float(), target)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        torch.cuda.synchronize()
+        sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     trainable = sum(p.numel() for p in params) / 1e6
     del model, optimizer, images, target
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     return statistics.median(times), peak, trainable
 
 
@@ -116,7 +122,7 @@ def main() -> None:
              ("sam-full", "SAM vit_b", 1024, "all parameters")]
     for case, label, size, trained in cases:
         for amp in args.amp.split(","):
-            seconds, peak, trainable = step(case, size, args.batch, amp, args.steps, args.warmup)
+            seconds, peak, trainable = step(case, size, args.batch, amp, steps=args.steps, warmup=args.warmup)
             print(f"| {label} | {size}x{size} | {trained} | {'fp32' if amp == 'off' else amp} | {trainable:.1f} "
                   f"| {seconds:.3f} | {peak:.2f} |", flush=True)
 

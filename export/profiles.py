@@ -1,8 +1,9 @@
 """TensorRT optimization profiles for the `image` input: parse, validate, select, suggest.
 
 A profile is named by its min and max shapes (as mmdeploy does). One wide profile is slow
-and memory-hungry (TensorRT plans for the max shape), so `suggest_profiles` buckets the
-sizes you expect into a few narrow ones.
+and memory-hungry (TensorRT plans for the max shape), so `suggest` splits the sizes you expect
+into a few narrow profiles that never overlap, so that the profile a request runs in (and each
+profile's warm-up, `exclusive_shape`) is never ambiguous.
 """
 
 from __future__ import annotations
@@ -106,27 +107,148 @@ def select_profile(profiles: list[ShapeProfile], shape: tuple[int, ...]) -> int:
     return min(fitting, key=lambda i: profiles[i].max[2] * profiles[i].max[3] * profiles[i].max[0])
 
 
-def _round(value: int, multiple: int, up: bool) -> int:
-    return (-(-value // multiple) if up else value // multiple) * multiple
+def exclusive_shape(profiles: list[ShapeProfile], index: int) -> Shape | None:
+    """A shape that profile `index` contains and no other profile does, the nearest to its opt (its opt
+    when that is unique); None when every shape of it lies in another profile too.
+
+    Triton's tensorrt backend sends a request to one of the profiles that contain it, so only such a
+    shape reaches this profile for sure (a warm-up at any other may warm another profile instead).
+    Profiles are boxes, so one candidate per cell of the grid their bounds make suffices: per axis, this
+    profile's min, opt and the other profiles' min and max + 1 inside its range.
+    """
+    own, others = profiles[index], [p for i, p in enumerate(profiles) if i != index]
+    axes = []
+    for axis in range(4):
+        lo, hi = own.min[axis], own.max[axis]
+        edges = {own.opt[axis], lo} | {v for p in others for v in (p.min[axis], p.max[axis] + 1) if lo <= v <= hi}
+        axes.append(sorted(edges, key=lambda v: abs(v - own.opt[axis])))
+    candidates = [(n, c, h, w) for n in axes[0] for c in axes[1] for h in axes[2] for w in axes[3]]
+    alone = [s for s in candidates if not any(p.contains(s) for p in others)]
+    return min(alone, key=lambda s: sum(abs(a - b) for a, b in zip(s, own.opt)), default=None)
+
+
+PROFILE_OBJECTIVE = ("the activation memory of the profile each image runs in: TensorRT reserves a profile's "
+                     "memory for its max shape, so the mean over the images of max height x max width of the "
+                     "profile that contains the image, with profiles that never overlap")
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+Sizes = tuple[tuple[tuple[int, int], int], ...]  # ((height, width), how many images), ...
+Limit = tuple[int | None, int | None]  # a region's inclusive upper bounds on H and W (None: unbounded)
+
+
+def _replace(pair: tuple, axis: int, value: int) -> tuple:
+    return (value, pair[1]) if axis == 0 else (pair[0], value)
+
+
+def _max_shape(top: tuple[int, int], limit: Limit, multiple: int) -> tuple[int, int]:
+    """The largest size rounded up to `multiple`, kept inside the region."""
+    h, w = (_round_up(v, multiple) for v in top)
+    return (h if limit[0] is None else min(h, limit[0]), w if limit[1] is None else min(w, limit[1]))
+
+
+@dataclass(frozen=True)
+class _Region:
+    """One cell of the guillotine cuts: lower corner, upper limit, and the sizes that fall inside."""
+
+    lo: tuple[int, int]
+    hi: Limit
+    sizes: Sizes
+
+    def max_shape(self, multiple: int) -> tuple[int, int]:
+        return _max_shape((max(s[0] for s, _ in self.sizes), max(s[1] for s, _ in self.sizes)), self.hi, multiple)
+
+    def cost(self, multiple: int) -> int:
+        h, w = self.max_shape(multiple)
+        return sum(c for _, c in self.sizes) * h * w
+
+    def _cut_costs(self, axis: int, multiple: int):
+        """(cost of both sides, cut) for every cut between neighbouring sizes along `axis`: the cut sits on a
+        multiple of `multiple` where one lies between them, so the lower side's rounded max stays below it."""
+        ordered = sorted(self.sizes, key=lambda x: x[0][axis])
+        running, ahead = [(0, 0, 0)], [(0, 0, 0)]
+        for items, sums in ((ordered, running), (ordered[::-1], ahead)):
+            for (h, w), n in items:
+                sums.append((sums[-1][0] + n, max(sums[-1][1], h), max(sums[-1][2], w)))
+        for i in range(1, len(ordered)):
+            a, b = ordered[i - 1][0][axis], ordered[i][0][axis]
+            if a == b:
+                continue
+            cut = _round_up(a, multiple) if _round_up(a, multiple) < b else a
+            (n1, h1, w1), (n2, h2, w2) = running[i], ahead[len(ordered) - i]
+            low = _max_shape((h1, w1), _replace(self.hi, axis, cut), multiple)
+            high = _max_shape((h2, w2), self.hi, multiple)
+            yield n1 * low[0] * low[1] + n2 * high[0] * high[1], cut
+
+    def best_cut(self, multiple: int) -> tuple[int, "_Region", "_Region"] | None:
+        """(cost after, lower side, upper side) of the cheapest cut, or None for a single size."""
+        found = [(cost, axis, cut) for axis in (0, 1) for cost, cut in self._cut_costs(axis, multiple)]
+        if not found:
+            return None
+        cost, axis, cut = min(found)
+        return (cost, _Region(self.lo, _replace(self.hi, axis, cut), tuple(x for x in self.sizes if x[0][axis] <= cut)),
+                _Region(_replace(self.lo, axis, cut + 1), self.hi, tuple(x for x in self.sizes if x[0][axis] > cut)))
+
+
+@dataclass(frozen=True)
+class ProfileSuggestion:
+    profiles: list[ShapeProfile]
+    images: list[int]  # how many of the sizes each profile serves
+    mean_pixels: float  # the objective: mean max-shape pixels of the profile each image runs in
+    one_profile_pixels: float  # the same for one profile covering every size
+
+    def describe(self) -> list[str]:
+        lines = [f"objective: {PROFILE_OBJECTIVE}.",
+                 f"{len(self.profiles)} profile(s): {self.mean_pixels / 1e6:.3f} Mpixel per image; one profile "
+                 f"covering every size: {self.one_profile_pixels / 1e6:.3f} "
+                 f"({self.mean_pixels / self.one_profile_pixels:.2f}x)"]
+        return lines + [f"profile {i}: {n} image(s), {p.name}, opt {format_shape(p.opt)}"
+                        for i, (p, n) in enumerate(zip(self.profiles, self.images))]
+
+
+def _profile(region: _Region, max_batch: int, multiple: int) -> ShapeProfile:
+    """Min: the region's lower corner (a lower min costs no memory, and serves smaller images); max: the
+    region's sizes rounded up to `multiple`; opt: its median size by pixels, an actual size."""
+    ordered = sorted((s for s, c in region.sizes for _ in range(c)), key=lambda s: (s[0] * s[1], s))
+    return ShapeProfile((1, 3, *region.lo), (1, 3, *ordered[len(ordered) // 2]),
+                        (max_batch, 3, *region.max_shape(multiple)))
+
+
+def suggest(sizes: list[tuple[int, int]], buckets: int = 3, max_batch: int = 1, min_size: int = 32,
+            multiple: int = 32) -> ProfileSuggestion:
+    """Up to `buckets` profiles that never overlap and cover every size, chosen to minimize
+    PROFILE_OBJECTIVE: guillotine cuts of the (H, W) plane, each time the cut (between two neighbouring
+    heights or widths of one region) that lowers the objective most, while one does. Sizes of mixed
+    aspect ratio fall on either side of a cut along H or W; a skewed list stops early."""
+    if not sizes:
+        raise ProfileError("no sizes to build profiles from")
+    small = [s for s in sizes if min(s) < min_size]
+    if small:
+        raise ProfileError(f"size {small[0][0]}x{small[0][1]} is below the model's minimum side of {min_size}")
+    counts: dict[tuple[int, int], int] = {}
+    for h, w in sizes:
+        counts[(h, w)] = counts.get((h, w), 0) + 1
+    whole = _Region((min_size, min_size), (None, None), tuple(sorted(counts.items())))
+    regions = [whole]
+    while len(regions) < buckets:
+        cuts = [(cut[0] - r.cost(multiple), i, cut) for i, r in enumerate(regions) if (cut := r.best_cut(multiple))]
+        if not cuts or min(cuts, key=lambda c: c[0])[0] >= 0:
+            break
+        _, i, (_, low, high) = min(cuts, key=lambda c: c[0])
+        regions[i:i + 1] = [low, high]
+    regions.sort(key=lambda r: (r.max_shape(multiple)[0] * r.max_shape(multiple)[1], r.lo))
+    return ProfileSuggestion([_profile(r, max_batch, multiple).validate(min_size) for r in regions],
+                             [sum(c for _, c in r.sizes) for r in regions],
+                             sum(r.cost(multiple) for r in regions) / len(sizes), whole.cost(multiple) / len(sizes))
 
 
 def suggest_profiles(sizes: list[tuple[int, int]], buckets: int = 3, max_batch: int = 1, min_size: int = 32,
                      multiple: int = 32) -> list[ShapeProfile]:
-    """Split expected (H, W) sizes by area into up to `buckets` groups of similar count,
-    one profile each: min/max cover the group (rounded to `multiple`), opt is its median."""
-    if not sizes:
-        raise ProfileError("no sizes to build profiles from")
-    ordered = sorted(sizes, key=lambda s: (s[0] * s[1], s))
-    count = max(1, min(buckets, len(ordered)))
-    groups = [ordered[i * len(ordered) // count:(i + 1) * len(ordered) // count] for i in range(count)]
-    profiles = []
-    for group in groups:
-        hs, ws = sorted(s[0] for s in group), sorted(s[1] for s in group)
-        lo = (max(min_size, _round(hs[0], multiple, False)), max(min_size, _round(ws[0], multiple, False)))
-        hi = (_round(hs[-1], multiple, True), _round(ws[-1], multiple, True))
-        opt = (min(max(hs[len(hs) // 2], lo[0]), hi[0]), min(max(ws[len(ws) // 2], lo[1]), hi[1]))
-        profiles.append(ShapeProfile((1, 3, *lo), (1, 3, *opt), (max_batch, 3, *hi)).validate(min_size))
-    return profiles
+    """suggest(...)'s profiles."""
+    return suggest(sizes, buckets, max_batch, min_size, multiple).profiles
 
 
 def sizes_from_dataset(root: str | Path) -> list[tuple[int, int]]:

@@ -3,7 +3,8 @@
 One type, written and read: the shape profiles the engine was built with (in order: Triton's
 instance group and the runner address them by index), the TensorRT version that built it (a plan
 only loads in that version, which picks the Triton container), and the model's facts with the
-ONNX file's name and sha256 as lineage.
+ONNX file's name and sha256 as lineage. An engine is written only together with its sidecar:
+every command refuses an engine without one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from gsam import __version__
 from gsam.errors import GSAMError
-from gsam.io import write_text_atomic
+from gsam.io import staged_file, write_text_atomic
 from gsam.model.facts import ModelFacts
 
 from .profiles import ShapeProfile
@@ -46,6 +47,14 @@ class EngineSidecar:
         path = sidecar_path(engine)
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
+
+    def write_with_engine(self, engine: str | Path, data: bytes) -> None:
+        """The engine's bytes and this sidecar, staged side by side in a fresh folder and moved in place
+        together: if anything fails first, neither file reaches ENGINE's folder (earlier ones stay)."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        with staged_file(engine) as staged:
+            staged.write_bytes(data)
+            sidecar_path(staged).write_text(text)
 
     @classmethod
     def read(cls, engine: str | Path) -> "EngineSidecar":

@@ -1,15 +1,20 @@
-"""Build TensorRT engines (10.x and 11.x) from a gsam ONNX file; TensorRT is imported lazily.
+"""Build strongly typed TensorRT engines (10.x and 11.x) from a gsam ONNX file; TensorRT is imported lazily.
 
 Precision lives in the ONNX, not in builder flags: the network is strongly typed
 (`NetworkDefinitionCreationFlag.STRONGLY_TYPED`), so an fp16 or int8 (QDQ) ONNX written by
 `gsam export onnx --precision ...` builds exactly the types its export gate verified on the
-CPU, fp32 islands included. TensorRT 11 has no other mode (no FP16/BF16 builder flags, no
-per-layer precision). Asking for --fp16 on an fp32 ONNX converts it first, through the
-same gate. A weakly typed build (builder flags plus per-layer fp32 pins on the float layers
-that overflow) remains only for a TensorRT without strong typing.
+CPU, fp32 islands included. TensorRT 11 has no other mode; every TensorRT the `gpu` extra allows
+has it, so there is no weakly typed path. Asking for --fp16 on an fp32 ONNX converts it first,
+through the same gate.
 
-Every build writes a JSON sidecar beside the engine: profiles, precision, versions and the
-ONNX file's hash, which the runner and `gsam triton build` read.
+Typed for a checker: each function that touches TensorRT imports the module itself (after
+`require_tensorrt()`, which turns a missing install into a one-line hint), and TensorRT objects
+passed between functions carry their classes as annotations, so mypy checks every call against
+the stubs of each supported release (tests/test_tensorrt_types.py).
+
+Every build writes a JSON sidecar beside the engine: profiles, precision, versions and the ONNX
+file's hash, which the runner and `gsam triton build` read. The engine and its sidecar are staged
+together and appear together.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from gsam.errors import GSAMError
 from gsam.io import atomic_path, sha256_file
@@ -29,20 +34,20 @@ from .metadata import read_onnx_facts
 from .profiles import ShapeProfile, format_shape
 from .sidecar import EngineSidecar
 
-INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run pip install 'gsam[gpu]' "
-                "(TensorRT 10 or 11), or use NVIDIA's TensorRT / Triton container")
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run pip install 'gsam[gpu]' (the "
+                "TensorRT of the Triton release in docs/gpu.md), or build inside NVIDIA's container of the release you "
+                "serve with")
 
 
-def require_tensorrt():
+def require_tensorrt() -> None:
+    """GSAMError with the install hint unless `import tensorrt` works."""
     try:
-        import tensorrt as trt
+        import tensorrt  # noqa: F401
     except ImportError:
         raise GSAMError(INSTALL_HINT) from None
-    return trt
-
-
-# Op types computed in fp32 in a weakly typed reduced-precision build (fp16 overflows there).
-FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div", "Exp", "Erf")
 
 
 @dataclass
@@ -56,11 +61,6 @@ class BuildSettings:
         onnx_precision(self.precision, "precision")
         if not self.profiles:
             raise GSAMError("give at least one --profile min=...,opt=...,max=...")
-
-
-def strongly_typed_supported(trt) -> bool:
-    """TensorRT >= 9 (all of 10.x and 11.x) can build strongly typed networks."""
-    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
 
 
 def check_engine_source(facts: ModelFacts, onnx_path: str | Path) -> None:
@@ -114,138 +114,107 @@ def convert_for_engine(fp32_onnx: Path, out: Path, precision: str, profiles: lis
     return out
 
 
-def trtexec_command(onnx_path: str | Path, engine: str | Path, settings: BuildSettings,
-                    strongly_typed: bool = True, fp32_layers: list[str] | None = None) -> str:
-    """The trtexec line that builds the same engine.
-
-    Each profile's shapes follow its own `--profile=N` (trtexec refuses repeated shapes without it).
-    Strongly typed (TensorRT 10 and 11; a no-op flag in 11): no precision flags, the ONNX decides.
-    Weakly typed (only TensorRT 10 has the flags): --fp16/--bf16 with the named layers kept in fp32,
-    one literal prefix and one `*` per pattern, as trtexec matches them.
-    """
-    args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}"]
+def trtexec_command(onnx_path: str | Path, plan_path: str | Path, settings: BuildSettings) -> str:
+    """The trtexec line that builds the same engine: strongly typed (the ONNX decides every type;
+    `--stronglyTyped` is required in TensorRT 10 and a no-op in 11), each profile's shapes after its own
+    `--profile=N` (trtexec refuses repeated shapes without it)."""
+    args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={plan_path}"]
     for i, p in enumerate(settings.profiles):
         args += [f"--profile={i}", f"--minShapes=image:{format_shape(p.min)}",
                  f"--optShapes=image:{format_shape(p.opt)}", f"--maxShapes=image:{format_shape(p.max)}"]
-    if strongly_typed:
-        args.append("--stronglyTyped")
-    elif settings.precision in ("fp16", "bf16"):
-        args.append(f"--{settings.precision}")
-        if fp32_layers:
-            args += ["--precisionConstraints=obey",
-                     "--layerPrecisions=" + ",".join(f"{name}*:fp32" for name in fp32_layers)]
-    elif settings.precision == "int8":
-        args.append("--int8")
-    args.append(f"--memPoolSize=workspace:{int(settings.workspace_gb * 1024)}M")
+    args += ["--stronglyTyped", f"--memPoolSize=workspace:{int(settings.workspace_gb * 1024)}M"]
     if settings.timing_cache:
         args.append(f"--timingCacheFile={settings.timing_cache}")
     return " ".join(shlex.quote(a) for a in args)
 
 
-def fp32_node_names(onnx_path: str | Path) -> list[str]:
-    """Names of the ONNX nodes a weakly typed reduced-precision build keeps in fp32."""
-    import onnx
+def parse_onnx(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> trt.INetworkDefinition:
+    """A strongly typed network from the ONNX file. The STRONGLY_TYPED bit is read from the enum: it is
+    1 in 10.x and 0 in 11.x (where the flag is deprecated and every network is strongly typed)."""
+    import tensorrt as trt
 
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    return [n.name for n in graph.node if n.op_type in FP32_OPS and n.name]
-
-
-def _is_float_layer(trt, layer) -> bool:
-    """A layer computing on float tensors: not shape arithmetic, not integer or bool outputs."""
-    if layer.type in (trt.LayerType.SHAPE, trt.LayerType.CONSTANT, trt.LayerType.CAST):
-        return False
-    return all(layer.get_output(j).dtype in (trt.float32, trt.float16, trt.bfloat16)
-               for j in range(layer.num_outputs))
-
-
-def weak_keep_fp32_layers(trt, network) -> int:
-    """Weak typing only: pin normalization, softmax, reductions and the float layers before the first
-    convolution (the input normalization) to fp32; skip shape and integer layers, as trtexec does."""
-    pinned, before_first_conv = 0, True
-    sensitive = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE, trt.LayerType.UNARY}
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        if layer.type == trt.LayerType.CONVOLUTION:
-            before_first_conv = False
-        if not _is_float_layer(trt, layer):
-            continue
-        if layer.type in sensitive or before_first_conv:
-            layer.precision = trt.float32
-            for j in range(layer.num_outputs):
-                layer.set_output_type(j, trt.float32)
-            pinned += 1
-    return pinned
-
-
-def weak_precision_flags(trt, config, precision: str) -> None:
-    """Weak typing only: builder flags that allow reduced-precision kernels, constraints obeyed."""
-    flags = {"fp16": trt.BuilderFlag.FP16, "bf16": trt.BuilderFlag.BF16, "int8": trt.BuilderFlag.INT8}
-    if precision in flags:
-        config.set_flag(flags[precision])
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-
-
-def strong_network(trt, builder):
-    return builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-
-
-def weak_network(trt, builder):
-    return builder.create_network(0)  # explicit batch is the only mode since TensorRT 10
-
-
-def build_engine(onnx_path: str | Path, engine: str | Path, settings: BuildSettings, *, runners: GateRunners,
-                 log: Callable[[str], None] = print, converted: str | Path | None = None) -> EngineSidecar:
-    """Build, write the engine atomically, write the sidecar; returns the sidecar.
-
-    `settings.precision` different from the ONNX's converts an fp32 ONNX to it first (written to
-    `converted`, default ENGINE.<precision>.onnx, gated with `runners`) and builds from that.
-    """
-    onnx_path, engine = Path(onnx_path), Path(engine)
-    facts = read_onnx_facts(onnx_path)
-    check_engine_source(facts, onnx_path)
-    for profile in settings.profiles:
-        profile.validate(facts.min_size)
-    target = plan_precision(facts.precision, settings.precision)
-    trt = require_tensorrt()
-    strong = strongly_typed_supported(trt)
-    if target and strong:
-        onnx_path = convert_for_engine(onnx_path, Path(converted or engine.with_suffix(f".{target}.onnx")),
-                                       target, settings.profiles, runners=runners, log=log)
-        facts = read_onnx_facts(onnx_path)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = strong_network(trt, builder) if strong else weak_network(trt, builder)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise GSAMError(f"{onnx_path}: TensorRT's ONNX parser failed ({errors[:300]})")
+    return network
+
+
+def builder_config(builder: trt.Builder, settings: BuildSettings) -> trt.IBuilderConfig:
+    """Workspace limit and one optimization profile per ShapeProfile, in order."""
+    import tensorrt as trt
+
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_gb * (1 << 30)))
     for profile in settings.profiles:
         shapes = builder.create_optimization_profile()
         shapes.set_shape("image", profile.min, profile.opt, profile.max)
         config.add_optimization_profile(shapes)
-    pinned = 0
-    if not strong:
-        weak_precision_flags(trt, config, settings.precision)
-        if settings.precision in ("fp16", "bf16"):
-            pinned = weak_keep_fp32_layers(trt, network)
-    cache_path = Path(settings.timing_cache) if settings.timing_cache else None
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and cache_path.exists() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    typing = "strongly typed" if strong else "weakly typed"
-    log(f"building a TensorRT {trt.__version__} engine ({settings.precision}, {typing}, "
-        f"{len(settings.profiles)} profile(s))...")
+    return config
+
+
+def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None,
+                        log: Callable[[str], None] = print) -> trt.ITimingCache:
+    """The timing cache the build uses (keep it alive until the engine is built): the file's, or a fresh
+    one when there is no file or TensorRT refuses it (`set_timing_cache` returns False for a cache made
+    on another GPU or TensorRT version; the file is then replaced after the build)."""
+    data = path.read_bytes() if path is not None and path.exists() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache
+    log(f"{path}: TensorRT refused this timing cache (made on another GPU or TensorRT version); building "
+        "with a fresh one, which replaces the file")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise GSAMError("TensorRT refused a fresh timing cache; build without --timing-cache")
+    return cache
+
+
+def serialized_engine(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig,
+                      onnx_path: Path) -> bytes:
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise GSAMError(f"{onnx_path}: TensorRT could not build an engine (see the log above)")
-    with atomic_path(engine) as tmp:
-        tmp.write_bytes(bytes(serialized))
-    if cache_path:
-        with atomic_path(cache_path) as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+def build_engine(onnx_path: str | Path, plan_path: str | Path, settings: BuildSettings, *, runners: GateRunners,
+                 log: Callable[[str], None] = print, converted: str | Path | None = None) -> EngineSidecar:
+    """Build; write the engine and its sidecar together, then the timing cache; returns the sidecar.
+
+    `settings.precision` different from the ONNX's converts an fp32 ONNX to it first (written to
+    `converted`, default ENGINE.<precision>.onnx, gated with `runners`) and builds from that.
+    Everything that can fail happens before the first file is written.
+    """
+    onnx_path, plan_path = Path(onnx_path), Path(plan_path)
+    facts = read_onnx_facts(onnx_path)
+    check_engine_source(facts, onnx_path)
+    for profile in settings.profiles:
+        profile.validate(facts.min_size)
+    target = plan_precision(facts.precision, settings.precision)
+    require_tensorrt()
+    import tensorrt as trt
+
+    if target:
+        onnx_path = convert_for_engine(onnx_path, Path(converted or plan_path.with_suffix(f".{target}.onnx")),
+                                       target, settings.profiles, runners=runners, log=log)
+        facts = read_onnx_facts(onnx_path)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = parse_onnx(builder, logger, onnx_path)
+    config = builder_config(builder, settings)
+    cache_path = Path(settings.timing_cache) if settings.timing_cache else None
+    cache = attach_timing_cache(config, cache_path, log)
+    log(f"building a strongly typed TensorRT {trt.__version__} engine ({settings.precision}, "
+        f"{len(settings.profiles)} profile(s))...")
+    data = serialized_engine(builder, network, config, onnx_path)
+    cache_data = bytes(cache.serialize()) if cache_path else b""
     engine_facts = replace(facts.with_lineage(onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path)),
                            precision=settings.precision)
     sidecar = EngineSidecar(tuple(settings.profiles), engine_facts, str(trt.__version__))
-    sidecar.write(engine)
+    sidecar.write_with_engine(plan_path, data)
+    if cache_path:
+        with atomic_path(cache_path) as tmp:
+            tmp.write_bytes(cache_data)
     return sidecar

@@ -1,14 +1,17 @@
-"""TensorRT without a GPU: the code checked against TensorRT's own API lists and ONNX operator table,
-the trtexec line against trtexec's option rules, and the Triton configs for several profiles.
+"""TensorRT without a GPU: the code checked against the real TensorRT API of each supported release and
+against TensorRT's ONNX operator table, the trtexec line against trtexec's option rules, and the Triton
+configs for several profiles.
 
-The API lists live in shared/tensorrt_api/ beside the repository (GSAM_TENSORRT_API overrides the
-folder); the tests that need them are skipped with the reason when it is absent.
+The facts live in tests/data/tensorrt/ (its README says where they come from): the name lists and base
+classes that the compiled bindings of TensorRT 10.0.1, 10.13.0.35, 10.16.1.11, 11.1.0.106 and 11.4.0.106
+register, and the ONNX parser's operator table of TensorRT 10.15 with what 11.x adds. The full type
+check against the same releases is tests/test_tensorrt_types.py.
 """
 
 from __future__ import annotations
 
 import ast
-import os
+import json
 import shlex
 from pathlib import Path
 
@@ -21,36 +24,31 @@ from click.testing import CliRunner
 from gsam.cli import cli
 from gsam.errors import GSAMError
 from gsam.export.profiles import parse_profile
-from gsam.export.tensorrt import BuildSettings, fp32_node_names, plan_precision, trtexec_command
+from gsam.export.tensorrt import BuildSettings, plan_precision, trtexec_command
 
 REPO = Path(__file__).parents[1]
-API_DIR = Path(os.environ.get("GSAM_TENSORRT_API", REPO.parent / "shared" / "tensorrt_api"))
-needs_api = pytest.mark.skipif(not API_DIR.is_dir(),
-                               reason=f"{API_DIR} is absent (TensorRT API lists; set GSAM_TENSORRT_API)")
+DATA = Path(__file__).parent / "data" / "tensorrt"
+RELEASES = ("10.0.1", "10.13.0.35", "10.16.1.11", "11.1.0.106", "11.4.0.106")
 TWO_PROFILES = [parse_profile("min=1x3x32x32,opt=1x3x128x128,max=2x3x256x256"),
                 parse_profile("min=1x3x256x256,opt=1x3x512x512,max=1x3x1024x1024")]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The TensorRT API the code uses exists in each TensorRT version whose code path uses it.
+# The TensorRT API the code uses exists in every supported release.
 
-# Our variable names -> the TensorRT class they hold.
+# Our variable names -> the TensorRT class they hold (the annotations of tensorrt.py and tensorrt_engine.py).
 VARIABLE_CLASSES = {"builder": "Builder", "network": "INetworkDefinition", "config": "IBuilderConfig",
-                    "parser": "OnnxParser", "shapes": "IOptimizationProfile", "layer": "ILayer",
-                    "cache": "ITimingCache", "logger": "Logger", "serialized": "IHostMemory",
-                    "self.engine": "ICudaEngine", "self.context": "IExecutionContext"}
+                    "parser": "OnnxParser", "shapes": "IOptimizationProfile", "cache": "ITimingCache",
+                    "logger": "Logger", "serialized": "IHostMemory", "engine": "ICudaEngine",
+                    "context": "IExecutionContext", "dtype": "DataType", "self.engine": "ICudaEngine",
+                    "self.context": "IExecutionContext", "self.runtime": "Runtime"}
 # (class, method) -> the class of what it returns, where the code chains on it.
-RETURNS = {("ILayer", "get_output"): "ITensor", ("IBuilderConfig", "get_timing_cache"): "ITimingCache",
-           ("INetworkDefinition", "get_layer"): "ILayer", ("Runtime", "deserialize_cuda_engine"): "ICudaEngine",
-           ("ICudaEngine", "create_execution_context"): "IExecutionContext"}
-# Set by the package's Python code, not by the bindings the lists are extracted from.
+RETURNS = {("Runtime", "deserialize_cuda_engine"): "ICudaEngine",
+           ("IBuilderConfig", "get_timing_cache"): "ITimingCache",
+           ("ICudaEngine", "create_execution_context"): "IExecutionContext",
+           ("ICudaEngine", "get_tensor_dtype"): "DataType", ("ICudaEngine", "get_tensor_mode"): "TensorIOMode"}
+# Set by the package's Python code (tensorrt_bindings/__init__.py), not by the compiled bindings.
 PYTHON_LEVEL = {"__version__"}
-# Bound in TensorRT's python/src at every tag we check, but absent from the lists: their extraction misses
-# classes whose `py::class_<...>(m, "Name")` spans several lines (read in infer/pyCore.cpp at v10.0.0,
-# v10.13.0 and v11.1: `.def("set_shape", ...)` on IOptimizationProfile).
-MISSED_BY_THE_LISTS = {"IOptimizationProfile.set_shape"}
-WEAK_FUNCTIONS = {"weak_keep_fp32_layers", "weak_precision_flags", "weak_network", "_is_float_layer"}
-STRONG_FUNCTIONS = {"strong_network"}
 TENSORRT_CODE = [REPO / "export" / "tensorrt.py", REPO / "runtime" / "backends" / "tensorrt_engine.py"]
 
 
@@ -75,75 +73,78 @@ def _class_of(node: ast.AST) -> str | None:
     return None
 
 
-def tensorrt_uses(source: str) -> dict[str, set[str]]:
-    """Function name -> the `Class.member` (or module-level name) TensorRT items it uses."""
-    uses: dict[str, set[str]] = {}
-    for func in ast.walk(ast.parse(source)):
-        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+def tensorrt_uses(source: str) -> set[str]:
+    """The `Class.member` (or module-level name) TensorRT items the source uses."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute):
             continue
-        found = uses.setdefault(func.name, set())
-        for node in ast.walk(func):
-            if not isinstance(node, ast.Attribute):
-                continue
-            dotted = _dotted(node)
-            if dotted and dotted.startswith("trt."):
-                found.add(dotted[4:])
-            elif (owner := _class_of(node.value)) is not None:
-                found.add(f"{owner}.{node.attr}")
-    return uses
+        dotted = _dotted(node)
+        if dotted and dotted.startswith("trt."):
+            found.add(dotted[4:])
+        elif (owner := _class_of(node.value)) is not None:
+            found.add(f"{owner}.{node.attr}")
+    return found
 
 
-def api_list(version: str) -> set[str]:
-    lines = (API_DIR / f"tensorrt-{version}.txt").read_text().splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+class Api:
+    """One release's names, with members looked up through the class's bases (Logger.WARNING is
+    ILogger's: the bindings register a member once, on the class that declares it)."""
 
+    def __init__(self, version: str) -> None:
+        lines = (DATA / f"api-{version}.txt").read_text().splitlines()
+        self.names = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+        self.bases: dict[str, list[str]] = json.loads((DATA / f"bases-{version}.json").read_text())
 
-def missing_from(api: set[str], items: set[str]) -> list[str]:
-    def present(item: str) -> bool:
-        if item in api or item in PYTHON_LEVEL or item in MISSED_BY_THE_LISTS:
+    def has(self, item: str) -> bool:
+        if item in self.names or item in PYTHON_LEVEL:
             return True
-        # Logger severities are exported enum values: the bindings list them at module level.
-        return item.startswith("Logger.") and item.split(".", 1)[1] in api
-    return sorted(i for i in items if not present(i))
+        cls, _, member = item.partition(".")
+        return bool(member) and any(f"{base}.{member}" in self.names for base in self.bases.get(cls, []))
+
+    def missing(self, items: set[str]) -> list[str]:
+        return sorted(i for i in items if not self.has(i))
 
 
-def _uses_by_path() -> dict[str, set[str]]:
-    paths = {"common": set(), "weak": set(), "strong": set()}
-    for file in TENSORRT_CODE:
-        for name, items in tensorrt_uses(file.read_text()).items():
-            key = "weak" if name in WEAK_FUNCTIONS else "strong" if name in STRONG_FUNCTIONS else "common"
-            paths[key] |= items
-    return paths
+def _code_uses() -> set[str]:
+    return set().union(*(tensorrt_uses(f.read_text()) for f in TENSORRT_CODE))
 
 
 def test_uses_are_found_in_the_code():
-    uses = _uses_by_path()
-    assert {"NetworkDefinitionCreationFlag.STRONGLY_TYPED", "Builder.create_network"} <= uses["strong"]
-    assert {"BuilderFlag.FP16", "ILayer.precision", "ILayer.set_output_type", "ITensor.dtype"} <= uses["weak"]
-    assert {"IExecutionContext.execute_async_v3", "IExecutionContext.set_input_shape", "OnnxParser.parse_from_file",
-            "Builder.build_serialized_network", "IOptimizationProfile.set_shape",
-            "Runtime.deserialize_cuda_engine"} <= uses["common"]
-    assert not uses["common"] & {"BuilderFlag.FP16", "BuilderFlag.BF16", "ILayer.precision", "ILayer.set_output_type"}
+    uses = _code_uses()
+    assert {"NetworkDefinitionCreationFlag.STRONGLY_TYPED", "Builder.create_network", "Logger.WARNING",
+            "IExecutionContext.execute_async_v3", "IExecutionContext.set_input_shape", "OnnxParser.parse_from_file",
+            "Builder.build_serialized_network", "IOptimizationProfile.set_shape", "IBuilderConfig.set_timing_cache",
+            "Runtime.deserialize_cuda_engine", "ICudaEngine.get_tensor_dtype", "DataType.name",
+            "IExecutionContext.set_optimization_profile_async", "TensorIOMode.INPUT"} <= uses
+    assert not uses & {"BuilderFlag.FP16", "BuilderFlag.BF16", "ILayer.precision", "ILayer.set_output_type"}
 
 
-@needs_api
-@pytest.mark.parametrize("version, paths", [("10.0.0", ("common", "weak", "strong")),
-                                            ("10.13.0", ("common", "strong")), ("11.1", ("common", "strong"))])
-def test_tensorrt_api_used_exists_in_each_version(version, paths):
-    uses, api = _uses_by_path(), api_list(version)
-    for path in paths:
-        assert not missing_from(api, uses[path]), f"TensorRT {version} lacks these ({path} path)"
+@pytest.mark.parametrize("version", RELEASES)
+def test_tensorrt_api_used_exists_in_each_release(version):
+    assert Api(version).missing(_code_uses()) == [], f"TensorRT {version} lacks these"
 
 
-@needs_api
+def test_inherited_members_are_found_through_the_bases():
+    api = Api("11.4.0.106")
+    assert "Logger.WARNING" not in api.names and "ILogger.WARNING" in api.names and api.has("Logger.WARNING")
+    assert api.bases["Logger"] == ["ILogger"] and not api.has("Logger.no_such_member")
+
+
 def test_the_api_check_catches_weak_typing_on_tensorrt_11():
-    code = "def strong_network(trt, builder, config):\n    config.set_flag(trt.BuilderFlag.FP16)\n"
-    assert missing_from(api_list("11.1"), tensorrt_uses(code)["strong_network"]) == ["BuilderFlag.FP16"]
-    assert missing_from(api_list("10.13.0"), tensorrt_uses(code)["strong_network"]) == []
+    weak = tensorrt_uses("def build(trt, config):\n    config.set_flag(trt.BuilderFlag.FP16)\n")
+    layers = {"ILayer.precision", "ILayer.set_output_type"}
+    weak |= layers
+    assert weak == {"IBuilderConfig.set_flag", "BuilderFlag", "BuilderFlag.FP16", *layers}
+    for version in RELEASES:
+        removed = [] if version.startswith("10.") else sorted({"BuilderFlag.FP16", *layers})
+        assert Api(version).missing(weak) == removed, version
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Every operator of the fp32, fp16 and int8 exports, with its data type, is one TensorRT's ONNX parser takes.
+# Every operator of the fp32, fp16 and int8 exports, with its data type, is one TensorRT's ONNX parser takes
+# (the 10.15 table; onnx-ops-notes.md: 11.0-11.5 add Swish, DFT and 5D GridSample and remove nothing), within
+# the parser's restrictions on the operators gsam uses.
 
 ONNX_TO_TRT_TYPE = {onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16",
                     onnx.TensorProto.BFLOAT16: "BF16", onnx.TensorProto.INT32: "INT32",
@@ -153,12 +154,12 @@ ONNX_TO_TRT_TYPE = {onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "F
 
 def parser_ops() -> dict[str, set[str]]:
     ops = {}
-    for line in (API_DIR / "onnx-ops-tensorrt-10.0.tsv").read_text().splitlines():
+    for line in (DATA / "onnx-ops-tensorrt-10.15.tsv").read_text().splitlines():
         if line.startswith("#") or not line.strip():
             continue
         op, supported, *types = line.split("\t")
         if supported == "Y":
-            ops[op] = {t.strip().replace("INF64", "INT64") for t in (types[0] if types else "").split(",")}
+            ops[op] = {t.strip() for t in (types[0] if types else "").split(",") if t.strip()}
     return ops
 
 
@@ -208,7 +209,12 @@ def exports(tiny_onnx, tmp_path_factory):
             "int8": variant_model(tiny_onnx, folder / "tiny.int8.onnx", "int8")}
 
 
-@needs_api
+def test_the_operator_table_reads_as_the_document_has_it():
+    ops = parser_ops()
+    assert len(ops) > 150 and ops["LayerNormalization"] == {"FP32", "FP16", "BF16"}
+    assert ops["DequantizeLinear"] == {"INT8", "FP8", "FP4", "INT4"} and "AffineGrid" not in ops
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_every_operator_and_type_is_supported_by_tensorrts_parser(exports, precision):
     supported = parser_ops()
@@ -221,6 +227,31 @@ def test_every_operator_and_type_is_supported_by_tensorrts_parser(exports, preci
         assert ("MatMul", "FP16") in {(op, t) for op, _, t in rows}
     if precision == "int8":
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def _initializer(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    from onnx import numpy_helper
+
+    found = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name == name]
+    found += [numpy_helper.to_array(a.t) for n in model.graph.node if n.op_type == "Constant" and n.output[0] == name
+              for a in n.attribute if a.name == "value"]
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_the_parsers_restrictions_on_the_operators_gsam_uses_hold(exports, precision):
+    """QuantizeLinear/DequantizeLinear: signed int8 with zero points of 0; Resize: nearest or linear, no
+    antialias; LayerNormalization: only its output Y is used (onnx-ops-notes.md)."""
+    model = exports[precision]
+    for node in model.graph.node:
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            zero_point = _initializer(model, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+            assert zero_point is not None and zero_point.dtype == np.int8 and not zero_point.any(), node.name
+        if node.op_type == "Resize":
+            assert attributes.get("mode", b"nearest") in (b"nearest", b"linear") and not attributes.get("antialias")
+        if node.op_type == "LayerNormalization":
+            assert [o for o in node.output if o][1:] == [], node.name
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -250,58 +281,46 @@ def test_layernorm2d_matches_segment_anythings_and_loads_its_weights():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The trtexec line follows trtexec's option rules (samples/common/sampleOptions.cpp at each tag).
+# The trtexec line follows trtexec's option rules (samples/common/sampleOptions.cpp at each tag), on 10 and 11.
 
-TRTEXEC_OPTIONS = {  # build options of trtexec that the line may use, per TensorRT version
-    "10": {"--onnx", "--saveEngine", "--profile", "--minShapes", "--optShapes", "--maxShapes", "--stronglyTyped",
-           "--memPoolSize", "--timingCacheFile", "--fp16", "--bf16", "--int8", "--precisionConstraints",
-           "--layerPrecisions"},
-    "11": {"--onnx", "--saveEngine", "--profile", "--minShapes", "--optShapes", "--maxShapes", "--stronglyTyped",
-           "--memPoolSize", "--timingCacheFile"},
-}
+# Build options that trtexec 10 and 11 both have (11 dropped --fp16, --bf16, --int8, --precisionConstraints and
+# --layerPrecisions with weak typing): a line of these alone runs on either.
+TRTEXEC_OPTIONS = {"--onnx", "--saveEngine", "--profile", "--minShapes", "--optShapes", "--maxShapes",
+                   "--stronglyTyped", "--memPoolSize", "--timingCacheFile"}
 
 
-def check_trtexec_line(line: str, profiles, version: str) -> dict[str, list[str]]:
-    """Raise AssertionError where trtexec would refuse the line; returns option -> values."""
+def check_trtexec_line(line: str, profiles) -> dict[str, list[str]]:
+    """Raise AssertionError where trtexec 10 or 11 would refuse the line; returns option -> values."""
     args = shlex.split(line)
     assert args[0] == "trtexec"
     options: dict[str, list[str]] = {}
     for i, arg in enumerate(args[1:], 1):
         key, _, value = arg.partition("=")
-        assert key in TRTEXEC_OPTIONS[version], f"trtexec {version} has no {key}"
+        assert key in TRTEXEC_OPTIONS, f"trtexec 10 or 11 has no {key}"
         options.setdefault(key, []).append(value)
         if key == "--profile":  # its shapes follow it directly, indices in order
             assert int(value) == len(options["--profile"]) - 1
             assert sorted(a.partition("=")[0] for a in args[i + 1:i + 4]) == ["--maxShapes", "--minShapes",
                                                                                "--optShapes"]
-    assert len(options["--profile"]) == len(profiles)
+    assert len(options["--profile"]) == len(profiles) and "--stronglyTyped" in options
     for key, field in (("--minShapes", "min"), ("--optShapes", "opt"), ("--maxShapes", "max")):
         assert options[key] == [f"image:{'x'.join(map(str, getattr(p, field)))}" for p in profiles]
-    for pattern in ",".join(options.get("--layerPrecisions", [])).split(","):
-        if pattern:
-            assert pattern.count("*") <= 1 and pattern.endswith(":fp32")
     return options
 
 
-@pytest.mark.parametrize("version", ["10", "11"])
-def test_strongly_typed_trtexec_line_for_two_profiles(version):
-    line = trtexec_command("model.fp16.onnx", "model.plan", BuildSettings(TWO_PROFILES, "fp16"))
-    options = check_trtexec_line(line, TWO_PROFILES, version)
-    assert "--stronglyTyped" in options and not {"--fp16", "--bf16", "--layerPrecisions"} & set(options)
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_the_trtexec_line_is_strongly_typed_for_every_precision(precision):
+    line = trtexec_command(f"model.{precision}.onnx", "model.plan",
+                           BuildSettings(TWO_PROFILES, precision, timing_cache="t.cache"))
+    options = check_trtexec_line(line, TWO_PROFILES)
+    assert options["--timingCacheFile"] == ["t.cache"] and options["--memPoolSize"] == ["workspace:4096M"]
 
 
-def test_weakly_typed_trtexec_line_pins_real_node_names(tiny_onnx):
-    names = fp32_node_names(tiny_onnx)
-    line = trtexec_command(tiny_onnx, "model.plan", BuildSettings(TWO_PROFILES, "fp16"), strongly_typed=False,
-                           fp32_layers=names)
-    options = check_trtexec_line(line, TWO_PROFILES, "10")
-    patterns = options["--layerPrecisions"][0].split(",")
-    graph_names = [n.name for n in onnx.load(str(tiny_onnx)).graph.node]
-    assert len(patterns) == len(names) > 0
-    for pattern in patterns:  # the literal prefix matches a node of the graph
-        assert any(name.startswith(pattern.split("*")[0]) for name in graph_names)
-    with pytest.raises(AssertionError, match="trtexec 11 has no --fp16"):
-        check_trtexec_line(line, TWO_PROFILES, "11")
+def test_bf16_is_no_engine_precision():
+    with pytest.raises(GSAMError, match="autocast only"):
+        BuildSettings(TWO_PROFILES, "bf16")
+    result = CliRunner().invoke(cli, ["export", "tensorrt", "m.onnx", "--out", "m.plan", "--bf16"])
+    assert result.exit_code != 0 and "was removed" in result.output
 
 
 def test_print_trtexec_needs_no_tensorrt(tiny_onnx):
@@ -310,7 +329,7 @@ def test_print_trtexec_needs_no_tensorrt(tiny_onnx):
         args += ["--profile", p.flag()]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    check_trtexec_line(result.output.strip().splitlines()[-1], TWO_PROFILES, "11")
+    check_trtexec_line(result.output.strip().splitlines()[-1], TWO_PROFILES)
 
 
 def test_precision_plan():
@@ -323,21 +342,63 @@ def test_precision_plan():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Triton configs serve every profile; warm-ups lie inside them.
+# Triton configs serve every profile; each profile warms up at a shape that only it contains (Triton's
+# tensorrt backend sends a request to one of the profiles that contain it).
 
 def _inside(shape, profile) -> bool:
     return profile.contains(tuple(shape))
 
 
-def test_tensorrt_config_lists_every_profile_in_one_group_with_warmups_inside(tiny_onnx):
-    from gsam.export.metadata import read_onnx_facts
+def _warmups(profiles) -> list[list[int]]:
     from gsam.runtime.triton.repository import config_text, parse_config, tensorrt_config
 
-    config = parse_config(config_text(tensorrt_config("gsam_trt", read_onnx_facts(tiny_onnx), TWO_PROFILES), "t"))
-    assert config.platform == "tensorrt_plan"
-    assert [list(g.profile) for g in config.instance_group] == [["0", "1"]]
-    shapes = [list(w.inputs["image"].dims) for w in config.model_warmup]
-    assert len(shapes) == 2 and all(_inside(s, p) for s, p in zip(shapes, TWO_PROFILES))
+    facts = _facts()
+    config = parse_config(config_text(tensorrt_config("gsam_trt", facts, profiles), "t"))
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 0
+    assert [list(g.profile) for g in config.instance_group] == [[str(i) for i in range(len(profiles))]]
+    assert all(w.batch_size == 1 and w.inputs["image"].random_data for w in config.model_warmup)
+    return [list(w.inputs["image"].dims) for w in config.model_warmup]
+
+
+def _facts():
+    from gsam.model.config import get_config
+    from gsam.model.facts import ModelFacts
+
+    return ModelFacts(get_config("tiny", num_classes=3))
+
+
+def _only_in(shape, profiles) -> list[int]:
+    return [i for i, p in enumerate(profiles) if _inside(shape, p)]
+
+
+ADJACENT = [parse_profile("min=1x3x64x64,opt=1x3x96x96,max=1x3x128x128"),  # share the 128x128 boundary
+            parse_profile("min=1x3x128x128,opt=1x3x128x128,max=1x3x256x256")]
+
+
+@pytest.mark.parametrize("profiles", [TWO_PROFILES, ADJACENT, TWO_PROFILES[::-1]], ids=["two", "adjacent", "reversed"])
+def test_each_profile_warms_up_at_a_shape_only_it_contains(profiles):
+    shapes = _warmups(profiles)
+    assert [_only_in(s, profiles) for s in shapes] == [[i] for i in range(len(profiles))]
+    for shape, profile in zip(shapes, profiles):  # its opt where no other profile contains it
+        if _only_in(profile.opt, profiles) == [profiles.index(profile)]:
+            assert tuple(shape) == profile.opt
+
+
+def test_a_shared_opt_moves_to_the_nearest_shape_only_that_profile_contains():
+    (low, high), (shape_low, shape_high) = ADJACENT, _warmups(ADJACENT)
+    assert low.opt == (1, 3, 96, 96) == tuple(shape_low)
+    assert high.opt == (1, 3, 128, 128) and low.contains(high.opt)  # the boundary: both contain it
+    assert tuple(shape_high) in {(1, 3, 129, 128), (1, 3, 128, 129)}
+
+
+def test_a_profile_inside_the_others_is_refused(tiny_onnx, tmp_path):
+    nested = [parse_profile("min=1x3x32x32,opt=1x3x160x160,max=1x3x160x160"),
+              parse_profile("min=1x3x64x64,opt=1x3x128x128,max=1x3x160x160")]
+    args = ["triton", "build", str(tiny_onnx), "--repo", str(tmp_path / "repo")]
+    result = CliRunner().invoke(cli, args + [a for p in nested for a in ("--profile", p.flag())])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "Error: profile 1 (1x3x64x64-1x3x160x160) lies inside the other profiles" in result.output
+    assert not (tmp_path / "repo").exists()  # nothing written
 
 
 # TensorRT accelerator parameters Triton's onnxruntime backend accepts (src/onnxruntime.cc); others fail the load.
@@ -437,5 +498,5 @@ def test_fp16_on_an_fp32_export_converts_through_the_gate_before_trtexec(tiny_on
     assert result.exit_code == 0, result.output
     converted = tmp_path / "tiny.fp16.onnx"
     assert read_onnx_facts(converted).precision == "fp16"
-    options = check_trtexec_line(result.output.strip().splitlines()[-1], TWO_PROFILES, "11")
+    options = check_trtexec_line(result.output.strip().splitlines()[-1], TWO_PROFILES)
     assert options["--onnx"] == [str(converted)]

@@ -118,7 +118,6 @@ def export_tensorrt_command(onnx_path, out, profiles, fp16, converted, workspace
         plan_precision,
         trtexec_command,
     )
-
     from gsam.runtime.backends import gate_runners
 
     facts = read_onnx_facts(onnx_path)
@@ -141,21 +140,32 @@ def export_tensorrt_command(onnx_path, out, profiles, fp16, converted, workspace
 @export.command("profiles")
 @click.option("--data", type=click.Path(file_okay=False), help="Dataset folder whose image sizes to cover.")
 @click.option("--sizes", type=SIZE_LIST, help="Expected sizes instead, e.g. 480x640,720x1280,1024x1024.")
-@click.option("--buckets", type=click.IntRange(1, 8), default=3, show_default=True, help="Number of profiles.")
+@click.option("--buckets", type=click.IntRange(1, 8), default=3, show_default=True,
+              help="The most profiles (fewer when another would not lower the objective).")
 @click.option("--max-batch", type=click.IntRange(1), default=1, show_default=True,
               help="The largest batch each suggested profile takes.")
 @click.option("--min-size", type=click.IntRange(1), default=32, show_default=True, help="The model's minimum side.")
 def export_profiles_command(data, sizes, buckets, max_batch, min_size) -> None:
     """Suggest narrow TensorRT profiles that cover a dataset's (or a list of) image sizes.
 
-    Prints --profile flags ready for `gsam export tensorrt`.
+    Prints --profile flags ready for `gsam export tensorrt` (stdout) and, on stderr, the
+    objective they minimize: the activation memory of the profile each image runs in (TensorRT
+    reserves memory for a profile's max shape, so the mean over the images of the max height x
+    max width of the profile that contains it). The profiles never overlap, so the profile a
+    request runs in, and each profile's warm-up, is never ambiguous; fewer than --buckets come
+    back when another cut would not lower the objective.
+
+    Example: gsam export profiles --sizes 480x640,640x480,1024x1024,1080x1920 --buckets 3
     """
-    from gsam.export.profiles import sizes_from_dataset, suggest_profiles
+    from gsam.export.profiles import sizes_from_dataset, suggest
 
     from ..errors import GSAMError
 
     if bool(data) == bool(sizes):
         raise GSAMError("give exactly one of --data and --sizes")
     found = sizes_from_dataset(data) if data else sizes
-    for profile in suggest_profiles(found, buckets=buckets, max_batch=max_batch, min_size=min_size):
+    suggestion = suggest(found, buckets=buckets, max_batch=max_batch, min_size=min_size)
+    for profile in suggestion.profiles:
         click.echo(f"--profile {profile.flag()}")
+    for line in suggestion.describe():
+        click.echo(f"# {line}", err=True)

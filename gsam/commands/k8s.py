@@ -42,6 +42,7 @@ def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, imag
     Example: gsam triton k8s triton_models --out deploy --replicas 2 --autoscale queue
     """
     from gsam.runtime.k8s import K8sOptions, write_manifests
+    from gsam.runtime.k8s.images import release_mark
     from gsam.runtime.k8s.manifests import KUBERNETES_VERSION
 
     options = K8sOptions(
@@ -54,5 +55,6 @@ def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, imag
         click.echo(f"wrote {path}")
     for note in result.notes:
         click.echo(f"note: {note}")
+    click.echo(f"note: {release_mark(result.plan.release)}")
     click.echo(f"validated offline against the Kubernetes {KUBERNETES_VERSION} schemas and KServe's SDK (no cluster "
                f"contacted); apply with: kubectl apply -f {out}/k8s")

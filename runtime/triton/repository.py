@@ -23,7 +23,7 @@ from typing import Callable
 
 from gsam.errors import GSAMError
 from gsam.export.metadata import read_onnx_facts
-from gsam.export.profiles import ShapeProfile, onnxruntime_trt_options
+from gsam.export.profiles import ShapeProfile, exclusive_shape, format_shape, onnxruntime_trt_options
 from gsam.io import atomic_path, sha256_file, write_text_atomic
 from gsam.model.facts import ModelFacts
 
@@ -110,16 +110,32 @@ def warmup_shape(facts: ModelFacts, profile: ShapeProfile | None = None) -> tupl
     return tuple(min(max(s, lo), hi) for s, lo, hi in zip(shape, profile.min, profile.max))  # type: ignore
 
 
+def _add_warmup_request(config, name: str, shape: tuple[int, ...]) -> None:
+    warmup = config.model_warmup.add(name=name, batch_size=1)
+    warmup.inputs["image"].data_type = _schema().TYPE_FP32
+    warmup.inputs["image"].dims.extend(shape[1:] if config.max_batch_size > 0 else shape)
+    warmup.inputs["image"].random_data = True
+
+
 def add_warmup(config, facts: ModelFacts, profiles: list[ShapeProfile] | None = None) -> None:
     """One random request at a small size (one per profile), so the first real request does not pay
     for initialization."""
-    mc = _schema()
     for i, profile in enumerate(profiles or [None]):
-        warmup = config.model_warmup.add(name="warmup" if profile is None else f"warmup_profile_{i}", batch_size=1)
-        warmup.inputs["image"].data_type = mc.TYPE_FP32
-        shape = warmup_shape(facts, profile)
-        warmup.inputs["image"].dims.extend(shape[1:] if config.max_batch_size > 0 else shape)
-        warmup.inputs["image"].random_data = True
+        _add_warmup_request(config, "warmup" if profile is None else f"warmup_profile_{i}",
+                            warmup_shape(facts, profile))
+
+
+def add_profile_warmups(config, profiles: list[ShapeProfile]) -> None:
+    """One request per profile at a shape only that profile contains (its opt where unique): the
+    tensorrt backend sends a request to a profile that contains it, so a shape two profiles share may
+    warm the other one twice and this one never."""
+    for i, profile in enumerate(profiles):
+        shape = exclusive_shape(profiles, i)
+        if shape is None:
+            raise GSAMError(f"profile {i} ({profile.name}) lies inside the other profiles: no request is sure to "
+                            "reach it, nor its warm-up; drop it, or give profiles that do not overlap "
+                            "(`gsam export profiles` suggests such)")
+        _add_warmup_request(config, f"warmup_profile_{i}_{format_shape(shape)}", shape)
 
 
 def python_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
@@ -179,12 +195,13 @@ def onnx_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool =
 
 def tensorrt_config(name: str, facts: ModelFacts, profiles: list[ShapeProfile], *, instances: int = 1):
     """One instance group listing every profile: the backend picks, per request, a profile that contains
-    it (Triton does not route requests between instance groups by shape). One warm-up per profile."""
+    it (Triton does not route requests between instance groups by shape). One warm-up per profile, at a
+    shape only that profile contains."""
     if not profiles:
         raise GSAMError(f"{name}: a TensorRT model needs its engine's profiles (--profile or the engine's sidecar)")
     config = new_config(name, facts, platform="tensorrt_plan", default_model_filename="model.plan")
     add_instances(config, instances, True, [str(i) for i in range(len(profiles))])
-    add_warmup(config, facts, profiles)
+    add_profile_warmups(config, profiles)
     return config
 
 
@@ -287,6 +304,7 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
         engine_profiles = list(EngineSidecar.read(engine).profiles)
         check_engine_profiles(engine, engine_profiles, trt_profiles)
         engine_files = {"model.plan": engine, "model.plan.json": sidecar_path(engine)}
+    trt_config = tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances) if engine_profiles else None
     if len(trt_profiles) > 1:
         log(f"gsam_onnx: onnxruntime's TensorRT accelerator serves one profile; it gets the first "
             f"({trt_profiles[0].name}); gsam_trt serves all {len(trt_profiles)}")
@@ -299,10 +317,9 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
         _write_model(repo, onnx_config("gsam_onnx", facts, instances=instances, trt_profiles=trt_profiles[:1],
                                        accelerator_precision=accelerator_precision), version, onnx_files, onnx_path.name),
     ]
-    if engine_profiles:
+    if trt_config is not None:  # made before anything is written: a bad set of profiles writes nothing
         source = engine.name if engine else onnx_path.name
-        written.append(_write_model(repo, tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances),
-                                    version, engine_files, source))
+        written.append(_write_model(repo, trt_config, version, engine_files, source))
         if not engine:
             log(f"gsam_trt: config written for {len(engine_profiles)} profile(s); put an engine built with exactly "
                 f"these profiles, in this order, at {repo / 'gsam_trt' / str(version) / 'model.plan'}")
