@@ -184,3 +184,25 @@ def test_the_triton_client_sends_one_byte_per_channel_when_it_loses_nothing():
     assert client._tensor_input(whole + 0.5)[:2] == ("image", "FP32")  # fractions stay float32
     client.inputs = {"image": "UINT8"}  # a uint8 export in gsam_onnx or gsam_trt
     assert client._tensor_input(whole)[:2] == ("image", "UINT8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_variants_of_a_uint8_export_keep_their_uint8_input(tiny_model, tmp_path, precision):
+    """fp16 keeps the input's Cast in fp32 and int8 calibrates on uint8 batches; both still take uint8. The
+    gate is opened (random weights): accuracy is tests/test_precision.py's."""
+    from gsam.export.gate import GateThresholds
+    from gsam.export.gate_data import GateImages
+    from gsam.export.metadata import read_onnx_facts
+    from gsam.export.variants import make_variant
+
+    fp32 = tmp_path / "u8.onnx"
+    export_onnx(tiny_model, fp32, exporter="torchscript", input_dtype="uint8", log=lambda s: None)
+    images = [np.random.default_rng(i).integers(0, 256, (64 + 8 * i, 80, 3), dtype=np.uint8) for i in range(3)]
+    out = tmp_path / f"u8.{precision}.onnx"
+    make_variant(fp32, out, precision, reference=load_backend("onnxruntime", fp32),
+                 candidate=lambda path: load_backend("onnxruntime", path), data=GateImages(images, None, images),
+                 thresholds=GateThresholds(min_agreement=0.0, max_miou_drop=100.0), log=lambda s: None)
+    graph = onnx.load(str(out)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert read_onnx_facts(out).input_dtype == "uint8" and read_onnx_facts(out).precision == precision
