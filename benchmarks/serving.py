@@ -2,12 +2,17 @@
 dynamic batching does to throughput.
 
     python benchmarks/serving.py --onnx model.onnx [--size 1024] [--iters 5] [--out serving.md]
+    python benchmarks/serving.py --onnx model.onnx --bls-sizes 512,1024,2048 --bls-iters 9 --out bls.md
 
 1. Bytes on the wire (HTTP bodies, binary-data extension) and p50 latency at SIZE x SIZE for:
    FP32 tensor in / logits+mask out (everything), FP32 in / mask out, UINT8 in / mask out, and
    gsam_image (JPEG in, PNG out).
 2. Throughput of gsam_python at concurrency 1, 4 and 8 for a same-size workload, with the dynamic
    batcher on (max batch 8) and off (max_batch_size 0), each on its own server.
+3. With --bls-sizes: request bytes of an FP32 tensor, a UINT8 tensor and a JPEG at each size, and
+   gsam_image's p50/p99 when it computes in gsam_python through BLS against gsam_image running
+   onnxruntime in its own process (`--compute-model in-process`): two servers, requests alternated
+   between them, so both see the same machine.
 Loopback only; the image is a smooth synthetic picture (a photo-like JPEG size).
 """
 
@@ -132,6 +137,41 @@ def throughput_table(onnx: Path, work: Path, size: int, requests: int, levels: l
     return "\n".join(rows)
 
 
+def bls_table(onnx: Path, work: Path, sizes: list[int], iters: int) -> str:
+    """gsam_image through BLS against in-process, alternated request by request; bytes per way of sending."""
+    bytes_rows = ["| image | FP32 tensor | UINT8 tensor | JPEG (q 90) |", "|---|---:|---:|---:|"]
+    time_rows = ["| image | BLS p50 ms | BLS p99 ms | in-process p50 ms | in-process p99 ms | BLS / in-process (p50) |",
+                 "|---|---:|---:|---:|---:|---:|"]
+    servers = {}
+    for name, compute in (("bls", "auto"), ("in-process", "in-process")):
+        build_repository(onnx, work / f"repo-{name}", compute_model=compute, log=lambda s: None)
+        servers[name] = TritonServer(work / f"repo-{name}", ["gsam_python", "gsam_image"], free_port(), free_port(),
+                                     log_path=work / f"triton-{name}.log").start()
+    try:
+        for size in sizes:
+            rgb = synthetic_photo(size)
+            tensor = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+            jpeg = request_body("image_bytes", np.array([jpeg_bytes(rgb)], dtype=np.object_), "BYTES", ["mask_png"])
+            sent = [len(request_body("image", tensor.astype(np.float32), "FP32", ["mask"])[0]),
+                    len(request_body("image_uint8", tensor, "UINT8", ["mask"])[0]), len(jpeg[0])]
+            bytes_rows.append(f"| {size}x{size} ({size * size / 1e6:.2f} MP) | " + " | ".join(f"{b:,}" for b in sent)
+                              + " |")
+            times: dict[str, list[float]] = {name: [] for name in servers}
+            for name, server in servers.items():  # warm-up
+                post(server.http_url, "gsam_image", *jpeg)
+            for _ in range(iters):
+                for name, server in servers.items():
+                    times[name].append(post(server.http_url, "gsam_image", *jpeg)[1] * 1000)
+            bls, local = (np.percentile(times[n], [50, 99]) for n in ("bls", "in-process"))
+            time_rows.append(f"| {size}x{size} | {bls[0]:.0f} | {bls[1]:.0f} | {local[0]:.0f} | {local[1]:.0f} | "
+                             f"{bls[0] / local[0]:.3f} |")
+    finally:
+        for server in servers.values():
+            server.stop()
+    return ("### Request bytes, mask out\n\n" + "\n".join(bytes_rows) + f"\n\n### gsam_image, {iters} requests per "
+            "size and way, alternated\n\n" + "\n".join(time_rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onnx", type=Path, required=True)
@@ -140,9 +180,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="Side of the same-size throughput workload.")
     parser.add_argument("--requests", type=int, default=32, help="Requests per throughput case.")
     parser.add_argument("--concurrency", default="1,4,8")
+    parser.add_argument("--bls-sizes", help="Sides for section 3 only, e.g. 512,1024,2048 (sections 1-2 skipped).")
+    parser.add_argument("--bls-iters", type=int, default=9)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    if args.bls_sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            text = (f"# gsam_image: compute through BLS against in-process\n\nmodel: {args.onnx}\n\n"
+                    + bls_table(args.onnx, Path(tmp), [int(s) for s in args.bls_sizes.split(",")], args.bls_iters)
+                    + "\n")
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         build_repository(args.onnx, work / "repo")

@@ -16,14 +16,18 @@ INT8_OP_TYPES = ("MatMul", "Conv")
 
 
 class _ImageReader:
-    """Feeds calibration images one at a time, each at its own size (the graph's H and W are dynamic)."""
+    """Feeds calibration images one at a time, each at its own size (the graph's H and W are dynamic),
+    as the graph's `image` input takes them (float32, or uint8 for a uint8-input export)."""
 
-    def __init__(self, images: list[np.ndarray]) -> None:
-        self._images = iter(images)
+    def __init__(self, images: list[np.ndarray], uint8: bool) -> None:
+        self._images, self._uint8 = iter(images), uint8
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         image = next(self._images, None)
-        return None if image is None else {"image": as_batch(image)}
+        if image is None:
+            return None
+        batch = as_batch(image)
+        return {"image": batch.astype(np.uint8) if self._uint8 else batch}
 
 
 # How int8 activations are stored: (onnxruntime QuantType name, symmetric around 0).
@@ -57,7 +61,8 @@ def quantize_int8(fp32_onnx: Path, out: Path, calib_images: list[np.ndarray], sc
     activation_type, symmetric = INT8_SCHEMES[scheme]
     graph = onnx.load(str(fp32_onnx), load_external_data=False).graph
     excluded = [n.name for n in first_convolutions(graph)] if exclude_first_conv else []
-    quantize_static(str(fp32_onnx), str(out), _ImageReader(calib_images), quant_format=QuantFormat.QDQ,
+    uint8 = graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    quantize_static(str(fp32_onnx), str(out), _ImageReader(calib_images, uint8), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(INT8_OP_TYPES), per_channel=True,
                     activation_type=getattr(QuantType, activation_type), weight_type=QuantType.QInt8,
                     nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,

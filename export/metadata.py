@@ -10,10 +10,13 @@ from gsam.errors import GSAMError
 from gsam.model.facts import ModelFacts
 
 PRODUCER = "gsam"
-IO_DESCRIPTION = {
-    "input": "image: float32 [N, 3, H, W], RGB 0..255; H, W >= min_size",
-    "outputs": "logits: float32 [N, C, H, W]; mask: int32 [N, H, W] (argmax, or sigmoid > 0.5 when C = 1)",
-}
+OUTPUTS_DESCRIPTION = "logits: float32 [N, C, H, W]; mask: int32 [N, H, W] (argmax, or sigmoid > 0.5 when C = 1)"
+
+
+def io_description(facts: ModelFacts) -> dict[str, str]:
+    """The I/O contract in words, for readers of the file's metadata."""
+    return {"input": f"image: {facts.input_dtype} [N, 3, H, W], RGB 0..255; H, W >= min_size",
+            "outputs": OUTPUTS_DESCRIPTION}
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -39,7 +42,7 @@ def read_onnx_facts(path: str | Path) -> ModelFacts:
 def write_facts(model: onnx.ModelProto, facts: ModelFacts) -> None:
     """Replace the model's metadata_props with `facts` (and the I/O description)."""
     del model.metadata_props[:]
-    for key, value in (facts.to_metadata() | IO_DESCRIPTION).items():
+    for key, value in (facts.to_metadata() | io_description(facts)).items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = PRODUCER
 

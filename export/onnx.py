@@ -12,7 +12,7 @@ matched PyTorch at sizes the trace never saw.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +21,10 @@ import onnx
 import torch
 from torch import nn
 
+from gsam import __version__
 from gsam.errors import GSAMError
 from gsam.io import sha256_file, staged_file
-from gsam.model.facts import ModelFacts
+from gsam.model.facts import INPUT_DTYPES, ModelFacts
 from gsam.model.run import load_trained
 
 from .metadata import write_facts
@@ -40,15 +41,25 @@ class ExportError(GSAMError):
 
 
 class SegmentationHead(nn.Module):
-    """Wraps GSAM for deployment: one input `image`, outputs `logits` and the class-id `mask`."""
+    """Wraps GSAM for deployment: one input `image`, outputs `logits` and the class-id `mask`.
+
+    A uint8 `image` is cast to float first, inside the graph: a request then carries 1 byte per channel
+    instead of 4, and TensorRT's parser takes UINT8 as a network input followed by a Cast."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(image)
+        logits = self.model(image.float())
         return logits, self.model.predict_mask(logits)
+
+
+def sample_images(shape: tuple[int, ...], input_dtype: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random RGB 0..255 images as the input takes them: float32 with fractions, or uint8."""
+    if input_dtype == "uint8":
+        return torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+    return torch.rand(shape, generator=generator) * 255
 
 
 @dataclass
@@ -85,8 +96,8 @@ class ExportReport:
 
 
 def _export_graph(head: nn.Module, path: Path, exporter: str, opset: int | None, *, min_size: int,
-                  external_data: bool) -> int:
-    sample = torch.rand(TRACE_BATCH, 3, *TRACE_SIZE) * 255
+                  external_data: bool, input_dtype: str) -> int:
+    sample = sample_images((TRACE_BATCH, 3, *TRACE_SIZE), input_dtype)
     names = dict(input_names=["image"], output_names=["logits", "mask"])
     if exporter == "dynamo":
         dims = {0: torch.export.Dim("batch", min=1, max=256),
@@ -123,7 +134,7 @@ def _finish_graph(path: Path, facts: ModelFacts) -> onnx.ModelProto:
 
 
 def verify_onnx(model: nn.Module, path: Path, sizes: list[tuple[int, int]], batch_sizes=(1, 2),
-                seed: int = 0) -> list[VerifyRow]:
+                seed: int = 0, input_dtype: str = "float32") -> list[VerifyRow]:
     """Run onnxruntime and PyTorch on the same random images; one row per (size, batch)."""
     import onnxruntime as ort
 
@@ -132,9 +143,9 @@ def verify_onnx(model: nn.Module, path: Path, sizes: list[tuple[int, int]], batc
     rows = []
     cases = [(1, h, w) for h, w in sizes] + [(b, *sizes[0]) for b in batch_sizes if b != 1]
     for batch, h, w in cases:
-        images = torch.rand(batch, 3, h, w, generator=generator) * 255
+        images = sample_images((batch, 3, h, w), input_dtype, generator)
         with torch.no_grad():
-            expected = model(images).numpy()
+            expected = model(images.float()).numpy()
         try:
             logits, mask = session.run(["logits", "mask"], {"image": images.numpy()})
         except Exception as exc:
@@ -153,15 +164,19 @@ def verify_onnx(model: nn.Module, path: Path, sizes: list[tuple[int, int]], batc
 
 def export_onnx(model: nn.Module, out: str | Path, *, exporter: str = "dynamo", opset: int | None = None,
                 verify_sizes: list[tuple[int, int]] | None = None, tolerance: float = 1e-3, simplify: bool = False,
-                facts: ModelFacts | None = None, log: Callable[[str], None] = print) -> ExportReport:
+                input_dtype: str = "float32", facts: ModelFacts | None = None,
+                log: Callable[[str], None] = print) -> ExportReport:
     """Export `model` (a GSAM) to `out`, verify it, and only then move it into place.
 
     Raises ExportError, leaving nothing at `out`, when export fails, any verification size
     fails or the relative error exceeds `tolerance`. `facts` (default: the model's config alone)
     go into the file's metadata: `export_checkpoint` adds the palette and the checkpoint's lineage.
+    `input_dtype` "uint8" makes the `image` input UINT8 (cast inside the graph).
     """
     if exporter not in EXPORTERS:
         raise ExportError(f"--exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
+    if input_dtype not in INPUT_DTYPES:
+        raise ExportError(f"--input-dtype must be one of {', '.join(INPUT_DTYPES)}; got {input_dtype!r}")
     config = model.config
     sizes = verify_sizes or DEFAULT_VERIFY_SIZES
     too_small = [s for s in sizes if min(s) < config.min_size]
@@ -172,11 +187,11 @@ def export_onnx(model: nn.Module, out: str | Path, *, exporter: str = "dynamo", 
     with staged_file(out) as staged:
         started = time.perf_counter()
         log(f"exporting {config.name} with the {exporter} exporter (sample {TRACE_BATCH}x3x{TRACE_SIZE[0]}x{TRACE_SIZE[1]})...")
-        used_opset, graph = _write_graph(model, staged, exporter, opset, simplify=simplify,
-                                         facts=facts or ModelFacts(config))
+        facts = replace(facts or ModelFacts(config), gsam_version=__version__, input_dtype=input_dtype)
+        used_opset, graph = _write_graph(model, staged, exporter, opset, simplify=simplify, facts=facts)
         seconds = time.perf_counter() - started
         log(f"verifying against PyTorch at {len(sizes)} unseen sizes and batch 2...")
-        rows = verify_onnx(model, staged, sizes)
+        rows = verify_onnx(model, staged, sizes, input_dtype=input_dtype)
         size = sum(f.stat().st_size for f in staged.parent.iterdir() if f.name.startswith(staged.name))
         report = ExportReport(Path(out), exporter, used_opset, seconds, len(graph.graph.node), size,
                               sha256_file(staged), rows)
@@ -195,8 +210,8 @@ def _write_graph(model: nn.Module, path: Path, exporter: str, opset: int | None,
     """(opset, graph): the export with named dynamic dims and the facts as metadata; one-line errors."""
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     try:
-        used_opset = _export_graph(SegmentationHead(model).eval(), path, exporter, opset,
-                                   min_size=model.config.min_size, external_data=weight_bytes > 1.8e9)
+        used_opset = _export_graph(SegmentationHead(model).eval(), path, exporter, opset, min_size=model.config.min_size,
+                                   external_data=weight_bytes > 1.8e9, input_dtype=facts.input_dtype)
         if simplify:
             _simplify(path)
         return used_opset, _finish_graph(path, facts)

@@ -64,8 +64,8 @@ def _register_commands() -> None:
     from .commands.k8s import k8s
     from .commands.predict import predict
     from .commands.reference import import_reference_command
-    from .commands.train import train
     from .commands.serve import serve
+    from .commands.train import train
     from .commands.triton import triton
 
     for command in (demo, data, train, evaluate, predict, export, triton, serve, deploy, bench, info,

@@ -25,7 +25,7 @@ class Description:
         names = ", ".join(f.class_names) if f.class_names else "unnamed"
         rows = [("artifact", f"{self.kind}: {self.path}"), *self.details,
                 ("model", f"{f.model_name or '?'}, {f.num_classes} output channel(s) ({names})"),
-                ("input", f"image [N, 3, H, W], H and W >= {f.min_size}; token stride {f.token_stride}"),
+                ("input", f"image {f.input_dtype} [N, 3, H, W], H and W >= {f.min_size}; token stride {f.token_stride}"),
                 ("precision", f.precision)]
         rows += _chain(f.lineage)
         return [f"{key:<14} {value}" for key, value in rows]

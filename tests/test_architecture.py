@@ -28,7 +28,7 @@ LAYERS = [
     ("cli", ("gsam.commands", "gsam.cli", "gsam.__main__")),
 ]
 # Run inside Triton's python backend, not imported by gsam: they import gsam.pixels as gsam_pixels.
-TRITON_SIDE = {"gsam.runtime.triton.python_model"}
+TRITON_SIDE = {"gsam.runtime.triton.python_model", "gsam.runtime.triton.compute"}
 
 
 def _package_modules() -> dict[str, Path]:

@@ -134,3 +134,75 @@ def test_bucketed_profiles_cover_every_size(synth_data):
     assert min(p.max[2] * p.max[3] for p in profiles) < widest  # narrower than one all-covering profile
     dataset_sizes = sizes_from_dataset(synth_data)
     assert all(any(p.contains((1, 3, *s)) for p in suggest_profiles(dataset_sizes)) for s in dataset_sizes)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", pytest.param("dynamo", marks=pytest.mark.slow)])
+def test_uint8_input_export_verifies_at_unseen_sizes_and_matches_the_float_model(tiny_model, tiny_onnx, tmp_path,
+                                                                                   exporter):
+    """--input-dtype uint8: the cast is in the graph, the export gate compares with PyTorch as always, and on
+    whole-number pixels the file gives what the float32 export gives."""
+    from gsam.export.metadata import read_onnx_facts
+
+    path = tmp_path / "u8.onnx"
+    report = export_onnx(tiny_model, path, exporter=exporter, input_dtype="uint8", log=lambda s: None)
+    assert report.rows and all(r.max_rel <= 1e-3 and r.error is None for r in report.rows)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert read_onnx_facts(path).input_dtype == "uint8"
+    images = np.random.default_rng(3).integers(0, 256, (2, 3, 70, 90)).astype(np.float32)
+    got, want = load_backend("onnxruntime", path)(images), load_backend("onnxruntime", tiny_onnx)(images)
+    assert np.abs(got["logits"] - want["logits"]).max() <= 1e-3 * np.abs(want["logits"]).max()
+    np.testing.assert_array_equal(got["mask"], want["mask"])
+
+
+def test_triton_configs_of_a_uint8_export_take_uint8(tiny_model, tmp_path):
+    from gsam.export.profiles import parse_profile
+    from gsam.runtime.triton.repository import build_repository, read_model_config
+
+    path = tmp_path / "u8.onnx"
+    export_onnx(tiny_model, path, exporter="torchscript", input_dtype="uint8", log=lambda s: None)
+    profile = parse_profile("min=1x3x64x64,opt=1x3x128x128,max=1x3x256x256")
+    build_repository(path, tmp_path / "r", trt_profiles=[profile], log=lambda s: None)
+    types = {name: {i.name: i.data_type for i in read_model_config(tmp_path / "r" / name).input}
+             for name in ("gsam_python", "gsam_onnx", "gsam_trt")}
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    assert types["gsam_onnx"] == {"image": mc.TYPE_UINT8} == types["gsam_trt"]
+    assert types["gsam_python"] == {"image": mc.TYPE_FP32, "image_uint8": mc.TYPE_UINT8}
+    warmup = read_model_config(tmp_path / "r" / "gsam_trt").model_warmup[0]
+    assert warmup.inputs["image"].data_type == mc.TYPE_UINT8
+
+
+def test_the_triton_client_sends_one_byte_per_channel_when_it_loses_nothing():
+    from gsam.runtime.backends.triton_client import TritonSegmenter
+
+    client = TritonSegmenter.__new__(TritonSegmenter)
+    whole = np.random.default_rng(1).integers(0, 256, (1, 3, 40, 50)).astype(np.float32)
+    client.inputs = {"image": "FP32", "image_uint8": "UINT8"}  # gsam_python
+    name, data_type, array = client._tensor_input(whole)
+    assert (name, data_type, array.dtype) == ("image_uint8", "UINT8", np.uint8) and np.array_equal(array, whole)
+    assert client._tensor_input(whole + 0.5)[:2] == ("image", "FP32")  # fractions stay float32
+    client.inputs = {"image": "UINT8"}  # a uint8 export in gsam_onnx or gsam_trt
+    assert client._tensor_input(whole)[:2] == ("image", "UINT8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_variants_of_a_uint8_export_keep_their_uint8_input(tiny_model, tmp_path, precision):
+    """fp16 keeps the input's Cast in fp32 and int8 calibrates on uint8 batches; both still take uint8. The
+    gate is opened (random weights): accuracy is tests/test_precision.py's."""
+    from gsam.export.gate import GateThresholds
+    from gsam.export.gate_data import GateImages
+    from gsam.export.metadata import read_onnx_facts
+    from gsam.export.variants import make_variant
+
+    fp32 = tmp_path / "u8.onnx"
+    export_onnx(tiny_model, fp32, exporter="torchscript", input_dtype="uint8", log=lambda s: None)
+    images = [np.random.default_rng(i).integers(0, 256, (64 + 8 * i, 80, 3), dtype=np.uint8) for i in range(3)]
+    out = tmp_path / f"u8.{precision}.onnx"
+    make_variant(fp32, out, precision, reference=load_backend("onnxruntime", fp32),
+                 candidate=lambda path: load_backend("onnxruntime", path), data=GateImages(images, None, images),
+                 thresholds=GateThresholds(min_agreement=0.0, max_miou_drop=100.0), log=lambda s: None)
+    graph = onnx.load(str(out)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert read_onnx_facts(out).input_dtype == "uint8" and read_onnx_facts(out).precision == precision

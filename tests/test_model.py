@@ -10,9 +10,9 @@ from segment_anything.modeling.image_encoder import get_rel_pos as sam_get_rel_p
 from torch import nn
 
 from gsam.model import build_gsam
-from gsam.model.trainable import count_parameters
 from gsam.model.attention import get_rel_pos, pool_to_grid
 from gsam.model.flops import count_flops
+from gsam.model.trainable import count_parameters
 
 
 @pytest.mark.parametrize("size", [(33, 47), (64, 64), (100, 260), (224, 224), (257, 129)])

@@ -9,11 +9,10 @@ from click.testing import CliRunner
 
 from gsam.cli import cli
 from gsam.errors import GSAMError
-from gsam.export.gate_data import load_gate_images, run_data_folder
+from gsam.export.gate import GateThresholds
+from gsam.export.gate_data import GateImages, load_gate_images, run_data_folder
 from gsam.export.metadata import read_onnx_facts
 from gsam.export.onnx import ExportError
-from gsam.export.gate import GateThresholds
-from gsam.export.gate_data import GateImages
 from gsam.export.onnx_graph import first_convolutions, input_normalization_nodes
 from gsam.export.variants import make_variant
 from gsam.io import sha256_file

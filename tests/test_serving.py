@@ -439,15 +439,44 @@ def test_a_repository_built_with_tiles_tiles_large_requests_like_the_local_runti
     got = _http_infer(tiled_server, "gsam_python", [("image_uint8", tensor, "UINT8")], ["mask", "logits"])
     np.testing.assert_array_equal(got.as_numpy("mask"), want["mask"])
     assert np.abs(got.as_numpy("logits") - want["logits"]).max() <= 1e-4
+    before = _successes(tiled_server, "gsam_python")
     encoded = _http_infer(tiled_server, "gsam_image", [("image_bytes", np.array([_png_bytes(rgb)], dtype=np.object_),
                                                         "BYTES")], ["mask_png"])
     np.testing.assert_array_equal(_decode_png(encoded.as_numpy("mask_png")[0]), want["mask"][0])
+    rows, columns = (len(local.tiles.layout(side)[1]) for side in rgb.shape[:2])
+    assert _successes(tiled_server, "gsam_python") == before + rows * columns  # one BLS call per tile batch of 1
     with pytest.raises(InferenceServerException) as err:  # above max_tiled_pixels: refused even with tiles
         _http_infer(tiled_server, "gsam_python", [("image_uint8", np.zeros((1, 3, 301, 300), np.uint8), "UINT8")])
     assert err.value.status() == "400" and "max_tiled_pixels=90000" in str(err.value)
     small = _http_infer(tiled_server, "gsam_python", [("image", _images((1, 3, 64, 80)), "FP32")], ["mask"])
     np.testing.assert_array_equal(small.as_numpy("mask"), load_backend("onnxruntime", served_onnx)(
         _images((1, 3, 64, 80)))["mask"])
+
+
+def _successes(server, model):
+    """Successful requests a model has executed (warm-ups included): compare before and after."""
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(server.http_url)
+    try:
+        return client.get_inference_statistics(model)["model_stats"][0]["inference_stats"]["success"]["count"]
+    finally:
+        client.close()
+
+
+def test_gsam_image_computes_in_gsam_python_through_bls(server):
+    """One encoded image: gsam_python's statistics count the BLS call, and the mask is the one gsam_python
+    gives for the same pixels sent as a tensor."""
+    rgb = np.random.default_rng(12).integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    before = _successes(server, "gsam_python")
+    encoded = _http_infer(server, "gsam_image", [("image_bytes", np.array([_png_bytes(rgb)], dtype=np.object_),
+                                                  "BYTES")], ["mask_png", "timings_ms"])
+    assert _successes(server, "gsam_python") == before + 1
+    direct = _http_infer(server, "gsam_python", [("image_uint8", np.ascontiguousarray(rgb.transpose(2, 0, 1)[None]),
+                                                  "UINT8")], ["mask"])
+    np.testing.assert_array_equal(_decode_png(encoded.as_numpy("mask_png")[0]), direct.as_numpy("mask")[0])
+    decode, compute, encode = encoded.as_numpy("timings_ms")
+    assert compute > 0 and decode >= 0 and encode >= 0
 
 
 # Peak resident memory of the Triton server (tritonserver + the gsam_image stub, each process's peak summed) while

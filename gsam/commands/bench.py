@@ -9,7 +9,7 @@ import click
 from .options import MODEL, SIZE_LIST, amp_option, out_option, retired, triton_model_option
 
 LOCAL = ("torch", "onnxruntime", "tensorrt")
-TRITON = ("triton-http", "triton-grpc")
+TRITON = ("triton-http", "triton-grpc", "triton-image")
 
 
 def _int_list(ctx, param, value):

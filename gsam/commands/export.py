@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..model.facts import INPUT_DTYPES
 from ..precisions import ONNX_PRECISIONS, PRECISIONS
 from .options import SIZE_LIST, out_option, profile_option, retired
 
@@ -22,6 +23,9 @@ def export() -> None:
 @click.option("--verify-sizes", type=SIZE_LIST, help="Sizes to check against PyTorch, e.g. 37x211,640x480.")
 @click.option("--tolerance", type=float, default=1e-3, show_default=True, help="Largest relative error accepted.")
 @click.option("--simplify", is_flag=True, help="Run onnxslim, then verify again.")
+@click.option("--input-dtype", type=click.Choice(list(INPUT_DTYPES)), default="float32", show_default=True,
+              help="The image input's type: uint8 casts inside the graph, so a request carries 1 byte per channel "
+                   "instead of 4 (TensorRT takes UINT8 as a network input).")
 @click.option("--precision", type=click.Choice(list(ONNX_PRECISIONS)), default="fp32", show_default=True,
               help="; ".join(f"{name}: {PRECISIONS[name].onnx}" for name in ONNX_PRECISIONS)
               + ". I/O stays fp32/int32.")
@@ -37,8 +41,8 @@ def export() -> None:
               help="Gate: least fraction of mask pixels equal to the fp32 model's [default: 0.995 fp16, 0.99 int8].")
 @click.option("--max-miou-drop", type=float, default=0.5, show_default=True,
               help="Gate: largest val mIoU drop, in points, against the fp32 model.")
-def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, simplify, precision, calib_images,
-                        int8_scheme, calib_data, min_agreement, max_miou_drop) -> None:
+def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, simplify, input_dtype, precision,
+                        calib_images, int8_scheme, calib_data, min_agreement, max_miou_drop) -> None:
     """Export MODEL (a run directory or gsam checkpoint) to ONNX with dynamic batch, height and width.
 
     The file is written only after onnxruntime matches PyTorch at sizes the trace never
@@ -53,10 +57,13 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
     Example: gsam export onnx runs/demo --out model.int8.onnx --precision int8 --calib-images 64
 
     Example (CPU serving only): gsam export onnx runs/demo --out model.int8cpu.onnx --precision int8 --int8-scheme cpu
+
+    Example (1 byte per channel on the wire): gsam export onnx runs/demo --out model.u8.onnx --input-dtype uint8
     """
     from gsam.export.onnx import export_checkpoint
 
-    options = dict(exporter=exporter, opset=opset, verify_sizes=verify_sizes, tolerance=tolerance, simplify=simplify)
+    options = dict(exporter=exporter, opset=opset, verify_sizes=verify_sizes, tolerance=tolerance, simplify=simplify,
+                   input_dtype=input_dtype)
     if precision == "fp32":
         report = export_checkpoint(model, out, log=click.echo, **options)
     else:
@@ -73,10 +80,10 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
         click.echo(gate.table())
         kind = f"int8, {int8_scheme} scheme" if precision == "int8" else precision
         click.echo(f"wrote {gate.path} ({kind}, {gate.size_bytes / 1e6:.1f} MB; fp32 was "
-                   f"{report.size_bytes / 1e6:.1f} MB); input image [batch, 3, height, width]")
+                   f"{report.size_bytes / 1e6:.1f} MB); input image {input_dtype} [batch, 3, height, width]")
         return
     click.echo(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB, {report.nodes} nodes, opset {report.opset}, "
-               f"exported in {report.seconds:.1f} s); input image [batch, 3, height, width]")
+               f"exported in {report.seconds:.1f} s); input image {input_dtype} [batch, 3, height, width]")
 
 
 @export.command("tensorrt")

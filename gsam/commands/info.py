@@ -17,8 +17,8 @@ def _architecture_rows(model_name: str, size, token_stride: int, num_classes: in
 
 
 def _cost_rows(model, size, parameters: bool) -> list[tuple[str, str]]:
-    from ..model.trainable import count_parameters
     from ..model.flops import count_flops
+    from ..model.trainable import count_parameters
 
     config = model.config
     h, w = size

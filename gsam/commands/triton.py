@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from gsam.runtime.triton.compute_target import COMPUTE_MODELS
+
 from .options import profile_option, retired
 
 
@@ -44,18 +46,26 @@ def triton() -> None:
               help="With --oversize-tile: pixels neighbouring tiles share.")
 @click.option("--max-tiled-pixels", type=click.IntRange(1), default=100_000_000, show_default=True,
               help="With --oversize-tile: the largest image one request may hold.")
+@click.option("--compute-model", type=click.Choice(list(COMPUTE_MODELS)), default="auto", show_default=True,
+              help="Where gsam_image sends its pixels (BLS): auto = gsam_trt with an engine or --profile, gsam_onnx "
+                   "with --gpu, else gsam_python; in-process = onnxruntime inside gsam_image (a second copy of "
+                   "the model).")
+@click.option("--cuda-graphs", is_flag=True, help="gsam_trt: capture CUDA graphs at each profile's opt shape "
+              "(needs profiles with max batch >= 2; Triton runs a graph only for a request of exactly that shape).")
 @retired("--version", "was renamed --model-version (gsam --version prints gsam's own version)")
 @retired("--fp16", "was renamed --accelerator-precision fp16", is_flag=True)
 @retired("--tile", "was renamed --oversize-tile (in predict and eval, --tile tiles every image)")
 @retired("--max-image-pixels", "was renamed --max-tiled-pixels")
 def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profiles, accelerator_precision, max_pixels,
-                 memory_budget, max_batch, preferred, queue_delay_us, oversize_tile, overlap, max_tiled_pixels) -> None:
+                 memory_budget, max_batch, preferred, queue_delay_us, oversize_tile, overlap, max_tiled_pixels,
+                 compute_model, cuda_graphs) -> None:
     """Write or update a model repository: gsam_python, gsam_image, gsam_onnx (and gsam_trt with --engine or --profile).
 
     gsam_python takes tensors (image FP32 or image_uint8 UINT8, [N, 3, H, W]) and returns
     logits and/or mask, batching same-shape requests; gsam_image takes encoded PNG/JPEG/TIFF
-    bytes and returns the mask as PNG. Configs are built as Triton ModelConfig messages and
-    carry the model's facts, the request bound and the ONNX file's sha256 as parameters.
+    bytes and returns the mask as PNG, computing in the repository's compute model through BLS
+    (--compute-model). Configs are built as Triton ModelConfig messages and carry the model's facts,
+    the request bound and the ONNX file's sha256 as parameters.
 
     Example: gsam triton build model.onnx --repo triton_models --max-pixels 4194304 --preferred-batch 4
 
@@ -87,6 +97,7 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
         trt_profiles=[parse_profile(p, min_size) for p in profiles] or None,
         accelerator_precision=accelerator_precision, max_pixels=max_pixels,
         batching=Batching(max_batch, tuple(preferred), queue_delay_us) if max_batch > 1 else None,
-        tiling=Tiling(oversize_tile or 0, overlap, max_tiled_pixels), log=click.echo)
+        tiling=Tiling(oversize_tile or 0, overlap, max_tiled_pixels), compute_model=compute_model,
+        cuda_graphs=cuda_graphs, log=click.echo)
     for folder in written:
         click.echo(f"wrote {folder}/config.pbtxt and {folder}/{model_version}/")

@@ -23,6 +23,9 @@ from ..errors import GSAMError
 from ..precisions import PRECISIONS
 from .config import GSAMConfig
 
+# What the `image` input of an exported model takes: RGB 0..255 as float32, or as uint8 (1 byte per
+# channel on the wire; the cast and the normalization are inside the graph).
+INPUT_DTYPES = ("float32", "uint8")
 # Keys of the metadata map that record where an artifact came from, oldest first.
 LINEAGE_KEYS = ("source_checkpoint", "source_sha256", "source_epoch", "source_val_miou",
                 "onnx_file", "onnx_sha256")
@@ -41,6 +44,7 @@ class ModelFacts:
     palette: tuple[tuple[int, int, int], ...] = ()  # from the dataset's classes.yaml; empty: gsam's default
     precision: str = "fp32"  # of the artifact (PRECISIONS)
     gsam_version: str = ""
+    input_dtype: str = "float32"  # INPUT_DTYPES: the `image` input's type in an exported model
     lineage: dict[str, str] = field(default_factory=dict, compare=False)
     extra: dict[str, str] = field(default_factory=dict, compare=False)  # e.g. an export gate's figures
 
@@ -62,7 +66,7 @@ class ModelFacts:
                  "min_size": str(c.min_size), "token_stride": str(c.token_stride), "pad_multiple": str(c.pad_multiple),
                  "pixel_mean": json.dumps(list(c.pixel_mean)), "pixel_std": json.dumps(list(c.pixel_std))}
         values = {"gsam_version": self.gsam_version, **plain, "palette": json.dumps([list(p) for p in self.palette]),
-                  "precision": self.precision, "config": json.dumps(c.to_dict())}
+                  "precision": self.precision, "input_dtype": self.input_dtype, "config": json.dumps(c.to_dict())}
         return values | {k: str(v) for k, v in self.lineage.items()} | dict(self.extra)
 
     @classmethod
@@ -80,8 +84,12 @@ class ModelFacts:
         if precision not in PRECISIONS or not PRECISIONS[precision].onnx:
             raise MetadataError(f"{source}: metadata field 'precision' is {precision!r}; expected one of "
                                 f"{', '.join(p for p, row in PRECISIONS.items() if row.onnx)}")
-        known = {"gsam_version", "palette", "precision", "config", *_PLAIN_KEYS, *LINEAGE_KEYS}
-        return cls(config, palette, precision, values.get("gsam_version", ""),
+        input_dtype = values.get("input_dtype") or "float32"
+        if input_dtype not in INPUT_DTYPES:
+            raise MetadataError(f"{source}: metadata field 'input_dtype' is {input_dtype!r}; expected one of "
+                                f"{', '.join(INPUT_DTYPES)}")
+        known = {"gsam_version", "palette", "precision", "input_dtype", "config", *_PLAIN_KEYS, *LINEAGE_KEYS}
+        return cls(config, palette, precision, values.get("gsam_version", ""), input_dtype,
                    lineage={k: values[k] for k in LINEAGE_KEYS if k in values},
                    extra={k: v for k, v in values.items() if k not in known})
 

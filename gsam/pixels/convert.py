@@ -39,3 +39,15 @@ def planar_to_interleaved(array: np.ndarray) -> np.ndarray:
 
 def is_planar(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
+
+
+def as_input_dtype(images: np.ndarray, dtype: str) -> np.ndarray:
+    """RGB 0..255 [N, 3, H, W] as a model's `image` input takes it: float32, or uint8 (rounded, clipped)."""
+    if dtype == "uint8":
+        return images if images.dtype == np.uint8 else np.clip(np.rint(images), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(images, dtype=np.float32)
+
+
+def is_whole_uint8(images: np.ndarray) -> bool:
+    """Whether float pixels are whole numbers in 0..255, so sending them as uint8 loses nothing."""
+    return images.dtype == np.uint8 or bool(np.all((images >= 0) & (images <= 255) & (images == np.rint(images))))

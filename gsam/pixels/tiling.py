@@ -1,8 +1,8 @@
 """Sliding-window inference in plain numpy: overlapping tiles, logits blended with a ramp window.
 
 Part of gsam.pixels (numpy only, nothing from gsam), so the Triton python models tile with this very
-code. Every entry point takes `run(batch) -> logits`: a callable from float32 [N, 3, h, w] to float32
-[N, C, h, w].
+code. Every entry point takes `run(batch) -> logits`: a callable from [N, 3, h, w] pixels (float32, or uint8
+as read) to float32 [N, C, h, w].
 
 Layout, per axis: the fewest tiles of at most `tile` pixels that overlap by at least `overlap`, all
 of one size and spread evenly from edge to edge. GSAM takes any input size, so tiles shrink to fit
@@ -109,7 +109,8 @@ def iter_blended_rows(run: Run, read_rows: ReadRows, height: int, width: int, ti
                       batch_size: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first row, float32 logits [C, rows, width]) bands, top to bottom, covering the image once.
 
-    `read_rows(y0, y1)` returns the image rows y0..y1 as [3, y1 - y0, width] (any numeric dtype).
+    `read_rows(y0, y1)` returns the image rows y0..y1 as [3, y1 - y0, width] (any numeric dtype); `run`
+    gets the tiles in that dtype.
     """
     overlap, window = tiles.overlap, tiles.window
     (th, ys), (tw, xs) = tiles.layout(height), tiles.layout(width)
@@ -126,7 +127,7 @@ def iter_blended_rows(run: Run, read_rows: ReadRows, height: int, width: int, ti
         base = y
         for first in range(0, len(xs), batch_size):
             chunk = xs[first:first + batch_size]
-            batch = np.stack([band[:, :, x:x + tw] for x in chunk]).astype(np.float32, copy=False)
+            batch = np.stack([band[:, :, x:x + tw] for x in chunk])  # read_rows' dtype: uint8 stays 1 byte
             logits = np.asarray(run(np.ascontiguousarray(batch)), dtype=np.float32)
             if acc is None:
                 acc = np.zeros((logits.shape[1], th, width), dtype=np.float32)

@@ -9,6 +9,7 @@ import numpy as np
 from gsam.errors import GSAMError
 from gsam.export.metadata import read_onnx_facts
 from gsam.export.profiles import ShapeProfile, onnxruntime_trt_options
+from gsam.pixels.convert import as_input_dtype
 
 from .base import Segmenter
 
@@ -43,7 +44,8 @@ class OnnxRuntimeSegmenter(Segmenter):
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self.session.run(None, {"image": images})))
+        feed = as_input_dtype(images, self.facts.input_dtype)
+        return dict(zip(self.output_names, self.session.run(None, {"image": feed})))
 
 
 def execution_providers(kind: str, profiles: list[ShapeProfile] | None = None, cache_dir: str = "trt_cache",

@@ -49,6 +49,7 @@ class CaseResult:
     precision: str = "fp32"
     peak: str | None = None  # the "engine/precision" rate fraction_of_peak divides by
     peak_gflops: float | None = None
+    server_split_ms: dict[str, float] | None = None  # gsam_image: mean decode / compute / encode in the server
 
 
 @dataclass
@@ -260,4 +261,9 @@ def format_table(results: list[CaseResult]) -> str:
         pk = f"{100 * r.fraction_of_peak:6.1f}%" if r.fraction_of_peak is not None else f"{'-':>7}"
         lines.append(f"{r.backend:<18}{r.precision:>5}{f'{r.height}x{r.width}':>10}{r.concurrency:>5}{r.p50_ms:9.1f}{r.p90_ms:9.1f}"
                      f"{r.p99_ms:9.1f}{r.images_per_s:8.2f}{r.megapixels_per_s:7.2f}{gf}{pk}{r.errors:>5}{ratio:7.2f}")
+    split = [r for r in results if r.server_split_ms]
+    if split:
+        lines.append("gsam_image in the server, mean ms per request: "
+                     + "; ".join(f"{r.height}x{r.width} c{r.concurrency}: "
+                                 + ", ".join(f"{k} {v:.1f}" for k, v in r.server_split_ms.items()) for r in split))
     return "\n".join(lines)

@@ -138,8 +138,10 @@ def _triton_url(request: BenchRequest, onnx: Path | None, stack: contextlib.Exit
 
     assert onnx is not None
     build_repository(onnx, request.out / "triton_models")
-    server = stack.enter_context(TritonServer(request.out / "triton_models", [request.triton_model], free_port(),
-                                              free_port(), log_path=request.out / "triton.log"))
+    models = list(dict.fromkeys([request.triton_model, *(["gsam_image", "gsam_python"] if "triton-image" in
+                                                          request.backends else [])]))
+    server = stack.enter_context(TritonServer(request.out / "triton_models", models, free_port(), free_port(),
+                                              log_path=request.out / "triton.log"))
     log(f"started Triton: HTTP {server.http_url}, gRPC {server.grpc_url}")
     return {"http": server.http_url, "grpc": server.grpc_url}
 
@@ -155,9 +157,13 @@ def _run_backends(request: BenchRequest, onnx: Path | None, server_url, *, cases
             for size in request.plan.sizes:
                 for concurrency in request.plan.concurrency:
                     bar.set_postfix_str(f"{backend} {size[0]}x{size[1]} c{concurrency}")
-                    timing = run_case(opener, inputs[size], request.plan, concurrency, owned=shared is None)
-                    results.append(summarize(backend, size, request.plan, concurrency, timing, gflops=flops[size],
-                                             peaks=peaks, precision=precision))
+                    opened: list = []
+                    timing = run_case(_recording(opener, opened), inputs[size], request.plan, concurrency,
+                                      owned=shared is None)
+                    row = summarize(backend, size, request.plan, concurrency, timing, gflops=flops[size], peaks=peaks,
+                                    precision=precision)
+                    row.server_split_ms = _server_split(opened, request.plan.warmup * request.plan.batch)
+                    results.append(row)
                     bar.update(1)
         finally:
             if shared is not None:
@@ -191,9 +197,60 @@ def _opener(request: BenchRequest, backend: str, onnx: Path | None, server_url):
         shared = load_backend(backend, target, **options)
         precision = (request.amp if request.amp != "off" else "fp32") if backend == "torch" else shared.facts.precision
         return (lambda: shared), shared, precision
-    protocol = backend.split("-")[1]
+    protocol = "http" if backend == "triton-image" else backend.split("-")[1]
     target = server_url[protocol] if isinstance(server_url, dict) else server_url
-    probe = load_backend(backend, target, model=request.triton_model)  # fail early, in one line, if unreachable
+    if backend == "triton-image":
+        model = "gsam_image" if request.triton_model == "gsam_python" else request.triton_model
+        options = {"model": model, "record_split": True}
+    else:
+        options = {"model": request.triton_model}
+    probe = load_backend(backend, target, **options)  # fail early, in one line, if unreachable
     precision = probe.facts.precision
     probe.close()
-    return (lambda: load_backend(backend, target, model=request.triton_model)), None, precision
+    if backend == "triton-image":
+        return (lambda: EncodedRequests(load_backend(backend, target, **options))), None, precision
+    return (lambda: load_backend(backend, target, **options)), None, precision
+
+
+class EncodedRequests:
+    """gsam_image in the bench: each case's images are encoded (PNG, lossless) once, and the timed calls send
+    those bytes, so the client's encoding is not timed; the server's decode/compute/encode split is kept."""
+
+    def __init__(self, segmenter) -> None:
+        self.segmenter, self.encoded = segmenter, {}
+
+    def __call__(self, images: np.ndarray) -> list[np.ndarray]:
+        from gsam.pixels.codec import encode_png
+
+        key = (images.ctypes.data, images.shape)
+        if key not in self.encoded:
+            self.encoded[key] = [encode_png(np.clip(i.transpose(1, 2, 0), 0, 255).round().astype(np.uint8))
+                                 for i in images]
+        return [self.segmenter.segment_encoded(data) for data in self.encoded[key]]
+
+    @property
+    def split_ms(self) -> list[np.ndarray]:
+        return self.segmenter.split_ms
+
+    def close(self) -> None:
+        self.segmenter.close()
+
+
+def _recording(opener, opened: list):
+    """The opener, keeping what it opens (to read the server's timings afterwards)."""
+    def open_and_record():
+        segmenter = opener()
+        opened.append(segmenter)
+        return segmenter
+
+    return open_and_record
+
+
+def _server_split(opened: list, warmup: int) -> dict[str, float] | None:
+    """Mean decode/compute/encode ms of gsam_image over the case's timed images (each thread's warm-up images left out)."""
+    from ..backends.triton_client import TritonImageSegmenter
+
+    rows = [s for o in opened for s in getattr(o, "split_ms", [])[warmup:]]
+    if not rows:
+        return None
+    return dict(zip(TritonImageSegmenter.SPLIT, (float(v) for v in np.mean(rows, axis=0))))

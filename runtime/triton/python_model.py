@@ -1,32 +1,36 @@
-"""Triton python-backend model for gsam: runs the exported ONNX file with onnxruntime.
+"""Triton python-backend model for gsam: the tensor model gsam_python and the image model gsam_image.
 
-This is what lets one model repository serve on a CPU-only machine (Triton's own
-onnxruntime backend is not in the pip-installed server). `gsam triton build` copies it to
-<repo>/<model>/<version>/model.py beside model.onnx and the package gsam.pixels (as
-gsam_pixels/: decoding, masks, tiling). It imports nothing else from gsam. One file serves two
-models, told apart by their config's inputs:
+This is what lets one model repository serve on a CPU-only machine (Triton's own onnxruntime
+backend is not in the pip-installed server). `gsam triton build` copies it to
+<repo>/<model>/<version>/model.py beside compute.py and the package gsam.pixels (as gsam_pixels/:
+decoding, masks, tiling). It imports nothing else from gsam. One file serves two models, told
+apart by their config's inputs:
 
 - gsam_python: tensors in (`image` FP32 or `image_uint8` UINT8, [N, 3, H, W]), `logits`
-  and/or `mask` out. With a batch dimension in the config, Triton's dynamic batcher hands
-  several requests to one `execute`; requests of the same shape and dtype run as one batch.
-- gsam_image: encoded image bytes in (`image_bytes`, one PNG/JPEG/TIFF per request), the
-  mask as PNG bytes out (`mask_png`, and `overlay_png` when asked for).
+  and/or `mask` out, computed by onnxruntime in this process. With a batch dimension in the
+  config, Triton's dynamic batcher hands several requests to one `execute`; requests of the same
+  shape and dtype run as one batch.
+- gsam_image: encoded image bytes in (`image_bytes`, one PNG/JPEG/TIFF per request), the mask as
+  PNG bytes out (`mask_png`, `overlay_png` and `timings_ms` when asked for). It decodes, checks the
+  bounds, tiles and encodes here, and sends the pixels to the repository's compute model (the
+  `compute_model` parameter: gsam_trt, gsam_onnx or gsam_python) with BLS, uint8 where the compute
+  model takes it; each batch of tiles is one call. An empty `compute_model` runs onnxruntime here.
 
 Every request is bounded by the `max_pixels` parameter (pixels of one request, all of its
 images together); a request outside the bounds gets INVALID_ARG (HTTP 400), never a crash.
-Only the outputs a request asks for are computed and returned. `_segment` is the one place
-that runs the network, so a tiling step can wrap it.
+Only the outputs a request asks for are computed and returned.
 """
 
 import json
 import os
 import sys
+import time
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compute import BlsCompute, ComputeError, OnnxCompute  # noqa: E402  (copied beside this file)
 from gsam_pixels import codec, masks, tiling  # noqa: E402  (gsam.pixels, copied beside this file)
 
 TENSOR_INPUTS = {"image": np.float32, "image_uint8": np.uint8}
@@ -55,27 +59,20 @@ class TritonPythonModel:
         self.palette = np.array(palette or [[0, 0, 0], [255, 0, 0]], dtype=np.uint8)
         if self.max_pixels:
             codec.Image.MAX_IMAGE_PIXELS = None  # the max_pixels check comes first and is tighter
-        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        options = ort.SessionOptions()
-        threads = int(params.get("intra_op_threads", "0") or 0)
-        if threads:
-            options.intra_op_num_threads = threads
-        if args.get("model_instance_kind") == "GPU":
-            providers = [("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])}),
-                         "CPUExecutionProvider"]
+        if self.encoded and params.get("compute_model"):
+            self.compute = BlsCompute(params)
         else:
-            providers = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(path, options, providers=providers)
+            path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+            self.compute = OnnxCompute(path, args, int(params.get("intra_op_threads", "0") or 0))
 
     # -- the network ---------------------------------------------------------------------------
 
     def _segment(self, images, outputs):
-        """float32 [N, 3, H, W] -> {name: array} for the requested graph outputs ('logits', 'mask')."""
-        values = self.session.run(list(outputs), {"image": images})
-        return dict(zip(outputs, values))
+        """[N, 3, H, W] (float32 or uint8) -> {name: array} for the requested outputs ('logits', 'mask')."""
+        return self.compute.run(images, tuple(outputs))
 
     def _logits(self, batch):
-        return self.session.run(["logits"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return self.compute.run(batch, ("logits",))["logits"]
 
     def _too_large(self, pixels):
         """Whether a request of this many pixels per image runs in tiles (True), whole (False), or is refused."""
@@ -139,7 +136,7 @@ class TritonPythonModel:
     def _run_chunk(self, requests, chunk, responses):
         try:
             wanted = sorted({name for index, _ in chunk for name in self._requested(requests[index])})
-            images = np.concatenate([a for _, a in chunk]).astype(np.float32, copy=False)
+            images = np.concatenate([a for _, a in chunk])
             if self._too_large(images.shape[2] * images.shape[3]):
                 result = tiling.segment_tiled(self._logits, images, self.tiles, logits="logits" in wanted)
             else:
@@ -159,29 +156,17 @@ class TritonPythonModel:
     # -- encoded image requests (gsam_image) -----------------------------------------------------
 
     def _run_image_request(self, request):
-        tensor = pb_utils.get_input_tensor_by_name(request, "image_bytes")
-        items = tensor.as_numpy().reshape(-1)
-        if len(items) != 1:
-            raise RequestError(f"input 'image_bytes' must hold one encoded image; got {len(items)}")
-        data = items[0] if isinstance(items[0], bytes) else bytes(items[0])
-        try:
-            bound = (self.max_tiled_pixels if self.tile else self.max_pixels)
-            image = codec.decode_image(data, self.min_size, bound)
-        except codec.ImageRequestError as exc:
-            raise RequestError(f"input 'image_bytes': {exc}") from None
-        wanted = set(request.requested_output_names()) or {"mask_png"}
+        started = time.perf_counter()
+        image = self._decode(request)
+        decoded = time.perf_counter()
         height, width = image.shape[:2]
         if self._too_large(height * width):  # band by band: no float copy of the whole image
-            mask = None
-            rows = tiling.iter_blended_rows(self._logits, lambda y0, y1: image[y0:y1].transpose(2, 0, 1), height,
-                                            width, self.tiles)
-            for y, band in rows:
-                if mask is None:
-                    mask = np.empty((height, width), masks.mask_dtype(band.shape[0]))
-                mask[y:y + band.shape[1]] = masks.logits_to_mask(band, axis=0)
+            mask = self._tiled_mask(image)
         else:
-            mask = self._segment(np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32),
-                                 ("mask",))["mask"][0]
+            self._check_compute_size(height, width)
+            mask = self._segment(np.ascontiguousarray(image.transpose(2, 0, 1)[None]), ("mask",))["mask"][0]
+        computed = time.perf_counter()
+        wanted = set(request.requested_output_names()) or {"mask_png"}
         outputs = []
         if "mask_png" in wanted:
             outputs.append(pb_utils.Tensor("mask_png", np.array([codec.encode_png(mask)], dtype=np.object_)))
@@ -189,7 +174,41 @@ class TritonPythonModel:
             picture = masks.overlay(image, mask, self.palette)
             outputs.append(pb_utils.Tensor("overlay_png", np.array([codec.encode_png(picture)],
                                                                    dtype=np.object_)))
+        if "timings_ms" in wanted:  # where the time went, for `gsam bench`
+            spans = [decoded - started, computed - decoded, time.perf_counter() - computed]
+            outputs.append(pb_utils.Tensor("timings_ms", np.array(spans, dtype=np.float32) * 1000))
         return pb_utils.InferenceResponse(output_tensors=outputs)
+
+    def _decode(self, request):
+        """The request's one encoded image as uint8 RGB (H, W, 3), its size checked from the header first."""
+        tensor = pb_utils.get_input_tensor_by_name(request, "image_bytes")
+        items = tensor.as_numpy().reshape(-1)
+        if len(items) != 1:
+            raise RequestError(f"input 'image_bytes' must hold one encoded image; got {len(items)}")
+        data = items[0] if isinstance(items[0], bytes) else bytes(items[0])
+        try:
+            return codec.decode_image(data, self.min_size, self.max_tiled_pixels if self.tile else self.max_pixels)
+        except codec.ImageRequestError as exc:
+            raise RequestError(f"input 'image_bytes': {exc}") from None
+
+    def _tiled_mask(self, image):
+        """The class ids of an image above max_pixels, from tiles sent in batches the compute model takes."""
+        height, width = image.shape[:2]
+        self._check_compute_size(*self.tiles.shape(height, width))
+        rows = tiling.iter_blended_rows(self._logits, lambda y0, y1: image[y0:y1].transpose(2, 0, 1), height,
+                                        width, self.tiles, batch_size=max(1, self.compute.max_batch))
+        mask = None
+        for y, band in rows:
+            if mask is None:
+                mask = np.empty((height, width), masks.mask_dtype(band.shape[0]))
+            mask[y:y + band.shape[1]] = masks.logits_to_mask(band, axis=0)
+        return mask
+
+    def _check_compute_size(self, height, width):
+        try:
+            self.compute.check(height, width)
+        except ValueError as exc:
+            raise RequestError(f"input 'image_bytes': {exc}") from None
 
     # -- Triton entry points ---------------------------------------------------------------------
 
@@ -211,9 +230,11 @@ class TritonPythonModel:
                 responses[index] = self._run_image_request(request)
             except RequestError as exc:
                 responses[index] = self._error(exc, pb_utils.TritonError.INVALID_ARG)
+            except ComputeError as exc:  # the compute model's own answer, with its code where Triton keeps it
+                responses[index] = self._error(exc, exc.code)
             except Exception as exc:  # one bad request must not take the model down
                 responses[index] = self._error(exc, pb_utils.TritonError.INTERNAL)
         return responses
 
     def finalize(self):
-        self.session = None
+        self.compute.close()

@@ -28,8 +28,11 @@ from gsam.io import atomic_path, sha256_file, write_text_atomic
 from gsam.model.facts import ModelFacts
 
 from ..memory import DEFAULT_MAX_PIXELS
+from .compute_target import ComputeTarget, choose_compute
+from .engine_config import allocation_strategy, engine_batching, graph_shapes
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("python_model.py")
+COMPUTE_SOURCE = Path(__file__).with_name("compute.py")
 # gsam.pixels travels beside model.py as the package gsam_pixels (the python model imports nothing else of gsam).
 PIXELS_PACKAGE = "gsam_pixels"
 # With --oversize-tile, the largest image a request may hold (the tiles bound the compute memory; the decoded
@@ -83,7 +86,8 @@ def new_config(name: str, facts: ModelFacts, max_batch_size: int = 0, **fields):
     mc = _schema()
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size, **fields)
     batch = [] if max_batch_size > 0 else [-1]
-    config.input.add(name="image", data_type=mc.TYPE_FP32, dims=batch + [3, -1, -1])
+    image_type = mc.TYPE_UINT8 if facts.input_dtype == "uint8" else mc.TYPE_FP32
+    config.input.add(name="image", data_type=image_type, dims=batch + [3, -1, -1])
     config.output.add(name="logits", data_type=mc.TYPE_FP32, dims=batch + [facts.num_classes, -1, -1])
     config.output.add(name="mask", data_type=mc.TYPE_INT32, dims=batch + [-1, -1])
     set_parameters(config, facts.to_metadata())
@@ -112,7 +116,7 @@ def warmup_shape(facts: ModelFacts, profile: ShapeProfile | None = None) -> tupl
 
 def _add_warmup_request(config, name: str, shape: tuple[int, ...]) -> None:
     warmup = config.model_warmup.add(name=name, batch_size=1)
-    warmup.inputs["image"].data_type = _schema().TYPE_FP32
+    warmup.inputs["image"].data_type = config.input[0].data_type
     warmup.inputs["image"].dims.extend(shape[1:] if config.max_batch_size > 0 else shape)
     warmup.inputs["image"].random_data = True
 
@@ -141,9 +145,11 @@ def add_profile_warmups(config, profiles: list[ShapeProfile]) -> None:
 def python_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
                   batching: Batching | None = Batching(), tiling: Tiling = Tiling()):
     """Tensors in: `image` (FP32) or `image_uint8` (UINT8), one of the two per request (Triton
-    types each input once, so the two dtypes are two optional inputs)."""
+    types each input once, so the two dtypes are two optional inputs); the model converts either to
+    what the ONNX file takes."""
     mc = _schema()
     config = new_config(name, facts, batching.max_batch_size if batching else 0, backend="python")
+    config.input[0].data_type = mc.TYPE_FP32
     config.input[0].optional = True
     config.input.add(name="image_uint8", data_type=mc.TYPE_UINT8, dims=list(config.input[0].dims), optional=True)
     if batching and batching.max_batch_size > 0:
@@ -155,19 +161,22 @@ def python_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool
     return config
 
 
-def image_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
-                 tiling: Tiling = Tiling()):
+def image_config(name: str, facts: ModelFacts, *, compute: ComputeTarget, instances: int = 1, gpu: bool = False,
+                 max_pixels: int = 0, tiling: Tiling = Tiling()):
     """Encoded image bytes in (`image_bytes`, TYPE_STRING), the mask as PNG bytes out (`mask_png`,
-    and `overlay_png` when a request asks for it); class names and palette in the parameters."""
+    `overlay_png` and the decode/compute/encode split `timings_ms` when a request asks for them); class
+    names, palette and the compute model it sends pixels to in the parameters."""
     mc = _schema()
     config = mc.ModelConfig(name=name, max_batch_size=0, backend="python")
     config.input.add(name="image_bytes", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="mask_png", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="overlay_png", data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name="timings_ms", data_type=mc.TYPE_FP32, dims=[3])
     set_parameters(config, facts.to_metadata())
     set_parameters(config, {"intra_op_threads": "0", "max_pixels": str(max_pixels),
-                            "overlay_palette": json.dumps([list(c) for c in facts.colours]), **tiling.parameters()})
-    add_instances(config, instances, gpu)
+                            "overlay_palette": json.dumps([list(c) for c in facts.colours]), **tiling.parameters(),
+                            **compute.parameters()})
+    add_instances(config, instances, gpu and not compute.model)  # BLS: the compute model holds the device
     return config
 
 
@@ -193,14 +202,31 @@ def onnx_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool =
     return config
 
 
-def tensorrt_config(name: str, facts: ModelFacts, profiles: list[ShapeProfile], *, instances: int = 1):
+def tensorrt_config(name: str, facts: ModelFacts, profiles: list[ShapeProfile], *, instances: int = 1,
+                    cuda_graphs: bool = False):
     """One instance group listing every profile: the backend picks, per request, a profile that contains
     it (Triton does not route requests between instance groups by shape). One warm-up per profile, at a
-    shape only that profile contains."""
+    shape only that profile contains. Batching, per-profile context memory and CUDA graphs as
+    engine_config.py decides them."""
     if not profiles:
         raise GSAMError(f"{name}: a TensorRT model needs its engine's profiles (--profile or the engine's sidecar)")
-    config = new_config(name, facts, platform="tensorrt_plan", default_model_filename="model.plan")
+    batching = engine_batching(profiles)
+    config = new_config(name, facts, batching.max_batch_size, platform="tensorrt_plan",
+                        default_model_filename="model.plan")
+    if batching.max_batch_size:
+        config.dynamic_batching.SetInParent()
     add_instances(config, instances, True, [str(i) for i in range(len(profiles))])
+    strategy = allocation_strategy(profiles)
+    if strategy:
+        set_parameters(config, {"execution_context_allocation_strategy": strategy})
+    if cuda_graphs:
+        if not batching.max_batch_size:
+            raise GSAMError(f"--cuda-graphs: Triton's tensorrt backend never launches the graphs of a model "
+                            f"without batching; {batching.reason}")
+        config.optimization.cuda.graphs = True
+        for batch, (height, width) in graph_shapes(profiles, batching):
+            spec = config.optimization.cuda.graph_spec.add(batch_size=batch)
+            spec.input["image"].dim.extend([3, height, width])
     add_profile_warmups(config, profiles)
     return config
 
@@ -267,22 +293,60 @@ def _write_model(repo: Path, config, version: int, files: dict[str, Path], sourc
 def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | Path | None = None, version: int = 1,
                      instances: int = 1, gpu: bool = False, trt_profiles: list[ShapeProfile] | None = None,
                      accelerator_precision: str = "fp32", max_pixels: int | None = None,
-                     batching: Batching | None = Batching(), tiling: Tiling = Tiling(),
-                     log: Callable[[str], None] = print) -> list[Path]:
+                     batching: Batching | None = Batching(), tiling: Tiling = Tiling(), compute_model: str = "auto",
+                     cuda_graphs: bool = False, log: Callable[[str], None] = print) -> list[Path]:
     """Write gsam_python, gsam_image and gsam_onnx, and gsam_trt when an engine or profiles are given.
     Returns the model folders.
 
     `max_pixels`: the most pixels one request may hold (None: DEFAULT_MAX_PIXELS). gsam_trt's
     config needs only the engine's profiles, so it can be written from `trt_profiles` before the
     engine exists (engines are often built on the GPU host with trtexec); an engine given with
-    them must have been built with the same profiles.
+    them must have been built with the same profiles. `compute_model` (COMPUTE_MODELS) is where
+    gsam_image sends its pixels.
     """
     onnx_path, repo = Path(onnx_path), Path(repo)
     if version < 1:
         raise GSAMError(f"--model-version must be >= 1; got {version}")
     facts = read_onnx_facts(onnx_path).with_lineage(onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path))
-    if max_pixels is None:
-        max_pixels = DEFAULT_MAX_PIXELS
+    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    _check_bounds(facts, max_pixels, tiling)
+    external = onnx_path.with_name(onnx_path.name + ".data")
+    onnx_files = {"model.onnx": onnx_path, **({external.name: external} if external.exists() else {})}
+    trt_profiles = list(trt_profiles or [])
+    engine_profiles, engine_files = _engine_inputs(Path(engine) if engine else None, trt_profiles)
+    if len(trt_profiles) > 1:
+        log(f"gsam_onnx: onnxruntime's TensorRT accelerator serves one profile; it gets the first "
+            f"({trt_profiles[0].name}); gsam_trt serves all {len(trt_profiles)}")
+    compute = choose_compute(compute_model, facts, engine_profiles=engine_profiles, gpu=gpu,
+                             python_max_batch=batching.max_batch_size if batching else 0,
+                             tile_pixels=tiling.tile ** 2, max_pixels=max_pixels)
+    log(f"gsam_image: computes in {compute.model or 'its own onnxruntime session'}"
+        + (f" ({compute.input} {compute.input_dtype}, batches of up to {compute.max_batch})" if compute.model else ""))
+    trt_config = None  # made before anything is written: a bad set of profiles writes nothing
+    if engine_profiles:
+        trt_config = tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances, cuda_graphs=cuda_graphs)
+    elif cuda_graphs:
+        raise GSAMError("--cuda-graphs applies to gsam_trt: give --engine or --profile")
+    code = {"model.py": PYTHON_MODEL_SOURCE, "compute.py": COMPUTE_SOURCE, **pixels_files()}
+    shared = dict(instances=instances, gpu=gpu, max_pixels=max_pixels, tiling=tiling)
+    written = [
+        _write_model(repo, python_config("gsam_python", facts, batching=batching, **shared), version,
+                     {**onnx_files, **code}, onnx_path.name),
+        _write_model(repo, image_config("gsam_image", facts, compute=compute, **shared), version,
+                     {**({} if compute.model else onnx_files), **code}, onnx_path.name),
+        _write_model(repo, onnx_config("gsam_onnx", facts, instances=instances, trt_profiles=trt_profiles[:1],
+                                       accelerator_precision=accelerator_precision), version, onnx_files, onnx_path.name),
+    ]
+    if trt_config is not None:
+        log(f"gsam_trt: {engine_batching(engine_profiles).reason}")
+        written.append(_write_model(repo, trt_config, version, engine_files, engine.name if engine else onnx_path.name))
+        if not engine:
+            log(f"gsam_trt: config written for {len(engine_profiles)} profile(s); put an engine built with exactly "
+                f"these profiles, in this order, at {repo / 'gsam_trt' / str(version) / 'model.plan'}")
+    return written
+
+
+def _check_bounds(facts: ModelFacts, max_pixels: int, tiling: Tiling) -> None:
     if tiling.tile and (tiling.tile < facts.min_size or not 0 <= tiling.overlap < tiling.tile):
         raise GSAMError(f"--oversize-tile {tiling.tile} --overlap {tiling.overlap}: the tile must be >= the model's "
                         f"minimum side ({facts.min_size}) and the overlap smaller than the tile")
@@ -291,36 +355,31 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
                         f"{max_pixels}")
     if max_pixels < facts.min_size ** 2:
         raise GSAMError(f"--max-pixels {max_pixels} is below one minimum-size image ({facts.min_size}x{facts.min_size})")
-    external = onnx_path.with_name(onnx_path.name + ".data")
-    onnx_files = {"model.onnx": onnx_path, **({external.name: external} if external.exists() else {})}
-    trt_profiles = list(trt_profiles or [])
-    engine_profiles, engine_files = trt_profiles, {}
-    if engine:
-        from gsam.export.sidecar import EngineSidecar, sidecar_path
 
-        engine = Path(engine)
-        if not engine.is_file():
-            raise GSAMError(f"{engine}: no such engine file")
-        engine_profiles = list(EngineSidecar.read(engine).profiles)
-        check_engine_profiles(engine, engine_profiles, trt_profiles)
-        engine_files = {"model.plan": engine, "model.plan.json": sidecar_path(engine)}
-    trt_config = tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances) if engine_profiles else None
-    if len(trt_profiles) > 1:
-        log(f"gsam_onnx: onnxruntime's TensorRT accelerator serves one profile; it gets the first "
-            f"({trt_profiles[0].name}); gsam_trt serves all {len(trt_profiles)}")
-    python_files = {**onnx_files, "model.py": PYTHON_MODEL_SOURCE, **pixels_files()}
-    shared = dict(instances=instances, gpu=gpu, max_pixels=max_pixels, tiling=tiling)
-    written = [
-        _write_model(repo, python_config("gsam_python", facts, batching=batching, **shared), version,
-                     python_files, onnx_path.name),
-        _write_model(repo, image_config("gsam_image", facts, **shared), version, python_files, onnx_path.name),
-        _write_model(repo, onnx_config("gsam_onnx", facts, instances=instances, trt_profiles=trt_profiles[:1],
-                                       accelerator_precision=accelerator_precision), version, onnx_files, onnx_path.name),
-    ]
-    if trt_config is not None:  # made before anything is written: a bad set of profiles writes nothing
-        source = engine.name if engine else onnx_path.name
-        written.append(_write_model(repo, trt_config, version, engine_files, source))
-        if not engine:
-            log(f"gsam_trt: config written for {len(engine_profiles)} profile(s); put an engine built with exactly "
-                f"these profiles, in this order, at {repo / 'gsam_trt' / str(version) / 'model.plan'}")
-    return written
+
+def _engine_inputs(engine: Path | None, trt_profiles: list[ShapeProfile]) -> tuple[list[ShapeProfile], dict]:
+    """(gsam_trt's profiles, its files): the engine's sidecar profiles (checked against --profile), or the
+    --profile flags alone before the engine exists."""
+    if engine is None:
+        return trt_profiles, {}
+    from gsam.export.sidecar import EngineSidecar, sidecar_path
+
+    if not engine.is_file():
+        raise GSAMError(f"{engine}: no such engine file")
+    engine_profiles = list(EngineSidecar.read(engine).profiles)
+    check_engine_profiles(engine, engine_profiles, trt_profiles)
+    return engine_profiles, {"model.plan": engine, "model.plan.json": sidecar_path(engine)}
+
+
+def with_compute_models(repo: str | Path, models: list[str]) -> list[str]:
+    """`models` and the compute models they call through BLS (gsam_image's `compute_model`), in load order:
+    a server that loads gsam_image must load what it computes in."""
+    needed: list[str] = []
+    for model in models:
+        config_path = Path(repo) / model / "config.pbtxt"
+        if config_path.is_file():
+            compute = read_model_config(Path(repo) / model).parameters.get("compute_model")
+            if compute is not None and compute.string_value:
+                needed.append(compute.string_value)
+        needed.append(model)
+    return list(dict.fromkeys(needed))
