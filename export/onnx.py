@@ -133,7 +133,7 @@ def _finish_graph(path: Path, facts: ModelFacts) -> onnx.ModelProto:
     return model
 
 
-def verify_onnx(model: nn.Module, path: Path, sizes: list[tuple[int, int]], batch_sizes=(1, 2),
+def verify_onnx(model: nn.Module, path: Path, sizes: list[tuple[int, int]], batch_sizes=(1, 2), *,
                 seed: int = 0, input_dtype: str = "float32") -> list[VerifyRow]:
     """Run onnxruntime and PyTorch on the same random images; one row per (size, batch)."""
     import onnxruntime as ort

@@ -74,8 +74,12 @@ def read_model(folder: Path) -> ServedModel:
         raise GSAMError(f"{folder}: no version folder (1/, 2/, ...); rebuild with `gsam triton build`")
     version_dir = folder / str(versions[-1])
     backend = config.backend or config.platform
-    filename = config.default_model_filename or ("model.plan" if backend == "tensorrt_plan" else "model.onnx")
-    model_files = [p for p in version_dir.glob(filename + "*") if p.is_file() and not p.name.endswith(".json")]
+    # gsam_image computing in another model through BLS holds model.py alone; the others hold their model file
+    bls = "compute_model" in config.parameters and config.parameters["compute_model"].string_value
+    filename = config.default_model_filename or ("model.plan" if backend == "tensorrt_plan" else
+                                                 "model.py" if bls else "model.onnx")
+    model_files = [p for p in version_dir.glob("model.onnx*" if filename == "model.py" else filename + "*")
+                   if p.is_file() and not p.name.endswith(".json")]
     if not (version_dir / filename).is_file():
         raise GSAMError(f"{version_dir}: {filename} is missing; rebuild with `gsam triton build`")
     kinds = frozenset(_kind_name(group.kind) for group in config.instance_group) or frozenset({"KIND_GPU"})
