@@ -1,4 +1,5 @@
-"""A real Triton server (the bundled binary) on 127.0.0.1 serving gsam_python and gsam_image, and the configs."""
+"""A real Triton server (the bundled binary) behind `gsam serve`'s gateway on 127.0.0.1, serving gsam_python and
+gsam_image, and the configs. Every request here goes through the gateway, as a user's would."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gsam.cli import cli
 from gsam.io import sha256_file
 from gsam.runtime.backends import load_backend
 from gsam.runtime.triton.repository import build_repository
+from gsam.runtime.triton.serve_process import ServeProcess
 from gsam.runtime.triton.server import TritonServer, free_port
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
@@ -38,7 +40,7 @@ def repo(tmp_path_factory, served_onnx):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    with TritonServer(repo, ["gsam_python", "gsam_image"], free_port(), free_port()) as running:
+    with ServeProcess(repo, ["gsam_python", "gsam_image"]) as running:
         yield running
 
 
@@ -423,7 +425,7 @@ def tiled_server(tmp_path_factory, served_onnx):
     root = tmp_path_factory.mktemp("tiled") / "triton_models"
     build_repository(served_onnx, root, max_pixels=96 * 96, batching=None,
                      tiling=Tiling(tile=96, overlap=32, max_tiled_pixels=300 * 300))
-    with TritonServer(root, ["gsam_python", "gsam_image"], free_port(), free_port()) as running:
+    with ServeProcess(root, ["gsam_python", "gsam_image"]) as running:
         yield running
 
 
