@@ -20,6 +20,7 @@ that runs the network, so a tiling step can wrap it.
 
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -30,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gsam_pixels import codec, masks, tiling  # noqa: E402  (gsam.pixels, copied beside this file)
 
 TENSOR_INPUTS = {"image": np.float32, "image_uint8": np.uint8}
+FILE_OBJECT = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
 class RequestError(ValueError):
@@ -167,8 +169,8 @@ class TritonPythonModel:
         try:
             bound = (self.max_tiled_pixels if self.tile else self.max_pixels)
             image = codec.decode_image(data, self.min_size, bound)
-        except codec.ImageRequestError as exc:
-            raise RequestError(f"input 'image_bytes': {exc}") from None
+        except codec.ImageRequestError as exc:  # Pillow names its file object, which means nothing to a client
+            raise RequestError(f"input 'image_bytes': {FILE_OBJECT.sub('the bytes', str(exc))}") from None
         wanted = set(request.requested_output_names()) or {"mask_png"}
         height, width = image.shape[:2]
         if self._too_large(height * width):  # band by band: no float copy of the whole image
