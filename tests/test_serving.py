@@ -120,8 +120,19 @@ def test_200_mixed_size_requests_from_8_threads(server):
 
 
 def test_shutdown_leaves_no_process_and_no_shared_memory(repo):
+    """A bare tritonserver (what the Kubernetes manifests run): gsam health probes it, its repository API
+    wants the key this object holds, and it stops clean."""
+    import urllib.error
+    import urllib.request
+
     server = TritonServer(repo, ["gsam_python"], free_port(), free_port()).start()
     pid = server.process.pid
+    result = CliRunner().invoke(cli, ["health", server.http_url, "--triton-model", "gsam_python"])
+    assert result.exit_code == 0 and "answered a 1x3x32x32 FP32 tensor" in result.output, result.output
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(urllib.request.Request(f"http://{server.http_url}/v2/repository/models/gsam_python/"
+                                                      "unload", data=b"{}"), timeout=30)
+    assert err.value.code == 403
     server.stop()
     assert server.process.poll() is not None
     with pytest.raises(ProcessLookupError):

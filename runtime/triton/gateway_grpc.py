@@ -16,7 +16,7 @@ import grpc
 from grpc import aio
 
 from .limits import ModelLimits, Refused
-from .server import DRAIN_S
+from .server import DRAIN_S, GRPC_KEY
 from .state import STUB_DIED, ServingState
 
 SERVICE = "inference.GRPCInferenceService"
@@ -94,7 +94,7 @@ class GrpcGateway:
         channel = await self._upstream(context)
         call = channel.unary_unary(f"/{SERVICE}/{method}")
         try:
-            answer = await call(request, timeout=context.time_remaining())
+            answer = await call(request, timeout=context.time_remaining(), metadata=((GRPC_KEY, self.state.key),))
         except aio.AioRpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if STUB_DIED in details:

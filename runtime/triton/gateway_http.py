@@ -20,7 +20,7 @@ from aiohttp import web
 
 from .body import BodyReader
 from .limits import JSON_BODY_CAP, ModelLimits, Refused, check_bytes_elements
-from .server import DRAIN_S
+from .server import ADMIN_HEADER, DRAIN_S
 from .state import RETRY_AFTER_S, STUB_DIED, ServingState
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -175,6 +175,7 @@ class HttpGateway:
         url = f"http://127.0.0.1:{self.state.http_port}{request.path}"
         if "Accept-Encoding" in request.headers:
             headers["Accept-Encoding"] = request.headers["Accept-Encoding"]
+        headers[ADMIN_HEADER] = self.state.key
         response = None
         try:
             async with self.session.request(request.method, url, data=body, headers=headers) as upstream:

@@ -112,12 +112,12 @@ def fetch_config(url: str, model: str, timeout: float) -> dict:
         raise ProbeFailed(f"{base} answered the config of {model} with something that is not JSON") from None
 
 
-def run_probe(url: str, probe: Probe, timeout: float) -> float:
+def run_probe(url: str, probe: Probe, timeout: float, headers: dict[str, str] | None = None) -> float:
     """Seconds the model took to answer the probe with its mask; ProbeFailed otherwise."""
     base = base_url(url)
     request = urllib.request.Request(f"{base}/v2/models/{probe.model}/infer", data=probe.body, method="POST",
                                      headers={HEADER_LENGTH: str(probe.header_length),
-                                              "Content-Type": "application/octet-stream"})
+                                              "Content-Type": "application/octet-stream", **(headers or {})})
     started = time.perf_counter()
     raw, length = _open(request, base, timeout)
     try:

@@ -20,14 +20,15 @@ from gsam.errors import GSAMError
 
 from .server import SHUTDOWN_BOUND_S, free_port
 
-_INTERNAL = re.compile(r"tritonserver inside: HTTP (\d+), gRPC (\d+)")
+_INTERNAL = re.compile(r"inside: HTTP (\d+), gRPC (\d+)")  # the ready line, and each restart's
 
 
 class ServeProcess:
     def __init__(self, repo: str | Path, models: list[str], *, args: tuple[str, ...] = ()) -> None:
         self.repo, self.models, self.args = Path(repo), models, args
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
-        self.internal_http_port = self.internal_grpc_port = 0
+        self.internal_http_port = self.internal_grpc_port = 0  # tritonserver's, the latest (restarts move them)
+        self.internal_http_ports: list[int] = []
         self.lines: list[str] = []
         self.process: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
@@ -54,6 +55,7 @@ class ServeProcess:
             found = _INTERNAL.search(line)
             if found:
                 self.internal_http_port, self.internal_grpc_port = int(found[1]), int(found[2])
+                self.internal_http_ports.append(self.internal_http_port)
 
     def ready(self) -> bool:
         try:

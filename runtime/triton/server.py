@@ -4,8 +4,9 @@ Uses `tritonserver` from PATH when there is one (an NGC container), otherwise th
 bundled in the nvidia-pytriton wheel (runtime/triton/bundle.py). Binds 127.0.0.1 only (HTTP,
 gRPC and the Prometheus metrics endpoint). The APIs that change the server or reach past the
 models (model repository, shared memory, trace and logging settings) are restricted to a random
-key made at each start and held only by this object, which needs it to reload a model; nobody who
-can reach the ports, this machine's other users included, can load code into the server.
+key made at each start and held only by this object, which needs it to reload a model: what reaches
+the ports cannot load code into the server. With `private=True` (gsam serve) every API wants the key,
+which the gateway adds, so nothing reaches the models around the gateway's checks.
 
 The server's output is kept in memory (its last lines explain failures) and written to `log_path`
 only when one is given. `stop` sends SIGTERM, escalates to SIGKILL past a bound, and removes the
@@ -35,8 +36,10 @@ SHUTDOWN_BOUND_S = 20
 DRAIN_S = 8.0
 EXIT_TIMEOUT_S = 5  # tritonserver's --exit-timeout-secs: unloading models after SIGTERM
 KILL_AFTER_S = 8.0  # SIGKILL to the server's process group when it has not exited by then
-RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
+ADMIN_APIS = ("model-repository", "shared-memory", "trace", "logging")
+ALL_APIS = ("health", "metadata", "inference", "model-config", "statistics", *ADMIN_APIS)
 ADMIN_HEADER = "gsam-admin-key"  # lowercase: gRPC metadata keys must be
+GRPC_KEY = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the metadata key Triton expects for it over gRPC
 SHM_PREFIX = "triton_python_backend_shm_region_"
 LOG_LINES_KEPT = 400
 # What the bundled server prints on every start on a machine without a GPU: not a reason for anything.
@@ -124,12 +127,13 @@ class TritonServer:
     """A tritonserver child process on 127.0.0.1; use as a context manager or call start/stop."""
 
     def __init__(self, repo: str | Path, models: list[str], http_port: int = 8000, grpc_port: int = 8001, *,
-                 metrics_port: int | None = None, log_path: str | Path | None = None, metrics: bool = True) -> None:
+                 metrics_port: int | None = None, log_path: str | Path | None = None, metrics: bool = True,
+                 private: bool = False) -> None:
         self.repo = Path(repo).resolve()
         self.models = models
         self.http_port, self.grpc_port = http_port, grpc_port
         self.metrics_port = metrics_port or free_port()
-        self.metrics = metrics
+        self.metrics, self.private = metrics, private
         self.log_path = Path(log_path) if log_path else None
         self.process: subprocess.Popen | None = None
         self.admin_key = ""
@@ -163,7 +167,7 @@ class TritonServer:
             bundled = bundled_server()
             binary, env, extra = str(bundled.binary), bundled.env, bundled.args
             self._private_copy = bundled.private_copy
-        restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={self.admin_key}"
+        restricted = f"{','.join(ALL_APIS if self.private else ADMIN_APIS)}:{ADMIN_HEADER}={self.admin_key}"
         args = [binary, f"--model-repository={self.repo}", "--model-control-mode=explicit",
                 *[f"--load-model={m}" for m in self.models],
                 "--http-address=127.0.0.1", f"--http-port={self.http_port}",
@@ -229,9 +233,14 @@ class TritonServer:
         self.stop()
         raise GSAMError(f"tritonserver was not ready after {timeout:.0f} s: {self.failure_reason()}")
 
+    @property
+    def key_headers(self) -> dict[str, str]:
+        return {ADMIN_HEADER: self.admin_key}
+
     def ready(self) -> bool:
+        request = urllib.request.Request(f"http://{self.http_url}/v2/health/ready", headers=self.key_headers)
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=1) as response:
+            with urllib.request.urlopen(request, timeout=1) as response:
                 return response.status == 200
         except OSError:
             return False
@@ -245,7 +254,7 @@ class TritonServer:
 
     def _admin(self, action: str, model: str, timeout: float) -> None:
         request = urllib.request.Request(f"http://{self.http_url}/v2/repository/models/{model}/{action}", data=b"{}",
-                                         headers={ADMIN_HEADER: self.admin_key}, method="POST")
+                                         headers=self.key_headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=timeout):
                 return

@@ -90,7 +90,7 @@ class Service:
         self.session = _session()
         self.gateways = [HttpGateway(limits, self.state, self.session), GrpcGateway(limits, self.state)]
         self.server = TritonServer(o.repo, o.models, free_port(), free_port(), metrics_port=o.metrics_port,
-                                   log_path=o.log_file)
+                                   log_path=o.log_file, private=True)
         try:
             await self._listen()
             if await self._start_server(probes):
@@ -124,7 +124,7 @@ class Service:
             return False
         stopping.cancel()
         starting.result()
-        self.state.up(server.http_port, server.grpc_port)
+        self.state.up(server.http_port, server.grpc_port, server.admin_key)
         self.supervisor = Supervisor(server, self.state, probes, self.log, ready_timeout=o.ready_timeout)
         self.log(f"ready: HTTP http://{HOST}:{o.http_port}  gRPC {HOST}:{o.grpc_port}  metrics {server.metrics_url}  "
                  f"(tritonserver inside: HTTP {server.http_port}, gRPC {server.grpc_port}; Ctrl-C stops)")

@@ -28,6 +28,7 @@ class ServingState:
     models: dict[str, ModelState]
     http_port: int | None = None  # tritonserver's internal ports; None while it is down
     grpc_port: int | None = None
+    key: str = ""  # what tritonserver wants on every request (it changes at each start)
     draining: bool = False
     in_flight: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -73,8 +74,8 @@ class ServingState:
             self.models[model].answering, self.models[model].reason = False, message[:300]
         self.wake.set()
 
-    def up(self, http_port: int, grpc_port: int) -> None:
-        self.http_port, self.grpc_port = http_port, grpc_port
+    def up(self, http_port: int, grpc_port: int, key: str) -> None:
+        self.http_port, self.grpc_port, self.key = http_port, grpc_port, key
 
     def down(self, reason: str) -> None:
         self.http_port = self.grpc_port = None

@@ -65,7 +65,8 @@ class Supervisor:
         self._probed[model] = time.monotonic()
         probe, state = self.probes[model], self.state.models[model]
         try:
-            seconds = await asyncio.to_thread(run_probe, self.server.http_url, probe, PROBE_TIMEOUT_S)
+            seconds = await asyncio.to_thread(run_probe, self.server.http_url, probe, PROBE_TIMEOUT_S,
+                                              self.server.key_headers)
         except ProbeFailed as exc:
             if self.state.draining or not self.state.server_up:
                 return
@@ -130,9 +131,10 @@ class Supervisor:
         except GSAMError as exc:
             self.log(f"restarting tritonserver failed: {exc}")
             return
-        self.state.up(self.server.http_port, self.server.grpc_port)
+        self.state.up(self.server.http_port, self.server.grpc_port, self.server.admin_key)
         self._probed = {model: 0.0 for model in self.probes}
-        self.log(f"tritonserver restarted in {time.monotonic() - started:.1f} s")
+        self.log(f"tritonserver restarted in {time.monotonic() - started:.1f} s (inside: HTTP {self.server.http_port}, "
+                 f"gRPC {self.server.grpc_port})")
 
     def _start_again(self) -> None:
         self.server.stop()
