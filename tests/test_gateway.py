@@ -301,3 +301,93 @@ def test_probe_arrays_stay_tiny():
               "parameters": {"min_size": {"string_value": "48"}}}
     assert len(probe_for(config).body) < 3 * 48 * 48 * 4 + 400
     assert np.frombuffer(probe_for(config).body[-16:], np.float32).tolist() == [0.0] * 4
+
+
+class FakeServer:
+    """A TritonServer stand-in for the supervisor's policy: `alive` says whether its process runs."""
+
+    def __init__(self, alive=True, starts_fail=False):
+        self.alive, self.starts_fail, self.reloads, self.starts = alive, starts_fail, [], 0
+        self.http_port = self.grpc_port = 1
+        self.admin_key, self.key_headers, self.http_url = "k", {}, "127.0.0.1:1"
+        self.process = self
+
+    @property
+    def returncode(self):
+        return None if self.alive else -11
+
+    def poll(self):
+        return self.returncode
+
+    def failure_reason(self):
+        return "Signal (11) received"
+
+    def reload(self, model, timeout):
+        self.reloads.append(model)
+
+    def stop(self):
+        pass
+
+    def start(self, timeout):
+        from gsam.errors import GSAMError
+
+        self.starts += 1
+        if self.starts_fail:
+            raise GSAMError("tritonserver exited with signal SIGSEGV: Signal (11) received")
+        self.alive = True
+
+
+def _supervise(server, monkeypatch, probe_failure=None, seconds=3.0):
+    from gsam.runtime.triton import supervisor
+    from gsam.runtime.triton.probe import Probe, ProbeFailed
+    from gsam.runtime.triton.state import ServingState
+
+    def probe(url, probe, timeout, headers):
+        if probe_failure:
+            raise ProbeFailed(probe_failure, status=500)
+        return 0.01
+
+    monkeypatch.setattr(supervisor, "run_probe", probe)
+    monkeypatch.setattr(supervisor, "BACKOFF_S", (0,))
+    state, lines = ServingState.for_models(["gsam_python"]), []
+    state.up(1, 1, "k")
+    watcher = supervisor.Supervisor(server, state, {"gsam_python": Probe("gsam_python", b"", 0, "mask", "a probe")},
+                                    lines.append, ready_timeout=1)
+
+    async def run():
+        await asyncio.wait_for(watcher.run(), seconds)
+
+    return run, state, lines
+
+
+def test_a_model_that_keeps_failing_is_reloaded_then_its_server_restarted_then_given_up(monkeypatch):
+    from gsam.errors import GSAMError
+    from gsam.runtime.triton.supervisor import MAX_RELOADS, MAX_RESTARTS
+
+    server = FakeServer()
+    run, state, lines = _supervise(server, monkeypatch, "HTTP 500: Stub process 'gsam_python_0_0' is not healthy.",
+                                   seconds=20)
+    with pytest.raises(GSAMError, match="giving up. Last: gsam_python still fails after 3 reloads"):
+        asyncio.run(run())
+    assert server.reloads == ["gsam_python"] * MAX_RELOADS * (MAX_RESTARTS + 1) and server.starts == MAX_RESTARTS
+    assert lines[0] == "gsam_python failed a probe: HTTP 500: Stub process 'gsam_python_0_0' is not healthy."
+    assert "reloading gsam_python (unload, then load): HTTP 500: Stub process" in lines[1]
+    assert not state.ready()
+
+
+def test_a_server_that_keeps_crashing_is_given_up_with_its_cause(monkeypatch):
+    from gsam.errors import GSAMError
+    from gsam.runtime.triton.supervisor import MAX_RESTARTS
+
+    server = FakeServer(alive=False, starts_fail=True)
+    run, state, lines = _supervise(server, monkeypatch)
+    with pytest.raises(GSAMError, match=r"failed 6 times within 10 minutes; giving up. Last: tritonserver exited"):
+        asyncio.run(run())
+    assert server.starts == MAX_RESTARTS and "signal SIGSEGV" in lines[0] and not state.server_up
+
+
+def test_a_healthy_model_is_ready_and_a_timeout_is_only_busy(monkeypatch):
+    run, state, lines = _supervise(FakeServer(), monkeypatch, seconds=0.6)
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(run())
+    assert state.ready() and lines == ["gsam_python answers (a probe in 10 ms)"]

@@ -115,6 +115,22 @@ def test_a_negative_grpc_shape_is_invalid_argument_and_the_model_still_answers(s
     assert "failed a probe" not in served.output
 
 
+def test_grpc_messages_above_the_bound_or_compressed_are_refused_unread(served):
+    import grpc
+    import tritonclient.grpc as client
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(grpc.RpcError) as err:  # 4 MiB: above every served model's largest legal request
+        grpc_infer(served.grpc_url, [1, 3, 512, 683], 3 * 512 * 683)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    tensor = client.InferInput("image", [1, 3, 64, 64], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, 3, 64, 64), np.float32))
+    with pytest.raises(InferenceServerException) as err:  # a gRPC core would inflate it without a bound
+        client.InferenceServerClient(served.grpc_url).infer("gsam_python", [tensor], compression_algorithm="gzip")
+    assert err.value.status() == "StatusCode.INVALID_ARGUMENT" and "compressed messages are not accepted" in str(
+        err.value)
+
+
 @pytest.mark.parametrize("shape, data, fragment", [
     ([1, 3, -32, -32], [0] * 3072, "every dimension must be a positive integer"),
     ([1, 3, 32, 32], [0] * 5, "(3072 values); 'data' holds 5"),

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from gsam.errors import GSAMError
 
-from .server import SHUTDOWN_BOUND_S, free_port
+from .server import SHUTDOWN_BOUND_S, LoopbackPorts, free_port
 
 _INTERNAL = re.compile(r"inside: HTTP (\d+), gRPC (\d+)")  # the ready line, and each restart's
 
 
-class ServeProcess:
+class ServeProcess(LoopbackPorts):
     def __init__(self, repo: str | Path, models: list[str], *, args: tuple[str, ...] = ()) -> None:
         self.repo, self.models, self.args = Path(repo), models, args
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
@@ -32,18 +32,6 @@ class ServeProcess:
         self.lines: list[str] = []
         self.process: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def output(self) -> str:

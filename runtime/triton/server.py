@@ -123,7 +123,27 @@ def _reap_group(pgid: int) -> None:
         time.sleep(0.05)
 
 
-class TritonServer:
+class LoopbackPorts:
+    """The addresses of a server on 127.0.0.1 with http_port, grpc_port and metrics_port."""
+
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+
+class TritonServer(LoopbackPorts):
     """A tritonserver child process on 127.0.0.1; use as a context manager or call start/stop."""
 
     def __init__(self, repo: str | Path, models: list[str], http_port: int = 8000, grpc_port: int = 8001, *,
@@ -145,18 +165,6 @@ class TritonServer:
         self._lock = threading.Lock()
         self._closed = False
         self._starts = 0
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         binary = shutil.which("tritonserver")

@@ -133,6 +133,8 @@ class Supervisor:
             return
         self.state.up(self.server.http_port, self.server.grpc_port, self.server.admin_key)
         self._probed = {model: 0.0 for model in self.probes}
+        for reloads in self._reloads.values():  # a new server: its models start with a clean record
+            reloads.clear()
         self.log(f"tritonserver restarted in {time.monotonic() - started:.1f} s (inside: HTTP {self.server.http_port}, "
                  f"gRPC {self.server.grpc_port})")
 
