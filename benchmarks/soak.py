@@ -1,8 +1,8 @@
 """Bounded soak of `gsam serve` (gateway, supervisor and Triton, as users run it): mixed-size requests from many
 threads to every CPU model (gsam_python over HTTP and gRPC, gsam_image with PNG bytes over HTTP), plus clients
 that give up mid-request, with the served tree's resident memory before and after. Then, on the same server:
-the gateway's cost against Triton's own ports, side by side (requests alternating between the two), and the
-time to answer again after `kill -9` of gsam_python's python stub.
+the gateway's cost against its tritonserver's own ports, side by side (requests alternating between the two),
+and the time to answer again after `kill -9` of gsam_python's python stub.
 
     python benchmarks/soak.py --requests 2000 --threads 16 [--onnx model.onnx] [--overhead-iters 10] [--out soak.json]
 
@@ -28,7 +28,7 @@ from gsam.runtime.backends import load_backend
 from gsam.runtime.bench.process_memory import descendants, tree_memory_mib
 from gsam.runtime.triton.repository import build_repository
 from gsam.runtime.triton.serve_process import ServeProcess
-from gsam.runtime.triton.server import TritonServer, free_port
+from gsam.runtime.triton.server import ADMIN_HEADER, GRPC_KEY
 
 SIZES = [(64, 64), (96, 128), (160, 120), (200, 300), (33, 47), (256, 192)]
 ABORT_SIZE = (384, 384)
@@ -100,30 +100,54 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def gateway_overhead(served: ServeProcess, direct: TritonServer, iters: int) -> list[dict]:
-    """p50 of one gsam client request (FP32 in; logits and mask out) through gsam serve's gateway and straight to
-    a bare tritonserver on the same repository (gsam serve's own tritonserver takes only the gateway), requests
-    alternating between the two, at each side, over HTTP and gRPC; one client per path, concurrency 1."""
-    paths = {("http", "gateway"): served.http_url, ("grpc", "gateway"): served.grpc_url,
-             ("http", "direct"): direct.http_url, ("grpc", "direct"): direct.grpc_url}
-    clients = {key: load_backend(f"triton-{key[0]}", url) for key, url in paths.items()}
+def _internal_key(served: ServeProcess) -> str:
+    """The key gsam serve's tritonserver wants: on its command line (docs/security.md), readable by its user."""
+    for pid in descendants(served.process.pid):
+        args = open(f"/proc/{pid}/cmdline").read().split("\0")
+        if args[0].endswith("bin/tritonserver"):
+            return next(a for a in args if a.startswith("--http-restricted-api=")).rsplit("=", 1)[1]
+    raise RuntimeError("gsam serve runs no tritonserver")
+
+
+def _infer(module, client, image: np.ndarray, headers: dict) -> None:
+    """What gsam's Triton client sends: FP32 in, logits and mask out."""
+    tensor = module.InferInput("image", list(image.shape), "FP32")
+    tensor.set_data_from_numpy(image)
+    client.infer("gsam_python", [tensor], outputs=[module.InferRequestedOutput("logits"),
+                                                   module.InferRequestedOutput("mask")], headers=headers)
+
+
+def gateway_overhead(served: ServeProcess, iters: int) -> list[dict]:
+    """p50 of one request through gsam serve's gateway and straight to its own tritonserver (internal port, with
+    the key), alternating, on the same warm server, at each side, over HTTP and gRPC; concurrency 1."""
+    import tritonclient.grpc as grpc
+    import tritonclient.http as http
+
+    key = _internal_key(served)
+    paths = {("http", "gateway"): (http, served.http_url, {}), ("grpc", "gateway"): (grpc, served.grpc_url, {}),
+             ("http", "direct"): (http, f"127.0.0.1:{served.internal_http_port}", {ADMIN_HEADER: key}),
+             ("grpc", "direct"): (grpc, f"127.0.0.1:{served.internal_grpc_port}", {GRPC_KEY: key})}
+    clients = {k: (module, module.InferenceServerClient(url, **({"network_timeout": 600} if module is http else {})),
+                   headers) for k, (module, url, headers) in paths.items()}
     rows = []
     for side in OVERHEAD_SIDES:
         image = np.random.default_rng(side).uniform(0, 255, (1, 3, side, side)).astype(np.float32)
         times: dict[tuple[str, str], list[float]] = {key: [] for key in paths}
-        for key in paths:  # one warm-up each
-            clients[key](image)
+        for module, client, headers in clients.values():  # one warm-up each
+            _infer(module, client, image, headers)
         for _ in range(iters):
-            for key, client in clients.items():
+            for path, (module, client, headers) in clients.items():
                 start = time.perf_counter()
-                client(image)
-                times[key].append((time.perf_counter() - start) * 1000)
+                _infer(module, client, image, headers)
+                times[path].append((time.perf_counter() - start) * 1000)
         for protocol in ("http", "grpc"):
-            gateway, direct = _pct(times[(protocol, "gateway")], 50), _pct(times[(protocol, "direct")], 50)
+            through, around = times[(protocol, "gateway")], times[(protocol, "direct")]
+            gateway, direct = _pct(through, 50), _pct(around, 50)
+            paired = [a - b for a, b in zip(through, around)]  # a gateway request against the direct one of its round
             rows.append({"size": f"{side}x{side}", "megapixels": round(side * side / 1e6, 3), "protocol": protocol,
-                         "p50_direct_ms": direct, "p50_gateway_ms": gateway,
-                         "added_ms": round(gateway - direct, 1), "ratio": round(gateway / direct, 3), "n": iters})
-    for client in clients.values():
+                         "p50_direct_ms": direct, "p50_gateway_ms": gateway, "ratio": round(gateway / direct, 3),
+                         "median_paired_added_ms": _pct(paired, 50), "n": iters})
+    for _, client, _ in clients.values():
         client.close()
     return rows
 
@@ -215,12 +239,13 @@ def soak(onnx_path: Path, args: argparse.Namespace) -> dict:
         repo = Path(tmp) / "triton_models"
         build_repository(onnx_path, repo, log=lambda s: None)
         with ServeProcess(repo, ["gsam_python", "gsam_image"]) as served:
-            report = soak_phase(served, args.requests, args.threads, args.time_limit, args.aborts)
-            with TritonServer(repo, ["gsam_python"], free_port(), free_port()) as direct:
-                report["gateway_overhead"] = gateway_overhead(served, direct, args.overhead_iters)
-            report["stub_kill"] = stub_recovery(served)
             pid = served.process.pid  # gsam serve itself (the gateway): the tree without its children
-            report["gateway_rss_mb"] = round(tree_memory_mib(pid) - tree_memory_mib(pid, include_root=False), 1)
+            gateway_start = tree_memory_mib(pid) - tree_memory_mib(pid, include_root=False)
+            report = soak_phase(served, args.requests, args.threads, args.time_limit, args.aborts)
+            report["gateway_overhead"] = gateway_overhead(served, args.overhead_iters)
+            report["stub_kill"] = stub_recovery(served)
+            report["gateway_rss_mb"] = {"ready": round(gateway_start, 1), "end": round(
+                tree_memory_mib(pid) - tree_memory_mib(pid, include_root=False), 1)}
             report["sigterm_exit_s"] = round(served.stop(), 1)
     return report
 

@@ -211,7 +211,8 @@ def test_model_repository_loads_are_refused_and_their_code_never_runs(served, tm
     request = service_pb2.RepositoryModelLoadRequest(model_name="evil")
     request.parameters["config"].string_param = config
     request.parameters["file:1/model.py"].bytes_param = EVIL_MODEL.format(marker=str(marker)).encode()
-    for url, code in ((served.grpc_url, grpc.StatusCode.PERMISSION_DENIED), (internal_grpc, grpc.StatusCode.UNAVAILABLE)):
+    refusals = ((served.grpc_url, grpc.StatusCode.PERMISSION_DENIED), (internal_grpc, grpc.StatusCode.UNAVAILABLE))
+    for url, code in refusals:
         with grpc.insecure_channel(url) as channel, pytest.raises(grpc.RpcError) as err:
             service_pb2_grpc.GRPCInferenceServiceStub(channel).RepositoryModelLoad(request, timeout=30)
         assert err.value.code() == code, err.value.details()
@@ -230,7 +231,7 @@ def test_gsam_health_sends_each_model_a_real_inference(served):
         assert result.exit_code == 0 and f"answered {what}" in result.output, result.output
     result = CliRunner().invoke(cli, ["health", served.http_url, "--triton-model", "gsam_nothing"])
     assert result.exit_code == 1 and "HTTP 404: unknown model 'gsam_nothing'" in result.output
-    assert status_of(served.http_url, "/v2/health/live") == 200 and status_of(served.http_url, "/v2/health/ready") == 200
+    assert status_of(served.http_url, "/v2/health/live") == status_of(served.http_url, "/v2/health/ready") == 200
 
 
 def _child(parent, marker):
@@ -274,7 +275,8 @@ def test_a_killed_stub_and_a_crashed_server_recover_and_sigterm_leaves_nothing(r
     tmp_logs = set(glob.glob(os.path.join(tempfile.gettempdir(), "gsam-triton-*.log")))
     with ServeProcess(repo, ["gsam_python"], args=("--log-file", str(log_file))) as served:
         stub = _child(served.process.pid, "gsam_python/1/model.py")
-        prefix = re.search(r"triton_python_backend_shm_region_gsam[0-9a-f]{8}_", open(f"/proc/{stub}/cmdline").read())[0]
+        regions = re.search(r"triton_python_backend_shm_region_gsam[0-9a-f]{8}_", open(f"/proc/{stub}/cmdline").read())
+        prefix = regions[0]  # this server's own prefix
         traffic = Traffic(served.http_url)
         time.sleep(1)
         killed = time.monotonic()

@@ -19,7 +19,7 @@ from gsam.errors import GSAMError
 
 DTYPE_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2, "UINT32": 4,
                "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8}
-INT_RANGES = {name: ((0, 2 ** (8 * size) - 1) if name.startswith("U") else (-2 ** (8 * size - 1), 2 ** (8 * size - 1) - 1))
+INT_RANGES = {name: (0, 2 ** (8 * size) - 1) if name.startswith("U") else (-(2 ** (8 * size - 1)), 2 ** (8 * size - 1) - 1)
               for name, size in DTYPE_BYTES.items() if "INT" in name}
 # An encoded image of P pixels takes at most P x 8 bytes (16-bit RGBA stored uncompressed, the largest
 # encoding of the formats gsam_image reads) plus its metadata (EXIF, ICC profiles, TIFF tags): 1 MiB.

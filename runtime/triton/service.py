@@ -1,8 +1,8 @@
 """`gsam serve`: the gateway on the public ports, tritonserver behind it, the supervisor watching both.
 
 One asyncio loop runs the HTTP gateway (aiohttp), the gRPC gateway (grpcio) and the supervisor;
-tritonserver listens on internal 127.0.0.1 ports with its admin APIs under a key only this process
-holds. SIGTERM or SIGINT drains: readiness turns 503, the listening sockets close, idle keep-alive
+tritonserver listens on internal 127.0.0.1 ports and wants, for every API, a key only this process
+holds (the gateway adds it). SIGTERM or SIGINT drains: readiness turns 503, the listening sockets close, idle keep-alive
 connections are closed at once, requests in flight get DRAIN_S, then tritonserver gets KILL_AFTER_S
 before SIGKILL, and its shm regions are removed: all within SHUTDOWN_BOUND_S.
 """
@@ -103,9 +103,10 @@ class Service:
         for gateway, (name, port) in zip(self.gateways, (("--http-port", o.http_port), ("--grpc-port", o.grpc_port))):
             try:
                 await gateway.start(HOST, port)
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:  # grpcio raises RuntimeError when it cannot bind
+                reason = getattr(exc, "strerror", None) or exc
                 raise GSAMError(f"{name} {port} is busy on {HOST}; stop what uses it or choose another port "
-                                f"({exc.strerror or exc})") from None
+                                f"({reason})") from None
 
     async def _start_server(self, probes: dict) -> bool:
         """tritonserver started and ready (False: a signal came first)."""
