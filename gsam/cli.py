@@ -18,7 +18,8 @@ The pipeline, one command per stage (gsam demo runs them all on generated data):
   gsam predict     masks and overlays through any backend
   gsam export      ONNX with dynamic height/width (verified), TensorRT engines
   gsam triton      write a Triton model repository from the ONNX file
-  gsam serve       run Triton on it (HTTP and gRPC, any image size)
+  gsam serve       run Triton on it behind gsam's gateway (HTTP and gRPC, any image size)
+  gsam health      does a served model answer a real inference (for probes)
   gsam deploy      run -> verified ONNX variants, profiles, Triton repository, manifest
   gsam bench       latency and throughput of every backend across sizes
   gsam info        a model's size and FLOPs, or an artifact's lineage
@@ -60,6 +61,7 @@ def _register_commands() -> None:
     from .commands.deploy import deploy
     from .commands.evaluate import evaluate
     from .commands.export import export
+    from .commands.health import health
     from .commands.info import info
     from .commands.k8s import k8s
     from .commands.predict import predict
@@ -68,7 +70,7 @@ def _register_commands() -> None:
     from .commands.train import train
     from .commands.triton import triton
 
-    for command in (demo, data, train, evaluate, predict, export, triton, serve, deploy, bench, info,
+    for command in (demo, data, train, evaluate, predict, export, triton, serve, health, deploy, bench, info,
                     import_reference_command):
         cli.add_command(command)
     triton.add_command(k8s)

@@ -1,4 +1,5 @@
-"""A real Triton server (the bundled binary) on 127.0.0.1 serving gsam_python and gsam_image, and the configs."""
+"""A real Triton server (the bundled binary) behind `gsam serve`'s gateway on 127.0.0.1, serving gsam_python and
+gsam_image, and the configs. Every request here goes through the gateway, as a user's would."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gsam.cli import cli
 from gsam.io import sha256_file
 from gsam.runtime.backends import load_backend
 from gsam.runtime.triton.repository import build_repository
+from gsam.runtime.triton.serve_process import ServeProcess
 from gsam.runtime.triton.server import TritonServer, free_port
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
@@ -38,7 +40,7 @@ def repo(tmp_path_factory, served_onnx):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    with TritonServer(repo, ["gsam_python", "gsam_image"], free_port(), free_port()) as running:
+    with ServeProcess(repo, ["gsam_python", "gsam_image"]) as running:
         yield running
 
 
@@ -118,8 +120,19 @@ def test_200_mixed_size_requests_from_8_threads(server):
 
 
 def test_shutdown_leaves_no_process_and_no_shared_memory(repo):
+    """A bare tritonserver (what the Kubernetes manifests run): gsam health probes it, its repository API
+    wants the key this object holds, and it stops clean."""
+    import urllib.error
+    import urllib.request
+
     server = TritonServer(repo, ["gsam_python"], free_port(), free_port()).start()
     pid = server.process.pid
+    result = CliRunner().invoke(cli, ["health", server.http_url, "--triton-model", "gsam_python"])
+    assert result.exit_code == 0 and "answered a 1x3x32x32 FP32 tensor" in result.output, result.output
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(urllib.request.Request(f"http://{server.http_url}/v2/repository/models/gsam_python/"
+                                                      "unload", data=b"{}"), timeout=30)
+    assert err.value.code == 403
     server.stop()
     assert server.process.poll() is not None
     with pytest.raises(ProcessLookupError):
@@ -272,7 +285,7 @@ def test_too_large_request_names_the_limit_and_the_next_request_succeeds(server)
     assert err.value.status() == "400" and f"max_pixels={MAX_PIXELS}" in str(err.value)
     with pytest.raises(InferenceServerException) as err:
         _http_infer(server, "gsam_image", [("image_bytes", np.array([b"not an image"], dtype=np.object_), "BYTES")])
-    assert err.value.status() == "400" and "cannot decode" in str(err.value)
+    assert err.value.status() == "400" and "cannot decode" in str(err.value) and "BytesIO" not in str(err.value)
     result = _http_infer(server, "gsam_python", [("image", _images((1, 3, 256, 256)), "FP32")])
     assert result.as_numpy("mask").shape == (1, 256, 256)
 
@@ -423,7 +436,7 @@ def tiled_server(tmp_path_factory, served_onnx):
     root = tmp_path_factory.mktemp("tiled") / "triton_models"
     build_repository(served_onnx, root, max_pixels=96 * 96, batching=None,
                      tiling=Tiling(tile=96, overlap=32, max_tiled_pixels=300 * 300))
-    with TritonServer(root, ["gsam_python", "gsam_image"], free_port(), free_port()) as running:
+    with ServeProcess(root, ["gsam_python", "gsam_image"]) as running:
         yield running
 
 

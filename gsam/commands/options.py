@@ -34,6 +34,7 @@ VOCABULARY = {
     "--data": "a dataset folder (DATA/{train,val}/{images,masks})",
     "--sizes": "image sizes HEIGHTxWIDTH, comma-separated",
     "--url": "a Triton server's address host:port",
+    "--timeout": "seconds one request to a server may take",
     "--repo": "a Triton model repository folder",
     "--engine": "a TensorRT engine file (with its .json sidecar)",
     "--seed": "the random seed",

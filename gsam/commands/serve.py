@@ -1,55 +1,56 @@
-"""`gsam serve`: Triton on a model repository, on this machine."""
+"""`gsam serve`: a gsam model repository behind gsam's own gateway, on this machine."""
 
 from __future__ import annotations
 
-import signal
-import time
+from pathlib import Path
 
 import click
 
 from .options import retired, triton_models_option
 
+PORT = click.IntRange(1, 65535)
+
 
 @click.command()
 @click.option("--repo", default="triton_models", show_default=True, type=click.Path(file_okay=False),
               help="The repository to serve (written by `gsam triton build`).")
-@click.option("--http-port", type=int, default=8000, show_default=True)
-@click.option("--grpc-port", type=int, default=8001, show_default=True)
+@click.option("--http-port", type=PORT, default=8000, show_default=True,
+              help="Public HTTP port (the gateway's): inference, health, metadata, config, statistics.")
+@click.option("--grpc-port", type=PORT, default=8001, show_default=True,
+              help="Public gRPC port (the gateway's): the same calls as HTTP.")
 @triton_models_option("Models to load, comma-separated. gsam_onnx and gsam_trt need Triton's GPU container.",
                       default="gsam_python,gsam_image")
-@click.option("--metrics-port", type=int, default=8002, show_default=True,
+@click.option("--metrics-port", type=PORT, default=8002, show_default=True,
               help="Port of Triton's Prometheus metrics (http://127.0.0.1:PORT/metrics).")
 @click.option("--ready-timeout", type=float, default=120.0, show_default=True,
-              help="Seconds to wait for the server and its models to be ready.")
+              help="Seconds to wait for the server and its models to be ready (at start and on each restart).")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Write tritonserver's log to this file. Default: no file; its last lines go into error messages.")
 @retired("--timeout", "was renamed --ready-timeout (in predict, --timeout bounds one request)")
 @retired("--triton-model", "was renamed --triton-models (a comma-separated list)")
-def serve(repo, http_port, grpc_port, triton_models, metrics_port, ready_timeout) -> None:
-    """Run Triton on a model repository until Ctrl-C, bound to 127.0.0.1.
+def serve(repo, http_port, grpc_port, triton_models, metrics_port, ready_timeout, log_file) -> None:
+    """Serve a model repository on 127.0.0.1 until Ctrl-C or SIGTERM.
 
-    Uses `tritonserver` from PATH (e.g. the NGC container), else the one bundled in nvidia-pytriton.
+    The public HTTP and gRPC ports belong to gsam's gateway; tritonserver (from PATH, e.g. the NGC
+    container, else the one bundled in nvidia-pytriton) listens on internal ports behind it. The
+    gateway forwards inference, health, metadata, config and statistics only, and checks every
+    request against the model's bounds (max_pixels) from its header before reading the tensor, so
+    oversized, malformed or compressed-bomb requests are refused with 4xx without reaching the server.
+    Triton's model-repository, shared-memory, trace and logging APIs are never reachable.
+
+    A supervisor sends each model a real minimal inference every 2 s: a model that cannot answer
+    (its python process died) is reloaded, a crashed tritonserver restarted; /v2/health/ready answers
+    503 until every model answers. SIGTERM drains requests in flight and exits within 20 s.
 
     Example: gsam serve --repo triton_models --triton-models gsam_python,gsam_image --metrics-port 8002
+
+    Check it from anywhere: gsam health localhost:8000 --triton-model gsam_python
     """
-    from gsam.runtime.triton.server import TritonServer
+    from gsam.runtime.triton.repository import with_compute_models
+    from gsam.runtime.triton.service import ServeOptions, serve_repository
 
-    server = TritonServer(repo, triton_models, http_port, grpc_port, metrics_port=metrics_port)
-    stopping = []
-
-    def request_stop(signum, frame):
-        stopping.append(signum)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        click.echo(f"starting tritonserver on {repo} (models: {', '.join(triton_models)}); log: {server.log_path}")
-        server.start(ready_timeout)
-        click.echo(f"ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}  "
-                   "(Ctrl-C stops)")
-        while not stopping and server.process.poll() is None:
-            time.sleep(0.2)
-        if not stopping:
-            raise click.ClickException(f"tritonserver exited: {server.failure_reason()}")
-    finally:
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    click.echo("tritonserver stopped")
+    # gsam_image computes through another model (BLS): that one is loaded too, before it
+    models = with_compute_models(Path(repo), triton_models)
+    options = ServeOptions(Path(repo), models, http_port, grpc_port, metrics_port, ready_timeout,
+                           Path(log_file) if log_file else None)
+    serve_repository(options, echo=click.echo)

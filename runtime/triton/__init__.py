@@ -1,1 +1,2 @@
-"""Serving with Triton: the repository writer, the python-backend model and the server process."""
+"""Serving with Triton: the repository writer, the python-backend model, the server process, and gsam serve
+(the gateway on the public ports, the supervisor and its probes)."""

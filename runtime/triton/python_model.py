@@ -23,6 +23,7 @@ Only the outputs a request asks for are computed and returned.
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -34,6 +35,7 @@ from compute import BlsCompute, ComputeError, OnnxCompute  # noqa: E402  (copied
 from gsam_pixels import codec, masks, tiling  # noqa: E402  (gsam.pixels, copied beside this file)
 
 TENSOR_INPUTS = {"image": np.float32, "image_uint8": np.uint8}
+FILE_OBJECT = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
 class RequestError(ValueError):
@@ -188,8 +190,8 @@ class TritonPythonModel:
         data = items[0] if isinstance(items[0], bytes) else bytes(items[0])
         try:
             return codec.decode_image(data, self.min_size, self.max_tiled_pixels if self.tile else self.max_pixels)
-        except codec.ImageRequestError as exc:
-            raise RequestError(f"input 'image_bytes': {exc}") from None
+        except codec.ImageRequestError as exc:  # Pillow names its file object, which means nothing to a client
+            raise RequestError(f"input 'image_bytes': {FILE_OBJECT.sub('the bytes', str(exc))}") from None
 
     def _tiled_mask(self, image):
         """The class ids of an image above max_pixels, from tiles sent in batches the compute model takes."""

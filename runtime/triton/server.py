@@ -1,28 +1,49 @@
 """Start and stop a local Triton Inference Server on a gsam model repository.
 
 Uses `tritonserver` from PATH when there is one (an NGC container), otherwise the binary
-bundled in the nvidia-pytriton wheel, set up as docs/facts.md describes: backends
-copied to a work dir with the python stub inside, the interpreter's libdir and the wheel's
-libs on LD_LIBRARY_PATH, the venv's bin first on PATH. Binds 127.0.0.1 only (HTTP, gRPC and
-the Prometheus metrics endpoint); stops with SIGTERM so the python backend removes its
-/dev/shm segments.
+bundled in the nvidia-pytriton wheel (runtime/triton/bundle.py). Binds 127.0.0.1 only (HTTP,
+gRPC and the Prometheus metrics endpoint). The APIs that change the server or reach past the
+models (model repository, shared memory, trace and logging settings) are restricted to a random
+key made at each start and held only by this object, which needs it to reload a model: what reaches
+the ports cannot load code into the server. With `private=True` (gsam serve) every API wants the key,
+which the gateway adds, so nothing reaches the models around the gateway's checks.
+
+The server's output is kept in memory (its last lines explain failures) and written to `log_path`
+only when one is given. `stop` sends SIGTERM, escalates to SIGKILL past a bound, and removes the
+python backend's /dev/shm regions of this server, which Triton leaks for a stub that died.
 """
 
 from __future__ import annotations
 
+import collections
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import sysconfig
-import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from gsam.errors import GSAMError
+
+# `gsam serve` exits within this many seconds of SIGTERM or SIGINT (the pods' terminationGracePeriodSeconds is
+# longer): at most DRAIN_S for in-flight requests, then at most KILL_AFTER_S for tritonserver, then cleanup.
+SHUTDOWN_BOUND_S = 20
+DRAIN_S = 8.0
+EXIT_TIMEOUT_S = 5  # tritonserver's --exit-timeout-secs: unloading models after SIGTERM
+KILL_AFTER_S = 8.0  # SIGKILL to the server's process group when it has not exited by then
+ADMIN_APIS = ("model-repository", "shared-memory", "trace", "logging")
+ALL_APIS = ("health", "metadata", "inference", "model-config", "statistics", *ADMIN_APIS)
+ADMIN_HEADER = "gsam-admin-key"  # lowercase: gRPC metadata keys must be
+GRPC_KEY = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the metadata key Triton expects for it over gRPC
+SHM_PREFIX = "triton_python_backend_shm_region_"
+LOG_LINES_KEPT = 400
+# What the bundled server prints on every start on a machine without a GPU: not a reason for anything.
+_NO_GPU_NOISE = ("CudaDriverHelper has not been initialized", "Failed to initialize NVML", "pinned memory")
 
 
 def free_port() -> int:
@@ -41,29 +62,17 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def _bundled_server() -> tuple[Path, dict[str, str], list[str]]:
-    """(binary, extra environment, extra arguments) for the nvidia-pytriton bundle."""
-    try:
-        import pytriton
-    except ImportError:
-        raise GSAMError("no tritonserver on PATH and nvidia-pytriton is not installed: pip install 'gsam[serve]'") from None
-    bundle = Path(pytriton.__file__).parent / "tritonserver"
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = bundle / "python_backend_stubs" / version / "triton_python_backend_stub"
-    if not stub.is_file():
-        raise GSAMError(f"nvidia-pytriton has no python backend stub for Python {version}")
-    work = Path(tempfile.gettempdir()) / f"gsam-triton-{os.getuid()}-{version}"
-    backends = work / "backends"
-    if not (backends / "python" / stub.name).is_file():
-        shutil.copytree(bundle / "backends", backends, dirs_exist_ok=True)
-        shutil.copytree(bundle / "caches", work / "caches", dirs_exist_ok=True)
-        shutil.copy2(stub, backends / "python" / stub.name)
-    site = Path(pytriton.__file__).parent.parent
-    libs = [sysconfig.get_config_var("LIBDIR"), str(site / "nvidia_pytriton.libs")]
-    env = {"LD_LIBRARY_PATH": os.pathsep.join(libs + [os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep),
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    args = [f"--backend-directory={backends}", f"--cache-directory={work / 'caches'}"]
-    return bundle / "bin" / "tritonserver", env, args
+def check_ports(ports: dict[str, int]) -> None:
+    """Distinct and free on 127.0.0.1, else one line naming the options."""
+    by_port: dict[int, list[str]] = {}
+    for name, port in ports.items():
+        by_port.setdefault(port, []).append(name)
+    for port, names in by_port.items():
+        if len(names) > 1:
+            raise GSAMError(f"{' and '.join(names)} are both {port}; give each its own port")
+    for name, port in ports.items():
+        if not port_is_free(port):
+            raise GSAMError(f"{name} {port} is busy on 127.0.0.1; stop what uses it or choose another port")
 
 
 def _detach_and_follow_parent() -> None:
@@ -78,48 +87,103 @@ def _detach_and_follow_parent() -> None:
         pass
 
 
-def _shm_segments() -> set[str]:
+def shm_regions(prefix: str = SHM_PREFIX) -> set[str]:
     shm = Path("/dev/shm")
-    return {p.name for p in shm.glob("triton_python_backend_shm_region_*")} if shm.is_dir() else set()
+    return {p.name for p in shm.glob(f"{prefix}*")} if shm.is_dir() else set()
 
 
-class TritonServer:
-    """A tritonserver child process on 127.0.0.1; use as a context manager or call start/stop."""
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
 
-    def __init__(self, repo: str | Path, models: list[str], http_port: int = 8000, grpc_port: int = 8001, *,
-                 metrics_port: int | None = None, log_path: str | Path | None = None, metrics: bool = True) -> None:
-        self.repo = Path(repo).resolve()
-        self.models = models
-        self.http_port, self.grpc_port = http_port, grpc_port
-        self.metrics_port = metrics_port or free_port()
-        self.metrics = metrics
-        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="gsam-triton-", suffix=".log")[1])
-        self.process: subprocess.Popen | None = None
-        self._shm_before: set[str] = set()
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Whether the group still had a member."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _reap_group(pgid: int) -> None:
+    """Stubs notice a dead server within 300 ms and remove their regions; past 1 s, SIGKILL what is left."""
+    deadline = time.monotonic() + 1.0
+    while _signal_group(pgid, 0):
+        if time.monotonic() > deadline + 1.0:
+            return
+        if time.monotonic() > deadline:
+            _signal_group(pgid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+class LoopbackPorts:
+    """The addresses of a server on 127.0.0.1 with http_port, grpc_port and metrics_port."""
+
+    http_port: int
+    grpc_port: int
+    metrics_port: int
 
     @property
     def http_url(self) -> str:
         return f"127.0.0.1:{self.http_port}"
 
     @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+
+class TritonServer(LoopbackPorts):
+    """A tritonserver child process on 127.0.0.1; use as a context manager or call start/stop."""
+
+    def __init__(self, repo: str | Path, models: list[str], http_port: int = 8000, grpc_port: int = 8001, *,
+                 metrics_port: int | None = None, log_path: str | Path | None = None, metrics: bool = True,
+                 private: bool = False) -> None:
+        self.repo = Path(repo).resolve()
+        self.models = models
+        self.http_port, self.grpc_port = http_port, grpc_port
+        self.metrics_port = metrics_port or free_port()
+        self.metrics, self.private = metrics, private
+        self.log_path = Path(log_path) if log_path else None
+        self.process: subprocess.Popen | None = None
+        self.admin_key = ""
+        # Every python stub region of this server carries this prefix (Triton adds a UUID), so cleanup is exact.
+        self.shm_prefix = f"{SHM_PREFIX}gsam{secrets.token_hex(4)}_"
+        self._lines: collections.deque[str] = collections.deque(maxlen=LOG_LINES_KEPT)
+        self._reader: threading.Thread | None = None
+        self._private_copy: Path | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._starts = 0
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         binary = shutil.which("tritonserver")
         env, extra = {}, []
         if binary is None:
-            bundled, env, extra = _bundled_server()
-            binary = str(bundled)
+            from .bundle import bundled_server
+
+            bundled = bundled_server()
+            binary, env, extra = str(bundled.binary), bundled.env, bundled.args
+            self._private_copy = bundled.private_copy
+        restricted = f"{','.join(ALL_APIS if self.private else ADMIN_APIS)}:{ADMIN_HEADER}={self.admin_key}"
         args = [binary, f"--model-repository={self.repo}", "--model-control-mode=explicit",
                 *[f"--load-model={m}" for m in self.models],
                 "--http-address=127.0.0.1", f"--http-port={self.http_port}",
                 "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-                *self._metrics_args(), "--strict-readiness=true",
+                *self._metrics_args(), "--strict-readiness=true", "--exit-on-error=true",
+                f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}",
+                f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+                f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
                 "--log-verbose=0", *extra]
         return args, {**os.environ, **env}
 
@@ -135,59 +199,122 @@ class TritonServer:
         for model in self.models:
             if not (self.repo / model / "config.pbtxt").is_file():
                 raise GSAMError(f"{self.repo / model}: model {model!r} has no config.pbtxt in the repository")
-        ports = [("--http-port", self.http_port), ("--grpc-port", self.grpc_port)]
-        for name, port in ports + ([("--metrics-port", self.metrics_port)] if self.metrics else []):
-            if not port_is_free(port):
-                raise GSAMError(f"{name} {port} is busy on 127.0.0.1; stop what uses it or choose another port")
+        ports = {"--http-port": self.http_port, "--grpc-port": self.grpc_port}
+        check_ports({**ports, **({"--metrics-port": self.metrics_port} if self.metrics else {})})
+
+    def _follow_output(self, stream) -> None:
+        """Keep the last lines in memory; copy every line to log_path when the user chose one."""
+        log = self.log_path.open("a" if self._starts > 1 else "w") if self.log_path else None
+        try:
+            for line in stream:
+                self._lines.append(line.rstrip("\n"))
+                if log:
+                    log.write(line)
+                    log.flush()
+        finally:
+            stream.close()
+            if log:
+                log.close()
 
     def start(self, timeout: float = 120.0) -> "TritonServer":
         self._check_inputs()
-        args, env = self.command()
-        self._shm_before = _shm_segments()
-        log = self.log_path.open("w")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        preexec_fn=_detach_and_follow_parent)
-        log.close()
+        with self._lock:
+            if self._closed:
+                raise GSAMError("the server is shutting down")
+            self.admin_key = secrets.token_urlsafe(24)
+            args, env = self.command()
+            self._starts += 1
+            self._lines.clear()
+            self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                            text=True, errors="replace", preexec_fn=_detach_and_follow_parent)
+            self._reader = threading.Thread(target=self._follow_output, args=(self.process.stdout,), daemon=True)
+            self._reader.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise GSAMError(f"tritonserver exited with code {self.process.returncode}: {self.failure_reason()}")
+                self._reader.join(2.0)
+                raise GSAMError(f"tritonserver exited with {describe_exit(self.process.returncode)}: "
+                                f"{self.failure_reason()}")
             if self.ready():
                 return self
             time.sleep(0.25)
         self.stop()
         raise GSAMError(f"tritonserver was not ready after {timeout:.0f} s: {self.failure_reason()}")
 
+    @property
+    def key_headers(self) -> dict[str, str]:
+        return {ADMIN_HEADER: self.admin_key}
+
     def ready(self) -> bool:
+        request = urllib.request.Request(f"http://{self.http_url}/v2/health/ready", headers=self.key_headers)
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=1) as response:
+            with urllib.request.urlopen(request, timeout=1) as response:
                 return response.status == 200
         except OSError:
             return False
 
     def failure_reason(self) -> str:
-        """The server's own error lines (model load failures first), from its log."""
-        lines = self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
+        """The server's own error lines (model load failures first), from its output."""
+        lines = [line for line in self._lines if not any(noise in line for noise in _NO_GPU_NOISE)]
         errors = [line for line in lines if line.startswith("E") or "failed" in line.lower() or "error" in line.lower()]
         picked = errors[:3] or lines[-3:]
-        return " | ".join(line.strip() for line in picked)[:600] or f"no log output (see {self.log_path})"
+        return " | ".join(line.strip() for line in picked)[:600] or "no output from tritonserver"
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM and wait (SIGKILL only as a last resort); the python backend cleans /dev/shm on SIGTERM."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
+    def _admin(self, action: str, model: str, timeout: float) -> None:
+        request = urllib.request.Request(f"http://{self.http_url}/v2/repository/models/{model}/{action}", data=b"{}",
+                                         headers=self.key_headers, method="POST")
         try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            with urllib.request.urlopen(request, timeout=timeout):
+                return
+        except urllib.error.HTTPError as exc:
+            raise GSAMError(f"{action} of {model} failed: HTTP {exc.code} {exc.read()[:300].decode(errors='replace')}")
+        except OSError as exc:
+            raise GSAMError(f"{action} of {model} failed: {exc}") from None
+
+    def reload(self, model: str, timeout: float = 120.0) -> None:
+        """Unload, then load: a plain load of an unchanged model keeps an instance whose stub died."""
+        self._admin("unload", model, timeout)
+        self._admin("load", model, timeout)
+
+    def stop(self, timeout: float = KILL_AFTER_S) -> None:
+        """SIGTERM, SIGKILL to the whole process group past `timeout`, then remove this server's shm regions."""
+        process = self.process
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    _signal_group(process.pid, signal.SIGKILL)
+                    process.wait()
+            _reap_group(process.pid)
+            if self._reader:
+                self._reader.join(2.0)
+        self.remove_shm()
+
+    def remove_shm(self) -> set[str]:
+        """Delete this server's /dev/shm regions that are still there (a stub that died leaks its own)."""
+        left = shm_regions(self.shm_prefix)
+        for name in left:
+            try:
+                os.unlink(f"/dev/shm/{name}")
+            except OSError:
+                pass
+        return left
+
+    def close(self) -> None:
+        """Stop for good: a start still under way (a restart in another thread) will not launch a server."""
+        with self._lock:
+            self._closed = True
+        self.stop()
+        if self._private_copy is not None:
+            shutil.rmtree(self._private_copy, ignore_errors=True)
 
     def leftover_shm(self) -> set[str]:
-        return _shm_segments() - self._shm_before
+        return shm_regions(self.shm_prefix)
 
     def __enter__(self) -> "TritonServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.close()

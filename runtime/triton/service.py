@@ -1,0 +1,169 @@
+"""`gsam serve`: the gateway on the public ports, tritonserver behind it, the supervisor watching both.
+
+One asyncio loop runs the HTTP gateway (aiohttp), the gRPC gateway (grpcio) and the supervisor;
+tritonserver listens on internal 127.0.0.1 ports and wants, for every API, a key only this process
+holds (the gateway adds it). SIGTERM or SIGINT drains: readiness turns 503, the listening sockets close, idle keep-alive
+connections are closed at once, requests in flight get DRAIN_S, then tritonserver gets KILL_AFTER_S
+before SIGKILL, and its shm regions are removed: all within SHUTDOWN_BOUND_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gsam.errors import GSAMError
+
+from .limits import load_limits
+from .server import DRAIN_S, SHUTDOWN_BOUND_S, TritonServer, check_ports, describe_exit, free_port
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    repo: Path
+    models: list[str]
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    ready_timeout: float = 120.0
+    log_file: Path | None = None
+
+
+def _probes(repo: Path, models: list[str]) -> dict:
+    from google.protobuf import json_format
+
+    from .probe import probe_for
+    from .repository import read_model_config
+
+    return {model: probe_for(json_format.MessageToDict(read_model_config(repo / model),
+                                                      preserving_proto_field_name=True)) for model in models}
+
+
+def _session():
+    import aiohttp
+
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64), auto_decompress=False,
+                                 skip_auto_headers=("Accept-Encoding", "User-Agent"),
+                                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+
+
+class Service:
+    def __init__(self, options: ServeOptions, echo: Callable[[str], None]) -> None:
+        self.options, self.echo = options, echo
+        self.stop_requested = asyncio.Event()
+        self.gateways: list = []
+        self.session = None
+        self.server: TritonServer | None = None
+        self.state = None
+        self.supervisor = None
+        self.supervisor_task: asyncio.Task | None = None
+
+    def log(self, message: str) -> None:
+        self.echo(f"{time.strftime('%H:%M:%S')} {message}")
+
+    def _on_signal(self, signum: int) -> None:
+        if not self.stop_requested.is_set():
+            self.log(f"{signal.Signals(signum).name}: stopping within {SHUTDOWN_BOUND_S} s")
+        self.stop_requested.set()
+
+    async def run(self) -> None:
+        from .gateway_grpc import GrpcGateway
+        from .gateway_http import HttpGateway
+        from .state import ServingState
+
+        o = self.options
+        limits = load_limits(o.repo.resolve(), o.models)
+        probes = _probes(o.repo, o.models)
+        check_ports({"--http-port": o.http_port, "--grpc-port": o.grpc_port, "--metrics-port": o.metrics_port})
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        self.state = ServingState.for_models(o.models)
+        self.session = _session()
+        self.gateways = [HttpGateway(limits, self.state, self.session), GrpcGateway(limits, self.state)]
+        self.server = TritonServer(o.repo, o.models, free_port(), free_port(), metrics_port=o.metrics_port,
+                                   log_path=o.log_file, private=True)
+        try:
+            await self._listen()
+            if await self._start_server(probes):
+                await self._serve()
+        finally:
+            await self._shutdown()
+
+    async def _listen(self) -> None:
+        o = self.options
+        for gateway, (name, port) in zip(self.gateways, (("--http-port", o.http_port), ("--grpc-port", o.grpc_port))):
+            try:
+                await gateway.start(HOST, port)
+            except (OSError, RuntimeError) as exc:  # grpcio raises RuntimeError when it cannot bind
+                reason = getattr(exc, "strerror", None) or exc
+                raise GSAMError(f"{name} {port} is busy on {HOST}; stop what uses it or choose another port "
+                                f"({reason})") from None
+
+    async def _start_server(self, probes: dict) -> bool:
+        """tritonserver started and ready (False: a signal came first)."""
+        from .supervisor import Supervisor
+
+        o, server = self.options, self.server
+        log = f"log: {o.log_file}" if o.log_file else "its log is kept in memory; --log-file PATH writes it"
+        self.log(f"starting tritonserver on {o.repo} (models: {', '.join(o.models)}); {log}")
+        starting = asyncio.ensure_future(asyncio.to_thread(server.start, o.ready_timeout))
+        stopping = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            await asyncio.to_thread(server.close)  # the start under way sees the process gone and gives up
+            with contextlib.suppress(GSAMError):
+                await starting
+            return False
+        stopping.cancel()
+        starting.result()
+        self.state.up(server.http_port, server.grpc_port, server.admin_key)
+        self.supervisor = Supervisor(server, self.state, probes, self.log, ready_timeout=o.ready_timeout)
+        self.log(f"ready: HTTP http://{HOST}:{o.http_port}  gRPC {HOST}:{o.grpc_port}  metrics {server.metrics_url}  "
+                 f"(tritonserver inside: HTTP {server.http_port}, gRPC {server.grpc_port}; Ctrl-C stops)")
+        return True
+
+    async def _serve(self) -> None:
+        self.supervisor_task = asyncio.ensure_future(self.supervisor.run())
+        stopping = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait({self.supervisor_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if self.supervisor_task.done():
+            self.supervisor_task.result()  # GSAMError: the server kept failing
+
+    async def _shutdown(self) -> None:
+        started = time.monotonic()
+        if self.state is not None:
+            self.state.draining = True
+            if self.state.in_flight:
+                self.log(f"draining {self.state.in_flight} request(s) in flight (at most {DRAIN_S:g} s)")
+        if self.supervisor_task is not None and not self.supervisor_task.done():
+            self.supervisor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, GSAMError):
+                await self.supervisor_task
+        await asyncio.gather(*(gateway.stop() for gateway in self.gateways), return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+        if self.server is not None:
+            await asyncio.to_thread(self.server.close)
+            code = self.server.process.returncode if self.server.process else None
+            self.log(f"stopped in {time.monotonic() - started:.1f} s (tritonserver: {describe_exit(code)})")
+
+
+def serve_repository(options: ServeOptions, echo: Callable[[str], None]) -> None:
+    """Run until SIGTERM/SIGINT; GSAMError when the server cannot start or keeps failing."""
+    # gRPC's fork handlers would complain at each tritonserver start (a fork while the gateway's threads run)
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+    async def main() -> None:
+        await Service(options, echo).run()
+
+    asyncio.run(main())
