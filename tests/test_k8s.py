@@ -543,3 +543,14 @@ def test_the_largest_legal_requests_stay_under_the_memory_limit_gsam_writes(onnx
     print(f"{case}: server {loaded:.0f} MiB loaded, {peak:.0f} MiB at its peak; pod limit {limit_mib} MiB")
     assert peak - loaded > 10  # the requests ran and cost memory
     assert peak < limit_mib
+
+
+def test_a_model_without_a_request_bound_asks_for_memory(cpu_repo, tmp_path):
+    config = cpu_repo / "gsam_python" / "config.pbtxt"
+    text = config.read_text()
+    unbounded = re.sub(r'(key: "max_pixels"\s*value \{\s*string_value: )"\d+"', r'\1"0"', text)
+    assert unbounded != text
+    config.write_text(unbounded)
+    with pytest.raises(GSAMError, match="gsam_python: its config sets no max_pixels, so no request is bounded"):
+        write_manifests(cpu_repo, tmp_path / "out", K8sOptions())
+    assert write_manifests(cpu_repo, tmp_path / "out", K8sOptions(memory="4Gi")).plan.memory == "4Gi"
