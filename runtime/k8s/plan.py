@@ -38,7 +38,7 @@ class Plan:
     memory: str
     memory_source: str  # "largest legal requests" or "--memory"
     storage_uri: str | None
-    bound: MemoryBound  # what gsam computes, also when --memory overrides it
+    bound: MemoryBound  # what gsam computed (empty when --memory sets the limit)
     loads: tuple[ModelLoad, ...] = ()
 
     @property
