@@ -8,6 +8,7 @@ import json
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -155,6 +156,9 @@ def test_one_image_per_request():
     with Image.open(io.BytesIO(mpo.getvalue())) as opened:
         assert opened.format == "MPO" and opened.n_frames == 2
     assert abs(int(decode_image(mpo.getvalue()).mean()) - 10) <= 2
+    with tempfile.TemporaryDirectory() as folder:  # gsam's file reader takes it the same way
+        (Path(folder) / "phone.jpg").write_bytes(mpo.getvalue())
+        assert abs(int(read_image(Path(folder) / "phone.jpg").mean()) - 10) <= 2
 
 
 def test_tiff_samples_bits_and_compression_outside_the_list_are_refused():

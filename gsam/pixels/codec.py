@@ -154,7 +154,7 @@ def pillow_header(img: Image.Image, head: bytes) -> Header:
         frames = getattr(img, "n_frames", 1)
     else:
         bits, samples, frames = getattr(img, "bits", 8), len(img.getbands()), 1
-    return Header(img.format, img.height, img.width, samples, bits, frames)
+    return Header("JPEG" if img.format == "MPO" else img.format, img.height, img.width, samples, bits, frames)
 
 
 def decode_image(data: bytes, min_size: int = 1, max_pixels: int = 0) -> np.ndarray:
