@@ -124,10 +124,11 @@ def _refused(data: bytes, *fragments: str) -> str:
 
 def test_only_png_jpeg_and_tiff_are_opened():
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    _refused(_png(rgb, format="BMP"), "a BMP file: only PNG, JPEG, TIFF are accepted")
-    _refused(_png(rgb, format="GIF"), "a GIF file: only PNG, JPEG, TIFF are accepted")
-    _refused(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\n", "a PostScript/EPS file")
-    _refused(b"not an image at all", "not a PNG, JPEG or TIFF image (first bytes 6e6f7420616e2069)")
+    _refused(_png(rgb, format="BMP"), "cannot decode the image bytes: a BMP file; only PNG, JPEG and TIFF are accepted")
+    _refused(_png(rgb, format="GIF"), "cannot decode the image bytes: a GIF file; only PNG, JPEG and TIFF")
+    _refused(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\n", "a PostScript/EPS file; only")
+    _refused(b"not an image at all", "cannot decode the image bytes: not a PNG, JPEG or TIFF image (first bytes "
+                                     "6e6f7420616e2069)")
     _refused(b"", "not a PNG, JPEG or TIFF image (first bytes none: empty)")
     for fmt in ("PNG", "JPEG", "TIFF"):
         assert decode_image(_png(rgb, format=fmt)).shape == (48, 64, 3)
@@ -186,7 +187,7 @@ def test_gsam_predicts_reader_applies_the_same_format_list(tmp_path):
     eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\n")
     pages = tmp_path / "pages.tif"
     tifffile.imwrite(pages, np.zeros((3, 40, 56, 3), np.uint8), photometric="rgb")  # three RGB pages
-    for path, fragment in ((disguised, "a BMP file: only PNG, JPEG, TIFF are accepted"),
+    for path, fragment in ((disguised, "a BMP file; only PNG, JPEG and TIFF are accepted"),
                            (eps, "a PostScript/EPS file"), (pages, "one image per request")):
         for reader in (read_image, image_size):
             with pytest.raises(ImageReadError, match=f"^{path}: cannot read image \\(.*{fragment}"):

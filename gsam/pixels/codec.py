@@ -72,9 +72,9 @@ def sniff(head: bytes) -> str:
         if head.startswith(magic):
             return name
     other = next((name for magic, name in _OTHERS if head.startswith(magic)), None)
-    what = f"a {other} file" if other else "not a PNG, JPEG or TIFF image"
-    raise ImageRequestError(f"{what}: only {', '.join(FORMATS)} are accepted" if other else
-                            f"{what} (first bytes {head[:8].hex() or 'none: empty'})")
+    if other:
+        raise ImageRequestError(f"a {other} file; only {', '.join(FORMATS[:-1])} and {FORMATS[-1]} are accepted")
+    raise ImageRequestError(f"not a PNG, JPEG or TIFF image (first bytes {head[:8].hex() or 'none: empty'})")
 
 
 def check_header(header: Header, min_size: int = 1, max_pixels: int = 0, *, max_bits: int = MAX_BITS) -> None:
@@ -162,6 +162,9 @@ def decode_image(data: bytes, min_size: int = 1, max_pixels: int = 0) -> np.ndar
     name = "the image bytes"
     try:
         kind = sniff(bytes(data[:16]))
+    except ImageRequestError as exc:
+        raise ImageRequestError(f"cannot decode {name}: {exc}") from None
+    try:
         array = _decode_tiff(data, min_size, max_pixels) if kind == "TIFF" else \
             _decode_pillow(data, kind, min_size, max_pixels)
     except ImageRequestError:
