@@ -1,4 +1,9 @@
-"""File helpers shared by every stage: artifacts are written whole or not at all."""
+"""File helpers shared by every stage: artifacts are written whole or not at all.
+
+Every file and folder gets the mode the umask gives a plain `open` or `mkdir` (0644 and 0755 under the
+usual 022), not the 0600/0700 of mkstemp/mkdtemp, so a repository copied into a container is readable
+by the non-root user the server runs as.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,25 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+def current_umask() -> int:
+    """The process's umask, read from /proc where the kernel shows it (setting it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | os.PathLike, folder: bool = False) -> None:
+    """Give a file (0666) or folder (0777) made by mkstemp/mkdtemp the mode the umask would have given it."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
 
 
 @contextlib.contextmanager
@@ -22,6 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    apply_umask(tmp_path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -37,6 +62,7 @@ def staged_file(out: str | os.PathLike) -> Iterator[Path]:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    apply_umask(stage, folder=True)  # what is written inside (a folder, when OUT is one) keeps normal modes
     try:
         yield stage / out.name
         for staged in stage.iterdir():
@@ -55,6 +81,7 @@ def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
         raise FileExistsError(f"{out}: already exists and is not empty; choose a new --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    apply_umask(stage, folder=True)  # the stage becomes OUT
     try:
         yield stage
         if out.exists():

@@ -213,8 +213,8 @@ def test_each_model_gets_the_smallest_inference_it_takes(repository):
     from google.protobuf import json_format
 
     from gsam.pixels.codec import decode_image
+    from gsam.runtime.triton.model_config import read_model_config
     from gsam.runtime.triton.probe import probe_for
-    from gsam.runtime.triton.repository import read_model_config
 
     def probe(model):
         config = json_format.MessageToDict(read_model_config(repository / model), preserving_proto_field_name=True)

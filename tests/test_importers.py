@@ -245,3 +245,36 @@ def test_an_existing_dataset_is_never_overwritten(tmp_path):
     (tmp_path / "data" / "keep.txt").write_text("mine")
     _one_line_error(_import("kvasir", tmp_path / "src", tmp_path / "data"), "already exists")
     assert (tmp_path / "data" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("line", ["../../outside.png", "train/../../../outside.png", "/etc/outside.png"])
+def test_list_lines_outside_the_source_folder_are_refused_naming_the_list_and_line(tmp_path, line):
+    make_camvid(tmp_path / "src")
+    (tmp_path / "outside.png").write_bytes((tmp_path / "src" / "image" / "train" / "0001TP_006690.png").read_bytes())
+    image_list = tmp_path / "src" / "list" / "train_d.txt"
+    image_list.write_text("train/0001TP_006690.png\n\n" + line + "\n")  # the blank line still counts
+    result = _import("camvid", tmp_path / "src", tmp_path / "data")
+    _one_line_error(result, f"{image_list}: line 3: '{line}' points outside", "list lines must name files under it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.png", "src"]
+
+
+def test_imported_dataset_takes_the_umask_mode_not_mkdtemps_0700(tmp_path):
+    import os
+
+    make_camvid(tmp_path / "src")
+    previous = os.umask(0o022)
+    try:
+        assert _import("camvid", tmp_path / "src", tmp_path / "data").exit_code == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "data" / "classes.yaml").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "data" / "train" / "masks").stat().st_mode & 0o777 == 0o755
+
+
+def test_label_files_pillow_would_hand_to_other_programs_are_refused(tmp_path):
+    make_camvid(tmp_path / "src")
+    label = tmp_path / "src" / "image" / "trainannot" / "0001TP_006720.png"
+    label.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 96 72\nshowpage\n")
+    result = _import("camvid", tmp_path / "src", tmp_path / "data")
+    _one_line_error(result, f"{label}: cannot read label (not a PNG, JPEG, TIFF, BMP file)")

@@ -413,7 +413,8 @@ tail -c +$((h + 5)) response.bin > mask.png
 def test_memory_budget_derives_max_pixels_from_the_measured_cost(served_onnx, tmp_path):
     """The probe sees activation memory grow with pixels; the bound it writes keeps a request within budget."""
     from gsam.runtime.memory import measure_cost
-    from gsam.runtime.triton.repository import config_facts, read_model_config
+    from gsam.runtime.triton.model_config import read_model_config
+    from gsam.runtime.triton.repository import config_facts
 
     cost = measure_cost(served_onnx)
     assert 50 < cost.per_pixel < 5000 and cost.fixed > 0  # the tiny model: about 300 bytes per pixel

@@ -15,12 +15,14 @@ from .options import out_option, retired, triton_models_option
 @click.option("--gpus-per-replica", type=int,
               help="nvidia.com/gpu per pod.  [default: 1 when a loaded model runs on KIND_GPU, else 0]")
 @triton_models_option("Models to load, comma-separated.  [default: gsam_trt if present, else gsam_python]")
-@click.option("--image", help="Triton image REPOSITORY:YY.MM-py3.  [default: the NGC tritonserver release whose "
-                              "TensorRT built gsam_trt, else the newest known]")
+@click.option("--image", help="The image the pods run, built from OUT/image/Dockerfile: REPOSITORY:YY.MM-py3[-...] "
+                              "(the tag names the Triton release), optionally @sha256:DIGEST to pin the build, or "
+                              "REPOSITORY@sha256:DIGEST.  [default: gsam-triton:YY.MM-py3-gsamVERSION, FROM the NGC "
+                              "tritonserver release whose TensorRT built gsam_trt, else the newest known]")
 @click.option("--storage-uri", help="Where pods read the repository: pvc://CLAIM[/PATH], s3://, gs:// or as://.  "
                                     "[default: a new PersistentVolumeClaim NAME-models]")
-@click.option("--memory", help="Memory request and limit per pod, e.g. 4Gi.  [default: from the model size and "
-                               "the measured server footprint]")
+@click.option("--memory", help="Memory request and limit per pod, e.g. 4Gi.  [default: the server's and models' "
+                               "fixed memory plus each model's largest legal request, at its measured cost per pixel]")
 @click.option("--cpu", default="1", show_default=True, help="CPU request per pod.")
 @click.option("--name", default="gsam", show_default=True, help="Name of the Deployment, Service, HPA and InferenceService.")
 @click.option("--namespace", help="Namespace for every object.  [default: kubectl's current one]")
@@ -29,15 +31,22 @@ from .options import out_option, retired, triton_models_option
 @click.option("--target-cpu", type=int, default=70, show_default=True, help="Target CPU utilization, percent.")
 @click.option("--target-queue-us", type=int, default=200_000, show_default=True,
               help="Target per pod of nv_inference_queue_duration_us_per_second (microseconds queued per second).")
+@click.option("--client-label", default="gsam.io/client=true", show_default=True, metavar="KEY=VALUE",
+              help="The NetworkPolicy admits HTTP and gRPC only from pods with this label (same namespace).")
+@click.option("--monitoring-namespace", default="monitoring", show_default=True,
+              help="The NetworkPolicy admits the metrics port only from pods of this namespace.")
 @retired("--triton-model", "was renamed --triton-models (a comma-separated list)")
 def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, image, storage_uri, memory, cpu, name,
-        namespace, autoscale, target_cpu, target_queue_us) -> None:
-    """Write Kubernetes manifests (k8s/) and a KServe InferenceService (kserve/) for REPO.
+        namespace, autoscale, target_cpu, target_queue_us, client_label, monitoring_namespace) -> None:
+    """Write Kubernetes manifests (k8s/), a KServe InferenceService (kserve/) and the image to build (image/) for REPO.
 
     Everything is read from the repository `gsam triton build` wrote: model names, instance
     kinds (GPUs are refused for CPU-only models), the engine's TensorRT version (which picks the
-    Triton image tag), and the model size (memory). Every manifest is checked against the
-    Kubernetes schemas and KServe's SDK before it is written; no cluster is contacted.
+    Triton release the image is built FROM), and each model's request bound, tiling and batch
+    (the memory limit). Pods run `gsam serve` as a non-root user on a read-only filesystem, probed
+    by `gsam health`; a NetworkPolicy admits labelled clients and the monitoring namespace. Every
+    manifest is checked against the Kubernetes schemas and KServe's SDK before it is written; no
+    cluster is contacted.
 
     Example: gsam triton k8s triton_models --out deploy --replicas 2 --autoscale queue
     """
@@ -49,7 +58,8 @@ def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, imag
         replicas=replicas, max_replicas=max_replicas, gpus_per_replica=gpus_per_replica,
         models=triton_models or None,
         image=image, storage_uri=storage_uri, memory=memory, cpu=cpu, name=name, namespace=namespace,
-        autoscale=autoscale, target_cpu_percent=target_cpu, target_queue_us_per_s=target_queue_us)
+        autoscale=autoscale, target_cpu_percent=target_cpu, target_queue_us_per_s=target_queue_us,
+        client_label=client_label, monitoring_namespace=monitoring_namespace)
     result = write_manifests(repo, out, options)
     for path in result.files:
         click.echo(f"wrote {path}")

@@ -14,6 +14,9 @@ PORT = click.IntRange(1, 65535)
 @click.command()
 @click.option("--repo", default="triton_models", show_default=True, type=click.Path(file_okay=False),
               help="The repository to serve (written by `gsam triton build`).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface the gateway's ports and the metrics listen on; 0.0.0.0 inside a container or pod "
+                   "(behind a NetworkPolicy). tritonserver's own ports stay on 127.0.0.1 whatever this says.")
 @click.option("--http-port", type=PORT, default=8000, show_default=True,
               help="Public HTTP port (the gateway's): inference, health, metadata, config, statistics.")
 @click.option("--grpc-port", type=PORT, default=8001, show_default=True,
@@ -28,7 +31,7 @@ PORT = click.IntRange(1, 65535)
               help="Write tritonserver's log to this file. Default: no file; its last lines go into error messages.")
 @retired("--timeout", "was renamed --ready-timeout (in predict, --timeout bounds one request)")
 @retired("--triton-model", "was renamed --triton-models (a comma-separated list)")
-def serve(repo, http_port, grpc_port, triton_models, metrics_port, ready_timeout, log_file) -> None:
+def serve(repo, host, http_port, grpc_port, triton_models, metrics_port, ready_timeout, log_file) -> None:
     """Serve a model repository on 127.0.0.1 until Ctrl-C or SIGTERM.
 
     The public HTTP and gRPC ports belong to gsam's gateway; tritonserver (from PATH, e.g. the NGC
@@ -46,11 +49,11 @@ def serve(repo, http_port, grpc_port, triton_models, metrics_port, ready_timeout
 
     Check it from anywhere: gsam health localhost:8000 --triton-model gsam_python
     """
-    from gsam.runtime.triton.repository import with_compute_models
+    from gsam.runtime.triton.model_config import with_compute_models
     from gsam.runtime.triton.service import ServeOptions, serve_repository
 
     # gsam_image computes through another model (BLS): that one is loaded too, before it
     models = with_compute_models(Path(repo), triton_models)
     options = ServeOptions(Path(repo), models, http_port, grpc_port, metrics_port, ready_timeout,
-                           Path(log_file) if log_file else None)
+                           Path(log_file) if log_file else None, host=host)
     serve_repository(options, echo=click.echo)

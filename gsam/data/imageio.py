@@ -1,4 +1,11 @@
-"""Read images and masks as numpy arrays with one-line errors naming the file."""
+"""Read images and masks as numpy arrays with one-line errors naming the file.
+
+The same format list as the server (gsam.pixels.codec): a file is opened only when its first bytes
+say PNG, JPEG or TIFF, Pillow with that one plugin, TIFF with tifffile; a TIFF of several pages, an
+animated PNG or more than 4 samples per pixel is refused from the header. Unlike the server, local
+files may hold 32- or 64-bit float samples (the importers store float scans that way), and TIFFs are
+not limited in pixels (`gsam predict` reads big ones band by band).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import GSAMError
-from ..pixels.convert import is_planar, planar_to_interleaved, to_rgb, to_uint8
+from ..pixels.codec import Header, ImageRequestError, read_header
+from ..pixels.convert import planar_to_interleaved, to_rgb, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # Pillow's decompression-bomb limit (about 89 megapixels): PNG and JPEG are decoded whole, so a huge
 # one costs 3 bytes per pixel at least; TIFFs are read lazily and are not limited.
 DEFAULT_MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
+LOCAL_MAX_BITS = 64  # float32/float64 TIFFs, as the importers write them
 
 
 class ImageReadError(GSAMError):
@@ -26,7 +35,7 @@ class ImageReadError(GSAMError):
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
-    return planar_to_interleaved(tifffile.imread(path))
+    return planar_to_interleaved(tifffile.imread(path, key=0))
 
 
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
@@ -55,16 +64,27 @@ def _pixel_limit(path: Path, limit: int | None):
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def _decode(path: Path, kind: str, max_pixels: int | None = None) -> np.ndarray:
-    """Decode an image ("image") or a mask ("mask") file: TIFF with tifffile, the rest with Pillow."""
+def file_header(path: Path, kind: str = "image") -> Header:
+    """The file's header by its content; one line naming the file when the format, the page count or the
+    samples per pixel are refused."""
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            return _read_tiff(path)
-        with _pixel_limit(path, max_pixels), Image.open(path) as img:
-            img.load()
-            if kind == "mask" and img.mode in ("RGB", "RGBA"):
-                raise ImageReadError(f"{path}: mask is {img.mode}; expected a single-channel PNG of class ids")
-            return np.asarray(img.convert("RGB") if kind == "image" and img.mode in _CONVERT_TO_RGB else img)
+        return read_header(path, max_bits=LOCAL_MAX_BITS)
+    except ImageRequestError as exc:
+        raise ImageReadError(f"{path}: cannot read {kind} ({exc})") from None
+
+
+def _decode(path: Path, kind: str, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image ("image") or a mask ("mask") file: TIFF with tifffile, PNG/JPEG with Pillow."""
+    try:
+        with _pixel_limit(path, max_pixels):
+            header = file_header(path, kind)
+            if header.format == "TIFF":
+                return _read_tiff(path)
+            with Image.open(path, formats=[header.format]) as img:
+                img.load()
+                if kind == "mask" and img.mode in ("RGB", "RGBA"):
+                    raise ImageReadError(f"{path}: mask is {img.mode}; expected a single-channel PNG of class ids")
+                return np.asarray(img.convert("RGB") if kind == "image" and img.mode in _CONVERT_TO_RGB else img)
     except _DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read {kind} ({_reason(exc)})") from None
 
@@ -100,13 +120,11 @@ def image_size(path: str | Path, max_pixels: int | None = None) -> tuple[int, in
     """(height, width) from the header, without decoding the pixels; PNG/JPEG above `max_pixels` fail."""
     path = Path(path)
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                shape = tif.pages[0].shape
-            return (shape[1], shape[2]) if is_planar(shape) else shape[:2]
-        with _pixel_limit(path, max_pixels), Image.open(path) as img:
-            return img.height, img.width
+        with _pixel_limit(path, max_pixels):
+            header = file_header(path)
+            if header.format == "TIFF":
+                return header.height, header.width
+            with Image.open(path, formats=[header.format]) as img:
+                return img.height, img.width
     except _DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read image ({_reason(exc)})") from None

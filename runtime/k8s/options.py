@@ -18,6 +18,9 @@ QUANTITY_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 CPU_PATTERN = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
 STORAGE_SCHEMES = ("pvc://", "s3://", "gs://", "as://")
 AUTOSCALE_METRICS = ("cpu", "queue")
+# A label KEY=VALUE: an optional DNS-subdomain prefix, a name of at most 63 characters, a value likewise.
+LABEL_PATTERN = re.compile(r"^(?P<key>([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}"
+                           r"[A-Za-z0-9])?)=(?P<value>([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?)$")
 
 
 @dataclass
@@ -28,9 +31,9 @@ class K8sOptions:
     max_replicas: int | None = None  # None: 4 x replicas
     gpus_per_replica: int | None = None  # None: 1 when a loaded model runs on KIND_GPU, else 0
     models: list[str] | None = None  # None: gsam_trt when the repository has it, else gsam_python
-    image: str | None = None  # None: the NGC tritonserver tag matching the engine's TensorRT
+    image: str | None = None  # None: gsam-triton:YY.MM-py3-gsamVERSION, built from DIR/image/Dockerfile
     storage_uri: str | None = None  # None: a PersistentVolumeClaim the repository is copied into
-    memory: str | None = None  # None: from the ONNX size and the measured server footprint
+    memory: str | None = None  # None: from the served models' largest legal requests (runtime/memory.py)
     cpu: str = "1"
     name: str = "gsam"
     namespace: str | None = None
@@ -38,6 +41,8 @@ class K8sOptions:
     target_cpu_percent: int = 70
     target_queue_us_per_s: int = 200_000
     labels: dict[str, str] = field(default_factory=dict)
+    client_label: str = "gsam.io/client=true"  # pods with this label may reach the inference ports
+    monitoring_namespace: str = "monitoring"  # the namespace whose pods may scrape the metrics port
 
     def __post_init__(self) -> None:
         self.validate()
@@ -72,10 +77,22 @@ class K8sOptions:
             raise GSAMError(f"--target-cpu must be within 1..100 percent; got {self.target_cpu_percent}")
         if self.target_queue_us_per_s < 1:
             raise GSAMError(f"--target-queue-us must be >= 1; got {self.target_queue_us_per_s}")
+        if not LABEL_PATTERN.match(self.client_label):
+            raise GSAMError(f"--client-label must be a Kubernetes label KEY=VALUE such as gsam.io/client=true; "
+                            f"got {self.client_label!r}")
+        if not NAME_PATTERN.match(self.monitoring_namespace):
+            raise GSAMError(f"--monitoring-namespace must be a DNS label; got {self.monitoring_namespace!r}")
         if self.image is not None:
-            from .images import check_image
+            from .image import parse_image
 
-            check_image(self.image)
+            if parse_image(self.image).is_stock_triton:
+                raise GSAMError(f"--image {self.image!r}: NVIDIA's image has neither gsam nor the python models' "
+                                "dependencies; build DIR/image/Dockerfile (FROM that image) and pass the result")
+
+    @property
+    def client_selector(self) -> dict[str, str]:
+        key, value = self.client_label.split("=", 1)
+        return {key: value}
 
     @property
     def effective_max_replicas(self) -> int:

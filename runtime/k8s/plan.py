@@ -7,22 +7,24 @@ kinds), which image (the TensorRT match), how much memory, and where the reposit
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from gsam.errors import GSAMError
 
+from ..memory import (
+    DEFAULT_MAX_PIXELS,
+    MemoryBound,
+    ModelLoad,
+    PixelCost,
+    known_cost,
+    measured_cost,
+    served_memory,
+)
+from ..triton.model_config import with_compute_models
+from .image import base_image, default_image, image_release, parse_image
 from .images import TENSORRT_BY_RELEASE, choose_image
 from .options import K8sOptions
-from .repository import RepositoryFacts
-
-# Fitted to benchmarks/k8s_memory.py runs (bundled Triton, gsam_python, one request at a time; figures in
-# docs/kubernetes.md): the server's peak resident memory while serving a 1024x1024 image was
-# 512.5 MiB for tiny (12.6 MiB ONNX) and 2061.7 MiB for vit_b (536.8 MiB ONNX), i.e.
-# SERVER_BASE_MIB + ONNX_MULTIPLIER x the model size. HEADROOM covers allocator slack and a second request.
-SERVER_BASE_MIB = 475
-ONNX_MULTIPLIER = 2.96
-HEADROOM = 1.25
+from .repository import RepositoryFacts, ServedModel
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,16 @@ class Plan:
     release: str
     tensorrt_version: str | None  # of the loaded gsam_trt engine, if any
     memory: str
-    memory_source: str  # "measured footprint" or "--memory"
+    memory_source: str  # "largest legal requests" or "--memory"
     storage_uri: str | None
+    bound: MemoryBound  # what gsam computed (empty when --memory sets the limit)
+    loads: tuple[ModelLoad, ...] = ()
+
+    @property
+    def shm_size(self) -> str:
+        """/dev/shm's sizeLimit: the python backend's share of the bound (with --memory: that, as tmpfs pages
+        count against the container's limit anyway)."""
+        return self.options.memory if self.memory_source == "--memory" else f"{self.bound.mebibytes(self.bound.shm)}Mi"
 
     @property
     def pvc_name(self) -> str | None:
@@ -59,9 +69,14 @@ class Plan:
         return self.storage_uri or f"pvc://{self.pvc_name}/"
 
     @property
-    def needs_onnxruntime(self) -> bool:
-        """gsam_python imports onnxruntime, which the stock Triton image's Python lacks."""
-        return any(self.repo.models[m].backend == "python" for m in self.models)
+    def base_image(self) -> str:
+        """The Triton image the Dockerfile builds FROM."""
+        return base_image(self.release)
+
+    @property
+    def python_on_gpu(self) -> bool:
+        """A loaded python model runs on KIND_GPU: the image gets onnxruntime-gpu."""
+        return any(self.repo.models[m].backend == "python" and self.repo.models[m].needs_gpu for m in self.models)
 
     @property
     def shipped_tensorrt(self) -> str | None:
@@ -75,13 +90,48 @@ def default_models(repo: RepositoryFacts) -> list[str]:
     return [sorted(repo.models)[0]]
 
 
-def estimate_memory_mib(repo: RepositoryFacts, models: list[str]) -> int:
-    model_mib = sum(repo.models[m].model_bytes for m in models) / 2**20
-    return int(math.ceil((SERVER_BASE_MIB + ONNX_MULTIPLIER * model_mib) * HEADROOM / 64) * 64)
+def model_load(model: ServedModel, gpus: int) -> ModelLoad:
+    """A served model's memory inputs, from its config: request bound, tiling, batch, instances, and the
+    per-pixel cost of its ONNX file measured in onnxruntime (python-backend models only)."""
+    python = model.backend == "python"
+    max_pixels = model.int_parameter("max_pixels") or (0 if python else model.profile_pixels or DEFAULT_MAX_PIXELS)
+    if max_pixels == 0:
+        raise GSAMError(f"{model.name}: its config sets no max_pixels, so no request is bounded and no memory limit "
+                        "follows; rebuild with `gsam triton build --max-pixels N`, or pass --memory")
+    request_pixels = max_pixels
+    if model.int_parameter("tile"):
+        request_pixels = model.int_parameter("max_tiled_pixels")
+        if request_pixels == 0:
+            raise GSAMError(f"{model.name}: tiled requests have no max_tiled_pixels bound; rebuild with "
+                            "`gsam triton build --max-tiled-pixels N`, or pass --memory")
+    cost = known_cost(model.parameters.get("model_name", ""))
+    if python and model.onnx is not None:
+        cost = measured_cost(model.onnx)
+    instances = model.instances * (max(gpus, 1) if model.needs_gpu else 1)
+    return ModelLoad(model.name, model.model_bytes, model.int_parameter("num_classes") or 1, max_pixels,
+                     max(request_pixels, max_pixels), cost if python else PixelCost(0, 0.0), instances,
+                     max(1, model.max_batch_size), model.encoded, python)
+
+
+def memory_bound(repo: RepositoryFacts, models: list[str], gpus: int) -> tuple[MemoryBound, tuple[ModelLoad, ...]]:
+    """The pod's memory bound (runtime/memory.py's served_memory) for the loaded models."""
+    loads = tuple(model_load(repo.models[m], gpus) for m in models)
+    return served_memory(list(loads)), loads
+
+
+def pick_image(image: str | None, tensorrt_version: str | None) -> tuple[str, str]:
+    """(the image the pods run, the Triton release it is built FROM). A tag states the release, which must
+    ship the engine's TensorRT; a digest alone, or no --image, means the Dockerfile's release."""
+    ref = parse_image(image) if image else None
+    if ref is not None and ref.release is not None:
+        choose_image(f"{ref.repository}:{ref.tag}", tensorrt_version)
+    release = image_release(ref, tensorrt_version)
+    return image or default_image(release), release
 
 
 def make_plan(repo: RepositoryFacts, options: K8sOptions) -> Plan:
-    models = options.models or default_models(repo)
+    # a gsam_image that computes through another model (BLS) needs that model loaded in the same pod
+    models = with_compute_models(repo.path, options.models or default_models(repo))
     unknown = [m for m in models if m not in repo.models]
     if unknown:
         raise GSAMError(f"--triton-model {','.join(unknown)}: not in {repo.path} (it has {', '.join(sorted(repo.models))})")
@@ -102,9 +152,12 @@ def make_plan(repo: RepositoryFacts, options: K8sOptions) -> Plan:
     if len(trt_versions) > 1:
         raise GSAMError(f"the loaded engines were built with different TensorRT versions: {sorted(trt_versions)}")
     tensorrt_version = next(iter(trt_versions), None)
-    image, release = choose_image(options.image, tensorrt_version)
+    image, release = pick_image(options.image, tensorrt_version)
     if options.memory:
+        bound, loads = MemoryBound(0, 0, {}), ()
         memory, source = options.memory, "--memory"
     else:
-        memory, source = f"{estimate_memory_mib(repo, models)}Mi", "measured footprint"
-    return Plan(repo, options, models, gpus, image, release, tensorrt_version, memory, source, options.storage_uri)
+        bound, loads = memory_bound(repo, models, gpus)
+        memory, source = f"{bound.mebibytes()}Mi", "largest legal requests"
+    return Plan(repo, options, models, gpus, image, release, tensorrt_version, memory, source, options.storage_uri,
+                bound, loads)

@@ -7,13 +7,13 @@ come from its files. Each config.pbtxt is parsed with Triton's own protobuf sche
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gsam.errors import GSAMError
 from gsam.export.sidecar import EngineSidecar, sidecar_path
 
-from ..triton.repository import parse_config
+from ..triton.model_config import parse_config
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,23 @@ class ServedModel:
     version: int  # newest version folder
     model_bytes: int  # model.onnx (+ external data) or model.plan
     tensorrt_version: str | None  # from the engine's sidecar, for tensorrt_plan models
+    parameters: dict[str, str] = field(default_factory=dict)  # the config's string parameters
+    instances: int = 1
+    max_batch_size: int = 0
+    encoded: bool = False  # takes encoded image bytes (gsam_image)
+    onnx: Path | None = None  # the version folder's model.onnx, if any
+    profile_pixels: int = 0  # the largest N x H x W of an engine's profiles (gsam_trt)
 
     @property
     def needs_gpu(self) -> bool:
         return "KIND_GPU" in self.kinds
+
+    def int_parameter(self, key: str) -> int:
+        try:
+            return int(self.parameters.get(key) or 0)
+        except ValueError:
+            raise GSAMError(f"{self.name}/config.pbtxt: parameter {key!r} must be an integer; got "
+                            f"{self.parameters[key]!r}") from None
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,13 @@ def _kind_name(kind: int) -> str:
     from tritonclient.grpc import model_config_pb2
 
     return model_config_pb2.ModelInstanceGroup.Kind.Name(kind)
+
+
+def _profile_pixels(version_dir: Path) -> int:
+    if not sidecar_path(version_dir / "model.plan").is_file():
+        return 0
+    profiles = EngineSidecar.read(version_dir / "model.plan").profiles
+    return max((p.max[0] * p.max[2] * p.max[3] for p in profiles), default=0)
 
 
 def _tensorrt_version(config, version_dir: Path) -> str | None:
@@ -84,7 +104,13 @@ def read_model(folder: Path) -> ServedModel:
         raise GSAMError(f"{version_dir}: {filename} is missing; rebuild with `gsam triton build`")
     kinds = frozenset(_kind_name(group.kind) for group in config.instance_group) or frozenset({"KIND_GPU"})
     trt = _tensorrt_version(config, version_dir) if backend == "tensorrt_plan" else None
-    return ServedModel(name, backend, kinds, versions[-1], sum(p.stat().st_size for p in model_files), trt)
+    onnx = version_dir / "model.onnx"
+    return ServedModel(name, backend, kinds, versions[-1], sum(p.stat().st_size for p in model_files), trt,
+                       parameters={k: v.string_value for k, v in config.parameters.items()},
+                       instances=sum(group.count or 1 for group in config.instance_group) or 1,
+                       max_batch_size=config.max_batch_size, encoded=any(i.name == "image_bytes" for i in config.input),
+                       onnx=onnx if onnx.is_file() else None,
+                       profile_pixels=_profile_pixels(version_dir) if backend == "tensorrt_plan" else 0)
 
 
 def read_repository(repo: str | Path) -> RepositoryFacts:

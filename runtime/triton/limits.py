@@ -287,7 +287,7 @@ def model_limits(config, model_dir: Path) -> ModelLimits:
     """A served model's limits from its config (the repository's config.pbtxt, parsed)."""
     from gsam.runtime.memory import DEFAULT_MAX_PIXELS
 
-    from .repository import DEFAULT_MAX_TILED_PIXELS
+    from .model_config import DEFAULT_MAX_TILED_PIXELS
 
     params = {k: v.string_value for k, v in config.parameters.items()}
     batch = [-1] if config.max_batch_size > 0 else []
@@ -301,7 +301,7 @@ def model_limits(config, model_dir: Path) -> ModelLimits:
 
 
 def load_limits(repo: Path, models: list[str]) -> dict[str, ModelLimits]:
-    from .repository import read_model_config
+    from .model_config import read_model_config
 
     if not repo.is_dir():
         raise GSAMError(f"{repo}: no such model repository; write one with `gsam triton build`")

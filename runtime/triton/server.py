@@ -148,12 +148,12 @@ class TritonServer(LoopbackPorts):
 
     def __init__(self, repo: str | Path, models: list[str], http_port: int = 8000, grpc_port: int = 8001, *,
                  metrics_port: int | None = None, log_path: str | Path | None = None, metrics: bool = True,
-                 private: bool = False) -> None:
+                 private: bool = False, metrics_host: str = "127.0.0.1") -> None:
         self.repo = Path(repo).resolve()
         self.models = models
         self.http_port, self.grpc_port = http_port, grpc_port
         self.metrics_port = metrics_port or free_port()
-        self.metrics, self.private = metrics, private
+        self.metrics, self.private, self.metrics_host = metrics, private, metrics_host
         self.log_path = Path(log_path) if log_path else None
         self.process: subprocess.Popen | None = None
         self.admin_key = ""
@@ -165,6 +165,11 @@ class TritonServer(LoopbackPorts):
         self._lock = threading.Lock()
         self._closed = False
         self._starts = 0
+
+    @property
+    def metrics_url(self) -> str:
+        host = "127.0.0.1" if self.metrics_host in ("0.0.0.0", "::") else self.metrics_host
+        return f"http://{host}:{self.metrics_port}/metrics"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         binary = shutil.which("tritonserver")
@@ -190,7 +195,7 @@ class TritonServer(LoopbackPorts):
     def _metrics_args(self) -> list[str]:
         if not self.metrics:
             return ["--allow-metrics=false"]
-        return ["--allow-metrics=true", "--metrics-address=127.0.0.1",
+        return ["--allow-metrics=true", f"--metrics-address={self.metrics_host}",
                 f"--metrics-port={self.metrics_port}"]
 
     def _check_inputs(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -23,7 +24,7 @@ from gsam.errors import GSAMError
 from .limits import load_limits
 from .server import DRAIN_S, SHUTDOWN_BOUND_S, TritonServer, check_ports, describe_exit, free_port
 
-HOST = "127.0.0.1"
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,14 @@ class ServeOptions:
     metrics_port: int = 8002
     ready_timeout: float = 120.0
     log_file: Path | None = None
+    host: str = LOOPBACK  # the gateway's and the metrics' interface; tritonserver's own ports stay on loopback
 
 
 def _probes(repo: Path, models: list[str]) -> dict:
     from google.protobuf import json_format
 
+    from .model_config import read_model_config
     from .probe import probe_for
-    from .repository import read_model_config
 
     return {model: probe_for(json_format.MessageToDict(read_model_config(repo / model),
                                                       preserving_proto_field_name=True)) for model in models}
@@ -90,7 +92,7 @@ class Service:
         self.session = _session()
         self.gateways = [HttpGateway(limits, self.state, self.session), GrpcGateway(limits, self.state)]
         self.server = TritonServer(o.repo, o.models, free_port(), free_port(), metrics_port=o.metrics_port,
-                                   log_path=o.log_file, private=True)
+                                   log_path=o.log_file, private=True, metrics_host=o.host)
         try:
             await self._listen()
             if await self._start_server(probes):
@@ -102,10 +104,12 @@ class Service:
         o = self.options
         for gateway, (name, port) in zip(self.gateways, (("--http-port", o.http_port), ("--grpc-port", o.grpc_port))):
             try:
-                await gateway.start(HOST, port)
+                await gateway.start(o.host, port)
             except (OSError, RuntimeError) as exc:  # grpcio raises RuntimeError when it cannot bind
                 reason = getattr(exc, "strerror", None) or exc
-                raise GSAMError(f"{name} {port} is busy on {HOST}; stop what uses it or choose another port "
+                if isinstance(exc, OSError) and exc.errno != errno.EADDRINUSE:  # e.g. --host not on this machine
+                    raise GSAMError(f"--host {o.host}: cannot listen on port {port} there ({reason})") from None
+                raise GSAMError(f"{name} {port} is busy on {o.host}; stop what uses it or choose another port "
                                 f"({reason})") from None
 
     async def _start_server(self, probes: dict) -> bool:
@@ -127,7 +131,7 @@ class Service:
         starting.result()
         self.state.up(server.http_port, server.grpc_port, server.admin_key)
         self.supervisor = Supervisor(server, self.state, probes, self.log, ready_timeout=o.ready_timeout)
-        self.log(f"ready: HTTP http://{HOST}:{o.http_port}  gRPC {HOST}:{o.grpc_port}  metrics {server.metrics_url}  "
+        self.log(f"ready: HTTP http://{o.host}:{o.http_port}  gRPC {o.host}:{o.grpc_port}  metrics {server.metrics_url}  "
                  f"(tritonserver inside: HTTP {server.http_port}, gRPC {server.grpc_port}; Ctrl-C stops)")
         return True
 

@@ -17,6 +17,7 @@ from .common import (
     DatasetWriter,
     ImportLayoutError,
     check_ids,
+    confined,
     grayscale_labels,
     require_dir,
     require_file,
@@ -32,8 +33,10 @@ CLASSES = ClassSpec(
 )
 
 
-def _read_list(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+def _read_list(path: Path, root: Path) -> list[tuple[str, Path]]:
+    """(name, root / name) for each non-empty line; a name pointing outside `root` is refused naming its line."""
+    return [(line.strip(), confined(root, line.strip(), f"{path}: line {number}"))
+            for number, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
 
 
 def import_camvid(src: Path, writer: DatasetWriter, fold: int | None) -> ClassSpec:
@@ -44,13 +47,11 @@ def import_camvid(src: Path, writer: DatasetWriter, fold: int | None) -> ClassSp
         image_list, label_list = src / "list" / f"{split}_d.txt", src / "list" / f"{split}_l.txt"
         if split == "test" and not image_list.exists():
             continue
-        images = _read_list(require_file(image_list, f"CamVid {split} image list"))
-        labels = _read_list(require_file(label_list, f"CamVid {split} label list"))
+        images = _read_list(require_file(image_list, f"CamVid {split} image list"), image_root)
+        labels = _read_list(require_file(label_list, f"CamVid {split} label list"), image_root)
         if len(images) != len(labels):
             raise ImportLayoutError(f"{label_list}: {len(labels)} lines but {image_list.name} has {len(images)}")
-        for line, (image_name, label_name) in enumerate(zip(images, labels), start=1):
-            image = image_root / image_name
-            label = image_root / label_name
+        for line, ((image_name, image), (_, label)) in enumerate(zip(images, labels), start=1):
             require_file(image, f"line {line} of {image_list.name}")
             require_file(label, f"line {line} of {label_list.name}")
             ids = grayscale_labels(label)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Sequence
 
 import numpy as np
@@ -14,10 +15,14 @@ import yaml
 from PIL import Image
 
 from ...errors import GSAMError
+from ...io import apply_umask
 from ..dataset import ClassSpec
 from ..imageio import IMAGE_SUFFIXES, image_size, read_image
 
 LINK_MODES = ("symlink", "hardlink", "copy")
+# What the official layouts hold, plus BMP (converted to PNG once). Pillow is never asked to guess among
+# all its plugins: some (EPS) hand the bytes to external programs.
+IMPORT_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 
 
 class ImportLayoutError(GSAMError):
@@ -42,18 +47,31 @@ def red_channel_labels(path: Path) -> np.ndarray:
     return (read_image(path)[:, :, 0] < 150).astype(np.uint8)
 
 
-def _read_with_pillow(path: Path, mode: str, what: str) -> np.ndarray:
-    """Any format Pillow decodes, converted to `mode`; a one-line error naming the file otherwise."""
+def read_with_pillow(path: Path, what: str, mode: str | None = None) -> np.ndarray:
+    """A file in IMPORT_FORMATS, converted to `mode` (None: as stored); a one-line error naming the file otherwise."""
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert(mode))
+        with Image.open(path, formats=IMPORT_FORMATS) as img:
+            return np.asarray(img.convert(mode) if mode else img)
     except (OSError, ValueError) as exc:
-        raise ImportLayoutError(f"{path}: cannot read {what} ({str(exc).splitlines()[0]})") from None
+        reason = str(exc).splitlines()[0]
+        if reason.startswith("cannot identify image file"):
+            reason = f"not a {', '.join(IMPORT_FORMATS)} file"
+        raise ImportLayoutError(f"{path}: cannot read {what} ({reason})") from None
+
+
+def confined(root: Path, name: str, where: str) -> Path:
+    """root / name, where `name` comes from a list file: absolute names and names that climb out of
+    `root` ('../x') are refused with one line naming `where` (the list file and line)."""
+    relative = PurePosixPath(name.replace("\\", "/"))
+    if relative.is_absolute() or PureWindowsPath(name).drive or \
+            posixpath.normpath(relative.as_posix()).split("/")[0] == "..":
+        raise ImportLayoutError(f"{where}: {name!r} points outside {root}; list lines must name files under it")
+    return root / relative
 
 
 def grayscale_labels(path: Path) -> np.ndarray:
     """A label file read as 8-bit grayscale, the way the official CamVid loader reads it."""
-    return _read_with_pillow(path, "L", "label")
+    return read_with_pillow(path, "label", "L")
 
 
 def check_ids(labels: np.ndarray, allowed: Sequence[int], path: Path | str, meaning: str) -> None:
@@ -81,6 +99,7 @@ class DatasetWriter:
             raise GSAMError(f"{self.out}: already exists and is not an empty folder; choose a new --out")
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".importing", dir=self.out.parent))
+        apply_umask(self.tmp, folder=True)  # mkdtemp's 0700 would make the dataset unreadable to others
         self._stems: set[tuple[str, str]] = set()
 
     def __enter__(self) -> "DatasetWriter":
@@ -155,7 +174,7 @@ class DatasetWriter:
 
 def read_image_any(path: Path) -> np.ndarray:
     """Formats outside PNG/JPEG/TIFF (e.g. BMP) decoded by Pillow as RGB."""
-    return _read_with_pillow(path, "RGB", "image")
+    return read_with_pillow(path, "image", "RGB")
 
 
 def sorted_files(folder: Path) -> list[Path]:

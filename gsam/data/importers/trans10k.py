@@ -10,21 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..dataset import ClassSpec
-from .common import DatasetWriter, ImportLayoutError, require_dir, sorted_files
+from .common import DatasetWriter, ImportLayoutError, read_with_pillow, require_dir, sorted_files
 
 CLASSES = ClassSpec(("background", "things", "stuff"), ignore_index=255)
 _VALUES = {0.0: 0, 85.0: 1, 255.0: 2}
 
 
 def decode_mask(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img, dtype=np.float64)
-    except (OSError, ValueError) as exc:
-        raise ImportLayoutError(f"{path}: cannot read mask ({str(exc).splitlines()[0]})") from None
+    array = read_with_pillow(path, "mask").astype(np.float64)
     mean = array[:, :, :3].mean(axis=-1) if array.ndim == 3 else array
     out = np.zeros(mean.shape, dtype=np.uint8)
     known = np.zeros(mean.shape, dtype=bool)
