@@ -27,11 +27,20 @@ from .model.run import RunDir
 from .precisions import onnx_precision
 
 if TYPE_CHECKING:
+    from gsam.export.gate import GateThresholds
     from gsam.export.profiles import ShapeProfile
     from gsam.runtime.k8s import K8sOptions
 
 MANIFEST_NAME = "manifest.json"
 PROFILE_BUCKETS = 3
+
+
+@dataclass(frozen=True)
+class Variants:
+    """The ONNX precisions to write (fp32 first) and what each reduced one's gate needs."""
+
+    precisions: list[str]
+    thresholds: GateThresholds | None = None
 
 
 @dataclass
@@ -128,18 +137,19 @@ def _artifacts(folder: Path) -> list[Artifact]:
 
 def deploy(run: str | Path, out: str | Path, *, precisions: list[str] | None = None,
            profiles: list[ShapeProfile] | None = None, bench: bool = False, k8s: K8sOptions | None = None,
-           log: Callable[[str], None] = print) -> DeployManifest:
+           thresholds: GateThresholds | None = None, log: Callable[[str], None] = print) -> DeployManifest:
     """Build the deploy folder at `out` (which must not exist or be empty) from a run directory.
 
     `profiles` None: suggested from the run's dataset. With `k8s`, Kubernetes and KServe manifests for
     the repository are validated and written to OUT/k8s and OUT/kserve, and listed in the manifest.
+    `thresholds`: what each fp16/int8 variant's gate needs (None: each precision's default).
     """
     run, out = Path(run), Path(out)
     if not run.is_dir():
         raise GSAMError(f"{run}: no such run directory")
     try:
         with staged_folder(out) as stage:
-            variants, chosen = _write_models(run, stage, precisions or ["fp32"], profiles, log)
+            variants, chosen = _write_models(run, stage, Variants(precisions or ["fp32"], thresholds), profiles, log)
             _write_serving(stage, out, variants, chosen, k8s=k8s, log=log)
             if bench:
                 log("benchmarking the CPU backends on the run's image sizes...")
@@ -151,7 +161,7 @@ def deploy(run: str | Path, out: str | Path, *, precisions: list[str] | None = N
     return manifest
 
 
-def _write_models(run: Path, stage: Path, precisions: list[str], profiles: list[ShapeProfile] | None,
+def _write_models(run: Path, stage: Path, wanted: Variants, profiles: list[ShapeProfile] | None,
                   log: Callable[[str], None]) -> tuple[dict[str, Path], list[ShapeProfile]]:
     """OUT/onnx/: the verified fp32 export and its gated variants; the profiles, chosen or suggested."""
     from gsam.export.gate_data import load_gate_images, run_data_folder
@@ -167,6 +177,7 @@ def _write_models(run: Path, stage: Path, precisions: list[str], profiles: list[
     min_size = read_onnx_facts(fp32).min_size
     chosen = [p.validate(min_size) for p in profiles] if profiles else suggested_profiles(run, min_size)
     variants = {"fp32": fp32}
+    precisions = wanted.precisions
     if precisions[1:]:
         runners, data = gate_runners(), load_gate_images(run_data_folder(run))
         reference = runners.reference(run)
@@ -174,7 +185,7 @@ def _write_models(run: Path, stage: Path, precisions: list[str], profiles: list[
             log(f"building the {precision} variant (gated against the PyTorch model)...")
             variants[precision] = stage / "onnx" / f"model.{precision}.onnx"
             make_variant(fp32, variants[precision], precision, reference=reference, candidate=runners.candidate,
-                         data=data, log=log)
+                         data=data, thresholds=wanted.thresholds, log=log)
         reference.close()
     return variants, chosen
 

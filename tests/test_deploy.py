@@ -59,12 +59,15 @@ def test_deploy_writes_a_folder_whose_repository_serves_and_whose_hashes_match(t
 
 @pytest.mark.slow
 def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, tmp_path):
+    from support.gates import TINY_INT8_GATE
+
     from gsam.export.metadata import read_onnx_facts
 
-    manifest = deploy(trained_run, tmp_path / "d", precisions=["fp32", "int8"], log=lambda s: None)
+    manifest = deploy(trained_run, tmp_path / "d", precisions=["fp32", "int8"], thresholds=TINY_INT8_GATE,
+                      log=lambda s: None)
     assert manifest.precisions == ["fp32", "int8"] and manifest.verify(tmp_path / "d") == []
     facts = read_onnx_facts(tmp_path / "d" / "onnx" / "model.int8.onnx")
-    assert facts.precision == "int8" and float(facts.extra["gate_mask_agreement"]) >= 0.99
+    assert facts.precision == "int8" and float(facts.extra["gate_mask_agreement"]) >= TINY_INT8_GATE.min_agreement
     assert "--onnx=onnx/model.int8.onnx" in (tmp_path / "d" / "trtexec.sh").read_text()
 
 

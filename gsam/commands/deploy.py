@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..precisions import ONNX_PRECISIONS
-from .options import out_option, profile_option, retired
+from .options import gate_options, out_option, profile_option, retired
 
 
 @click.command()
@@ -14,6 +14,7 @@ from .options import out_option, profile_option, retired
             required=True)
 @click.option("--precisions", default="fp32", show_default=True,
               help=f"ONNX variants to build and verify, comma-separated from {', '.join(ONNX_PRECISIONS)} (fp32 always).")
+@gate_options
 @profile_option("A TensorRT profile for trtexec.sh and the repository (repeatable) [default: suggested from the "
                 "dataset's size histogram].")
 @click.option("--bench", is_flag=True, help="Also benchmark the CPU backends on the run's own image sizes.")
@@ -25,13 +26,14 @@ from .options import out_option, profile_option, retired
 @click.option("--image", help="With --k8s: the Triton image REPOSITORY:YY.MM-py3.")
 @retired("--precision", "was renamed --precisions (a comma-separated list)")
 @retired("--profiles", "was replaced by --profile, repeated once per profile (none: suggested from the dataset)")
-def deploy(run, out, precisions, profiles, bench, k8s, replicas, gpus_per_replica, storage_uri, image) -> None:
+def deploy(run, out, precisions, min_agreement, max_miou_drop, profiles, bench, k8s, replicas, gpus_per_replica, storage_uri, image) -> None:
     """One command from a run directory to a deployable folder: verified ONNX variants, TensorRT
     profiles and trtexec lines, a Triton repository, and a manifest of every artifact with its
     sha256 and lineage (optionally a short CPU benchmark report).
 
     Example: gsam deploy runs/demo --out deploy/demo --precisions fp32,int8 --bench --k8s
     """
+    from gsam.export.gate import GateThresholds
     from gsam.export.profiles import parse_profile
 
     from ..deploy import MANIFEST_NAME, parse_precisions
@@ -44,5 +46,6 @@ def deploy(run, out, precisions, profiles, bench, k8s, replicas, gpus_per_replic
         options = K8sOptions(replicas=replicas, gpus_per_replica=gpus_per_replica, storage_uri=storage_uri,
                              image=image)
     manifest = build(run, out, precisions=parse_precisions(precisions),
-                     profiles=[parse_profile(p) for p in profiles] or None, bench=bench, k8s=options, log=click.echo)
+                     profiles=[parse_profile(p) for p in profiles] or None, bench=bench, k8s=options,
+                     thresholds=GateThresholds(min_agreement, max_miou_drop), log=click.echo)
     click.echo(f"wrote {len(manifest.artifacts)} artifacts to {out} (listed with sha256 in {out}/{MANIFEST_NAME})")

@@ -6,7 +6,7 @@ import click
 
 from ..model.facts import INPUT_DTYPES
 from ..precisions import ONNX_PRECISIONS, PRECISIONS
-from .options import SIZE_LIST, out_option, profile_option, retired
+from .options import SIZE_LIST, gate_options, out_option, profile_option, retired
 
 
 @click.group()
@@ -37,10 +37,7 @@ def export() -> None:
                    "onnxruntime on an x86 CPU (BENCHMARKS.md); TensorRT refuses it.")
 @click.option("--calib-data", type=click.Path(file_okay=False),
               help="Dataset folder (train/ and val/) for calibration and the gate [default: the run's training data].")
-@click.option("--min-agreement", type=click.FloatRange(0, 1),
-              help="Gate: least fraction of mask pixels equal to the fp32 model's [default: 0.995 fp16, 0.99 int8].")
-@click.option("--max-miou-drop", type=float, default=0.5, show_default=True,
-              help="Gate: largest val mIoU drop, in points, against the fp32 model.")
+@gate_options
 def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, simplify, input_dtype, precision,
                         calib_images, int8_scheme, calib_data, min_agreement, max_miou_drop) -> None:
     """Export MODEL (a run directory or gsam checkpoint) to ONNX with dynamic batch, height and width.

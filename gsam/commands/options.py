@@ -41,6 +41,8 @@ VOCABULARY = {
     "--epochs": "training epochs",
     "--exporter": "the ONNX exporter: dynamo or torchscript",
     "--token-stride": "pixels per token: 8 (the paper's grid) or 16 (SAM's)",
+    "--min-agreement": "a variant's gate: least fraction of mask pixels equal to the fp32 model's",
+    "--max-miou-drop": "a variant's gate: largest val mIoU drop in points against the fp32 model",
     "--image": "a Triton container image REPOSITORY:YY.MM-py3 (or @sha256:DIGEST)",
     "--replicas": "pods at start",
     "--gpus-per-replica": "nvidia.com/gpu per pod",
@@ -132,6 +134,15 @@ def profile_option(help_text: str):
     """--profile (repeatable), the same syntax for engine builds, Triton configs and deploy folders."""
     return click.option("--profile", "profiles", multiple=True,
                         metavar="min=NxCxHxW,opt=NxCxHxW,max=NxCxHxW", help=help_text)
+
+
+def gate_options(command):
+    """--min-agreement and --max-miou-drop: what a reduced-precision variant must reach to be written."""
+    command = click.option("--max-miou-drop", type=float, default=0.5, show_default=True,
+                           help="Gate: largest val mIoU drop, in points, against the fp32 model.")(command)
+    return click.option("--min-agreement", type=click.FloatRange(0, 1),
+                        help="Gate: least fraction of mask pixels equal to the fp32 model's [default: 0.995 fp16, "
+                             "0.99 int8].")(command)
 
 
 def triton_model_option(default: str = "gsam_python"):

@@ -291,6 +291,11 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
     onnx_files = {"model.onnx": onnx_path, **({external.name: external} if external.exists() else {})}
     trt_profiles = list(trt_profiles or [])
     engine_profiles, engine_files = _engine_inputs(Path(engine) if engine else None, trt_profiles)
+    trt_config = None  # made before anything is written or said: a bad set of profiles writes nothing
+    if engine_profiles:
+        trt_config = tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances, cuda_graphs=cuda_graphs)
+    elif cuda_graphs:
+        raise GSAMError("--cuda-graphs applies to gsam_trt: give --engine or --profile")
     if len(trt_profiles) > 1:
         log(f"gsam_onnx: onnxruntime's TensorRT accelerator serves one profile; it gets the first "
             f"({trt_profiles[0].name}); gsam_trt serves all {len(trt_profiles)}")
@@ -299,11 +304,6 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
                              tile_pixels=tiling.tile ** 2, max_pixels=max_pixels)
     log(f"gsam_image: computes in {compute.model or 'its own onnxruntime session'}"
         + (f" ({compute.input} {compute.input_dtype}, batches of up to {compute.max_batch})" if compute.model else ""))
-    trt_config = None  # made before anything is written: a bad set of profiles writes nothing
-    if engine_profiles:
-        trt_config = tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances, cuda_graphs=cuda_graphs)
-    elif cuda_graphs:
-        raise GSAMError("--cuda-graphs applies to gsam_trt: give --engine or --profile")
     code = {"model.py": PYTHON_MODEL_SOURCE, "compute.py": COMPUTE_SOURCE, **pixels_files()}
     shared = dict(instances=instances, gpu=gpu, max_pixels=max_pixels, tiling=tiling)
     written = [
