@@ -154,6 +154,11 @@ def test_busy_port_and_missing_repository_fail_in_one_line(repo, tmp_path):
     assert result.exit_code == 1 and f"--http-port {port} is busy" in result.output
     result = CliRunner().invoke(cli, ["serve", "--repo", str(tmp_path / "none")])
     assert result.exit_code == 1 and "no such model repository" in result.output
+    # an address this machine does not have (TEST-NET-3): the gateway cannot bind it, before Triton starts
+    result = CliRunner().invoke(cli, ["serve", "--repo", str(repo), "--host", "203.0.113.7",
+                                      "--http-port", str(free_port()), "--grpc-port", str(free_port())])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "--host 203.0.113.7: cannot listen on port" in result.output
 
 
 def test_model_that_fails_to_load_reports_the_servers_message(repo, tmp_path):

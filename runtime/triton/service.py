@@ -158,8 +158,9 @@ class Service:
             await self.session.close()
         if self.server is not None:
             await asyncio.to_thread(self.server.close)
-            code = self.server.process.returncode if self.server.process else None
-            self.log(f"stopped in {time.monotonic() - started:.1f} s (tritonserver: {describe_exit(code)})")
+            if self.server.process is not None:  # nothing to report when the gateway failed before the start
+                code = self.server.process.returncode
+                self.log(f"stopped in {time.monotonic() - started:.1f} s (tritonserver: {describe_exit(code)})")
 
 
 def serve_repository(options: ServeOptions, echo: Callable[[str], None]) -> None:
