@@ -139,6 +139,7 @@ def test_damaged_bytes_name_the_input_not_a_python_object():
     _refused(_png(rgb)[:60], "cannot decode the image bytes")
     _refused(b"\xff\xd8\xff" + bytes(40), "cannot decode the image bytes")
     _refused(_png(rgb, format="TIFF")[:30], "cannot decode the image bytes")
+    _refused(b"II*\x00", "cannot decode the image bytes")  # cut inside its first header: tifffile's struct.error
 
 
 def test_one_image_per_request():

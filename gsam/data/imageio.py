@@ -15,10 +15,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import GSAMError
-from ..pixels.codec import Header, ImageRequestError, read_header
+from ..pixels.codec import DECODE_ERRORS, Header, ImageRequestError, read_header
 from ..pixels.convert import planar_to_interleaved, to_rgb, to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -38,7 +38,6 @@ def _read_tiff(path: Path) -> np.ndarray:
     return planar_to_interleaved(tifffile.imread(path, key=0))
 
 
-_DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
 _CONVERT_TO_RGB = ("P", "PA", "CMYK", "YCbCr", "LA", "1")
 
 
@@ -85,7 +84,7 @@ def _decode(path: Path, kind: str, max_pixels: int | None = None) -> np.ndarray:
                 if kind == "mask" and img.mode in ("RGB", "RGBA"):
                     raise ImageReadError(f"{path}: mask is {img.mode}; expected a single-channel PNG of class ids")
                 return np.asarray(img.convert("RGB") if kind == "image" and img.mode in _CONVERT_TO_RGB else img)
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read {kind} ({_reason(exc)})") from None
 
 
@@ -126,5 +125,5 @@ def image_size(path: str | Path, max_pixels: int | None = None) -> tuple[int, in
                 return header.height, header.width
             with Image.open(path, formats=[header.format]) as img:
                 return img.height, img.width
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read image ({_reason(exc)})") from None

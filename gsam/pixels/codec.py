@@ -22,6 +22,7 @@ import io
 import math
 import os
 import re
+import struct
 import zlib
 from dataclasses import dataclass
 
@@ -29,6 +30,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .convert import planar_to_interleaved, to_rgb, to_uint8
+
+# What Pillow and tifffile raise on damaged or truncated bytes (tifffile lets struct.error through on a TIFF
+# cut short inside its first header): each becomes a one-line refusal, never a server error.
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, KeyError, IndexError, EOFError,
+                 RuntimeError, struct.error, zlib.error, Image.DecompressionBombError)
 
 FORMATS = ("PNG", "JPEG", "TIFF")  # what the docs list; anything else is refused before a decoder sees it
 MAX_SAMPLES = 4  # grayscale, gray + alpha, RGB, RGBA (CMYK JPEG)
@@ -169,8 +175,7 @@ def decode_image(data: bytes, min_size: int = 1, max_pixels: int = 0) -> np.ndar
             _decode_pillow(data, kind, min_size, max_pixels)
     except ImageRequestError:
         raise
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, KeyError, IndexError, EOFError, RuntimeError,
-            zlib.error, Image.DecompressionBombError) as exc:
+    except DECODE_ERRORS as exc:
         raise ImageRequestError(f"cannot decode {name} ({_reason(exc, name)})") from None
     try:
         return to_rgb(to_uint8(array))
