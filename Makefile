@@ -18,13 +18,14 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/gsam demo --out demo_out
 
-# Every tier: an empty marker expression overrides the fast-tier default in pyproject.toml.
+# Every tier: an empty marker expression overrides the fast-tier default in pyproject.toml; the 15 slowest
+# tests are printed at the end so every run shows where the time goes.
 test: $(VENV)/.installed
-	$(VENV)/bin/pytest -q -m ""
+	$(VENV)/bin/pytest -q -m "" --durations=15
 
 # The fast tier (a bare pytest): unit and CLI tests on tiny models, no server, crash or full-size tests.
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 # On a machine with an NVIDIA GPU: `pytest -m gpu`, training step and inference latency/memory, one markdown
 # report ($OUT/gpu_check.md when OUT is set, else benchmarks/results/gpu_check.md), under 8 minutes. Needs

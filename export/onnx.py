@@ -119,9 +119,15 @@ def _finish_graph(path: Path, facts: ModelFacts) -> onnx.ModelProto:
     model = onnx.load(str(path), load_external_data=False)
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
-        labels = ["batch", None, "height", "width"] if value.name != "mask" else ["batch", "height", "width"]
+        # the channel dim is fixed: 3 for the image, the class count for logits (the TorchScript exporter
+        # leaves the latter symbolic, and Triton configs and engines read it from here)
+        labels = {"image": ["batch", 3, "height", "width"], "logits": ["batch", facts.num_classes, "height", "width"],
+                  "mask": ["batch", "height", "width"]}[value.name]
         for dim, label in zip(dims, labels):
-            if label:
+            if isinstance(label, int):
+                dim.ClearField("dim_param")
+                dim.dim_value = label
+            else:
                 dim.ClearField("dim_value")
                 dim.dim_param = label
     write_facts(model, facts)

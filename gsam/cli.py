@@ -23,6 +23,7 @@ The pipeline, one command per stage (gsam demo runs them all on generated data):
   gsam deploy      run -> verified ONNX variants, profiles, Triton repository, manifest
   gsam bench       latency and throughput of every backend across sizes
   gsam info        a model's size and FLOPs, or an artifact's lineage
+  gsam doctor      this machine's CPU/GPU capabilities and what gsam chooses on it (amp, int8, threads)
   gsam import-reference  turn a checkpoint of the official G-SAM code into a run
 """
 
@@ -59,6 +60,7 @@ def _register_commands() -> None:
     from .commands.data import data
     from .commands.demo import demo
     from .commands.deploy import deploy
+    from .commands.doctor import doctor
     from .commands.evaluate import evaluate
     from .commands.export import export
     from .commands.health import health
@@ -71,7 +73,7 @@ def _register_commands() -> None:
     from .commands.triton import triton
 
     for command in (demo, data, train, evaluate, predict, export, triton, serve, health, deploy, bench, info,
-                    import_reference_command):
+                    doctor, import_reference_command):
         cli.add_command(command)
     triton.add_command(k8s)
 

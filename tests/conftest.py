@@ -1,11 +1,25 @@
-"""Shared fixtures: tiny models and generated data, built on the fly."""
+"""Shared fixtures: tiny models and generated data, built on the fly, the costly ones once per run.
+
+Every pytest-xdist worker gets an equal share of the cores for torch (one each on a 2-core machine),
+so parallel workers never oversubscribe them; gsam is imported before torch so its OpenMP threads
+wait passively (gsam/__init__.py).
+"""
 
 from __future__ import annotations
 
+import os
+
+import gsam  # noqa: F401  (before torch: sets OMP_WAIT_POLICY)
+
+# isort: split
 import pytest
 import torch
+from support.shared import build_once, worker_count
 
-torch.set_num_threads(2)
+THREADS = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+              // worker_count())
+torch.set_num_threads(THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # subprocesses the tests start take the same share
 
 
 @pytest.fixture(scope="session")
@@ -25,12 +39,13 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def sam_vit_b_checkpoint(tmp_path_factory):
     """A state dict from segment_anything.build_sam_vit_b(): the real file's keys and shapes, random values."""
-    from segment_anything import build_sam_vit_b
+    def build(folder):
+        from segment_anything import build_sam_vit_b
 
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("sam") / "sam_vit_b_01ec64.pth"
-    torch.save(build_sam_vit_b().state_dict(), path)
-    return path
+        torch.manual_seed(0)
+        torch.save(build_sam_vit_b().state_dict(), folder / "sam_vit_b_01ec64.pth")
+
+    return build_once(tmp_path_factory, "sam", build) / "sam_vit_b_01ec64.pth"
 
 
 @pytest.fixture(scope="session")
@@ -49,21 +64,28 @@ def synth_data(tmp_path_factory):
     """A small generated 3-class dataset (train 24, val 6, sizes 48..112)."""
     from gsam.data.synth import write_synthetic_dataset
 
-    root = tmp_path_factory.mktemp("data") / "synth"
-    write_synthetic_dataset(root, num_classes=3, train=24, val=6, min_size=48, max_size=112, seed=1, progress=False)
-    return root
+    return build_once(tmp_path_factory, "data", lambda folder: write_synthetic_dataset(
+        folder / "synth", num_classes=3, train=24, val=6, min_size=48, max_size=112, seed=1, progress=False)) / "synth"
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory, tiny_model):
-    """tiny_model exported once with the default (dynamo) exporter: what users deploy, shared by the
-    export, serving, property and GPU tests."""
+def shared_exporter(request) -> str:
+    """The exporter of the shared ONNX fixtures: dynamo, the default users deploy, when every tier runs
+    (`make test`, CI: -m ""); torchscript in the fast tier, where dynamo's 90 CPU-seconds per export would
+    be most of its time (tests/test_export.py exports with both in every tier)."""
+    return "dynamo" if request.config.getoption("markexpr") == "" else "torchscript"
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory, tiny_model, shared_exporter):
+    """tiny_model exported once (see `shared_exporter`), shared by the export, serving, property and GPU tests."""
     from gsam.export.onnx import export_onnx
 
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    report = export_onnx(tiny_model, path, log=lambda s: None)
-    assert report.path == path
-    return path
+    def build(folder):
+        report = export_onnx(tiny_model, folder / "tiny.onnx", exporter=shared_exporter, log=lambda s: None)
+        assert report.path == folder / "tiny.onnx"
+
+    return build_once(tmp_path_factory, f"onnx-{shared_exporter}", build) / "tiny.onnx"
 
 
 @pytest.fixture(scope="session")
@@ -72,17 +94,18 @@ def trained_run(tmp_path_factory, synth_data):
     from gsam.train.config import TrainConfig
     from gsam.train.trainer import train
 
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = TrainConfig(data=str(synth_data), out=str(out), model="tiny", epochs=10, batch_size=4, lr=2e-3,
-                      workers=0, crop=(96, 96), val_every=2)
-    return train(cfg, progress=False)
+    def build(folder):
+        cfg = TrainConfig(data=str(synth_data), out=str(folder / "tiny"), model="tiny", epochs=10, batch_size=4,
+                          lr=2e-3, workers=0, crop=(96, 96), val_every=2)
+        train(cfg, progress=False)
+
+    return build_once(tmp_path_factory, "runs", build) / "tiny"
 
 
 @pytest.fixture(scope="session")
-def trained_onnx(tmp_path_factory, trained_run):
-    """trained_run exported with the default exporter, lineage and palette included (as `gsam export onnx`)."""
+def trained_onnx(tmp_path_factory, trained_run, shared_exporter):
+    """trained_run exported (see `shared_exporter`), lineage and palette included (as `gsam export onnx`)."""
     from gsam.export.onnx import export_checkpoint
 
-    path = tmp_path_factory.mktemp("trained_onnx") / "model.onnx"
-    export_checkpoint(trained_run, path, log=lambda s: None)
-    return path
+    return build_once(tmp_path_factory, f"trained_onnx-{shared_exporter}", lambda folder: export_checkpoint(
+        trained_run, folder / "model.onnx", exporter=shared_exporter, log=lambda s: None)) / "model.onnx"

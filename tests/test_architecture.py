@@ -18,13 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # depth (inside functions too): data comes before the model, the model before training, and so on down the
 # flow to the commands. gsam.pixels sits at the bottom because the Triton python models run it without gsam.
 LAYERS = [
-    ("foundation", ("gsam", "gsam.errors", "gsam.io", "gsam.device", "gsam.precisions", "gsam.pixels")),
+    ("foundation", ("gsam", "gsam.errors", "gsam.io", "gsam.device", "gsam.precisions", "gsam.pixels",
+                    "gsam.machine")),
     ("data", ("gsam.data",)),
     ("model", ("gsam.model",)),
     ("train", ("gsam.train",)),
     ("export", ("gsam.export",)),
     ("runtime", ("gsam.runtime",)),
-    ("deploy", ("gsam.deploy", "gsam.demo", "gsam.lineage")),
+    ("deploy", ("gsam.deploy", "gsam.demo", "gsam.lineage", "gsam.doctor")),
     ("cli", ("gsam.commands", "gsam.cli", "gsam.__main__")),
 ]
 # Run inside Triton's python backend, not imported by gsam: they import gsam.pixels as gsam_pixels.

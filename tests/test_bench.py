@@ -26,9 +26,13 @@ def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx)
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
-    assert {"cpu", "cores", "torch_threads", "versions"} <= set(report["environment"])
+    assert {"cpu", "cpu_kind", "cpu_flags", "torch_cpu_capability", "cores", "torch_threads", "versions"} \
+        <= set(report["environment"])
+    # --amp auto resolved once and said why; only the peaks of what ran are measured (no bf16 peak for fp32 rows)
+    assert report["amp"] in ("off", "bf16") and report["amp_reason"]
+    torch_precision = "fp32" if report["amp"] == "off" else report["amp"]
     peaks = report["peak_gflops"]
-    assert set(peaks) == {"torch/fp32", "torch/bf16", "onnxruntime/fp32", "onnxruntime/int8"}
+    assert set(peaks) == {f"torch/{torch_precision}", "onnxruntime/fp32"} == set(report["peak_kernels"])
     assert all(rate > 0 for rate in peaks.values()) and set(report["scaling_exponent"]) == {"onnxruntime", "torch"}
     rows = report["results"]
     assert [(r["backend"], r["height"], r["width"]) for r in rows] == [
@@ -39,7 +43,8 @@ def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx)
         assert r["images_per_s"] > 0 and r["megapixels_per_s"] > 0
         assert r["gflops_per_image"] > 0 and 0 < r["fraction_of_peak"]
         # each row against its own engine's rate, measured in this run
-        assert r["precision"] == "fp32" and r["peak"] == f"{r['backend']}/fp32"
+        assert r["precision"] == (torch_precision if r["backend"] == "torch" else "fp32")
+        assert r["peak"] == f"{r['backend']}/{r['precision']}"
         assert r["peak_gflops"] == peaks[r["peak"]]
         assert r["fraction_of_peak"] == pytest.approx(r["achieved_gflops"] / peaks[r["peak"]])
     with (out / "bench.csv").open() as f:
@@ -48,6 +53,7 @@ def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx)
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[0] > 100
     assert "ratio" in result.output and "torch" in result.output
+    assert "torch backend: amp: " in result.output and "measuring the onnxruntime/fp32 kernel rate" in result.output
 
 
 @pytest.mark.slow

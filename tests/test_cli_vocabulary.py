@@ -98,13 +98,13 @@ def test_retired_option_names_are_refused_with_a_one_line_hint(args, hint):
 
 
 def test_the_precision_table_drives_the_choices():
-    from gsam.precisions import AMP_MODES, ONNX_PRECISIONS, PRECISIONS
+    from gsam.precisions import AMP_CHOICES, ONNX_PRECISIONS, PRECISIONS
 
     export_onnx = cli.commands["export"].commands["onnx"]
     precision = next(p for p in export_onnx.params if p.name == "precision")
     assert tuple(precision.type.choices) == ONNX_PRECISIONS
     amp = next(p for p in cli.commands["predict"].params if p.name == "amp")
-    assert tuple(amp.type.choices) == AMP_MODES
+    assert tuple(amp.type.choices) == AMP_CHOICES and amp.default == "auto"
     assert all(dataclasses.is_dataclass(row) for row in PRECISIONS.values())
 
 

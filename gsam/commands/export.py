@@ -31,10 +31,11 @@ def export() -> None:
               + ". I/O stays fp32/int32.")
 @click.option("--calib-images", type=click.IntRange(1), default=32, show_default=True,
               help="int8: number of training images to calibrate on.")
-@click.option("--int8-scheme", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
-              help="int8 activations: tensorrt = signed and symmetric (builds TensorRT engines; in onnxruntime on a "
-                   "CPU about as fast as fp32); cpu = unsigned with a zero point, about 2x faster than fp32 in "
-                   "onnxruntime on an x86 CPU (BENCHMARKS.md); TensorRT refuses it.")
+@click.option("--int8-scheme", type=click.Choice(["auto", "tensorrt", "cpu"]), default="auto", show_default=True,
+              help="int8 activations: tensorrt = signed and symmetric (the only one TensorRT builds); cpu = unsigned "
+                   "with a zero point (onnxruntime only; 2x faster than fp32 on a CPU with VNNI, BENCHMARKS.md); "
+                   "auto = the one measured faster in onnxruntime on this CPU (tensorrt unless cpu wins by 5%), "
+                   "recorded in the file. For an engine pass tensorrt.")
 @click.option("--calib-data", type=click.Path(file_okay=False),
               help="Dataset folder (train/ and val/) for calibration and the gate [default: the run's training data].")
 @gate_options
@@ -61,6 +62,11 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
 
     options = dict(exporter=exporter, opset=opset, verify_sizes=verify_sizes, tolerance=tolerance, simplify=simplify,
                    input_dtype=input_dtype)
+    if precision == "int8":
+        from gsam.export.int8_choice import choose_int8_scheme
+
+        int8_scheme, why = choose_int8_scheme(int8_scheme)
+        click.echo(f"int8 scheme: {int8_scheme} ({why})")
     if precision == "fp32":
         report = export_checkpoint(model, out, log=click.echo, **options)
     else:

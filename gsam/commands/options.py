@@ -13,7 +13,7 @@ import click
 
 from ..device import DEVICE_HELP, check_device_name
 from ..errors import GSAMError
-from ..precisions import AMP_MODES
+from ..precisions import AMP_CHOICES
 
 VOCABULARY = {
     "--model": "what to run or build: a registry name (vit_b, vit_l, vit_h, tiny) or an artifact (run directory, "
@@ -30,7 +30,7 @@ VOCABULARY = {
     "--tile": "run every image in overlapping tiles of at most TILE x TILE pixels",
     "--overlap": "pixels neighbouring tiles share",
     "--max-batch": "the largest batch one execution takes (1 = no batching)",
-    "--amp": "torch autocast: off, bf16 (CPU or CUDA) or fp16 (CUDA)",
+    "--amp": "torch autocast: auto (bf16 where measured faster on this device), off, bf16 (CPU or CUDA) or fp16 (CUDA)",
     "--data": "a dataset folder (DATA/{train,val}/{images,masks})",
     "--sizes": "image sizes HEIGHTxWIDTH, comma-separated",
     "--url": "a Triton server's address host:port",
@@ -118,7 +118,7 @@ SIZE_LIST = SizeType(many=True)
 DEVICE = DeviceType()
 MODEL = ModelType()
 NAME_LIST = NameListType()
-AMP = click.Choice(list(AMP_MODES))
+AMP = click.Choice(list(AMP_CHOICES))
 
 
 def device_option(default: str = "auto"):
@@ -157,8 +157,12 @@ def triton_models_option(help_text: str, default: str | None = None):
                         callback=lambda ctx, param, value: [n for names in value for n in names], help=help_text)
 
 
-def amp_option(help_text: str = "Torch backend: run under autocast, bf16 (CPU or CUDA) or fp16 (CUDA only)."):
-    return click.option("--amp", type=AMP, default="off", show_default=True, help=help_text)
+AMP_HELP = ("auto runs bf16 where it is measured faster on this device (a GPU with bf16; a CPU with native "
+            "bf16 kernels) and fp32 elsewhere, and says why; off, bf16 (CPU or CUDA) and fp16 (CUDA) force a mode.")
+
+
+def amp_option(help_text: str = "Torch backend: mixed precision (autocast)."):
+    return click.option("--amp", type=AMP, default="auto", show_default=True, help=f"{help_text} {AMP_HELP}")
 
 
 def retired(old: str, hint: str, is_flag: bool = False):

@@ -32,7 +32,7 @@ def collect_images(paths: list[str]) -> list[Path]:
 
 
 def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, *, triton_model: str, device: str,
-                   amp: str = "off", timeout: float = 600.0):
+                   amp: str = "auto", timeout: float = 600.0):
     """(segmenter, image paths): local backends take the model as the first path, Triton ones a URL."""
     from gsam.runtime.backends import guess_backend, load_backend
 
@@ -47,7 +47,7 @@ def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, *, tri
     if len(paths) < 2:
         raise GSAMError("give the model (run directory, .pt, .onnx or .plan) and then one or more images or folders")
     kind = guess_backend(paths[0]) if backend == "auto" else backend
-    if amp != "off" and kind != "torch":
+    if amp not in ("off", "auto") and kind != "torch":
         raise GSAMError(f"--amp {amp} applies to the torch backend only (a run directory or .pt); "
                         f"{paths[0]} runs on {kind}")
     options = {"device": device, "amp": amp} if kind == "torch" else {}
@@ -89,13 +89,17 @@ def predict(paths, out, backend, url, triton_model, device, amp, alpha, tile, ov
     Local model:  gsam predict RUN_OR_MODEL IMAGES_OR_DIRS... --out DIR
     Triton:       gsam predict --backend triton-grpc --url localhost:8001 IMAGES_OR_DIRS... --out DIR
     Image bytes:  gsam predict --backend triton-image --url localhost:8000 IMAGES_OR_DIRS... --out DIR
-    bf16 on CPU:  gsam predict runs/demo photos/ --out masks/ --amp bf16
+    forced bf16:  gsam predict runs/demo photos/ --out masks/ --amp bf16
     Huge images:  gsam predict model.onnx scan.tif --out DIR --tile 1024 --overlap 128
     """
     from tqdm import tqdm
 
     segmenter, image_args = open_segmenter(backend, paths, url, triton_model=triton_model, device=device, amp=amp,
                                            timeout=timeout)
+    if hasattr(segmenter, "amp_choice"):
+        click.echo(segmenter.amp_choice.line(), err=True)
+        if segmenter.amp_choice.warning:
+            click.echo(segmenter.amp_choice.warning, err=True)
     try:
         images = collect_images(image_args)
         writer = _MaskWriter(segmenter, Path(out), alpha, max_image_pixels, _tiling(segmenter, tile, overlap, tile_above))

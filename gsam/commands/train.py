@@ -27,7 +27,8 @@ TRAIN_FLAG_HELP = {
     "lr": "Adam learning rate (cosine decay).",
     "weight_decay": "Adam weight decay.",
     "device": DEVICE_HELP,
-    "amp": "Mixed precision: bf16 on the CPU or CUDA (autocast); fp16 on CUDA only (with a grad scaler).",
+    "amp": "Mixed precision (autocast): auto runs bf16 where measured faster on this device, else fp32 (fp16 with "
+           "a grad scaler on CUDA without bf16); off, bf16 or fp16 (CUDA only) force a mode.",
     "workers": "DataLoader workers.",
     "seed": "Random seed (data order, crops, initialization).",
     "val_every": "Validate every N epochs.",

@@ -23,14 +23,14 @@ from tqdm import tqdm
 
 from ..data.dataset import ClassSpec, SegmentationDataset, open_dataset_spec
 from ..data.transforms import ResizeTransform, TrainTransform
-from ..device import resolve_device
+from ..device import memory_format, resolve_device
 from ..errors import GSAMError
 from ..model import build_gsam, get_config
 from ..model.checkpoint import load_sam_checkpoint, read_gsam_checkpoint, save_gsam_checkpoint
 from ..model.gsam import GSAM
 from ..model.run import RunDir
 from ..model.trainable import count_parameters
-from .amp import check_amp, grad_scaler
+from .amp import choose_amp, grad_scaler
 from .config import TrainConfig
 from .curves import plot_curves
 from .distributed import DistContext
@@ -91,6 +91,7 @@ class _Session:
 
     cfg: TrainConfig
     device: torch.device
+    amp: str  # cfg.amp resolved for this device ("auto" measured): off, bf16 or fp16
     dist: DistContext
     run: RunDir
     data: _Data
@@ -142,7 +143,7 @@ def _start(cfg: TrainConfig, resume: bool, progress: bool) -> tuple[_Session, di
     """Device and processes, data (checked before the run directory is created), model, optimizer; and
     the checkpoint being resumed."""
     device = resolve_device(cfg.device)
-    check_amp(cfg.amp, device)
+    amp = choose_amp(cfg.amp, device)
     if cfg.accumulate < 1:
         raise GSAMError(f"--accumulate must be >= 1; got {cfg.accumulate}")
     dist = DistContext.from_env(device.type == "cuda")
@@ -155,18 +156,20 @@ def _start(cfg: TrainConfig, resume: bool, progress: bool) -> tuple[_Session, di
         run.prepare(resume)
     dist.barrier()
     checkpoint = read_gsam_checkpoint(run.last) if resume else None
-    model = _build_model(cfg, data, checkpoint, dist, say).to(device)
+    model = _build_model(cfg, data, checkpoint, dist, say).to(device, memory_format=memory_format(device))
     total, trainable = count_parameters(model)
     say(f"model {cfg.model}: {total / 1e6:.1f} M parameters, {trainable / 1e6:.1f} M trainable; "
         f"{data.num_outputs} output channel(s) for classes {', '.join(data.spec.names)}; "
-        f"crop {data.crop[0]}x{data.crop[1]}; {device}")
+        f"crop {data.crop[0]}x{data.crop[1]}; {device}; {amp.line()}")
+    if amp.warning and dist.is_main:
+        print(amp.warning, file=sys.stderr)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                  weight_decay=cfg.weight_decay)
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist.enabled else model
-    session = _Session(cfg, device, dist, run, data, model, net, optimizer,
+    session = _Session(cfg, device, amp.mode, dist, run, data, model, net, optimizer,
                        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs),
-                       grad_scaler(device, cfg.amp), SegmentationLoss(data.num_outputs, data.spec.ignore_index),
+                       grad_scaler(device, amp.mode), SegmentationLoss(data.num_outputs, data.spec.ignore_index),
                        _tensorboard(run.path) if dist.is_main else None, progress, say)
     return session, checkpoint
 
@@ -243,13 +246,13 @@ def _run_epoch(session: _Session, epoch: int, last_miou: float | None) -> dict:
     bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not shown, leave=False, dynamic_ncols=True)
     started = time.perf_counter()
     stats = train_one_epoch(session.net, data.loader, session.loss_fn, session.optimizer, session.scaler,
-                            device=session.device, amp=cfg.amp, max_steps=cfg.steps_per_epoch, progress=bar,
+                            device=session.device, amp=session.amp, max_steps=cfg.steps_per_epoch, progress=bar,
                             last_miou=last_miou, accumulate=cfg.accumulate)
     bar.close()
     row = {"epoch": epoch + 1, "lr": session.optimizer.param_groups[0]["lr"], **stats}
     session.scheduler.step()
     if data.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-        result = evaluate(session.net, data.val_set, data.spec.num_classes, session.device, amp=cfg.amp,
+        result = evaluate(session.net, data.val_set, data.spec.num_classes, session.device, amp=session.amp,
                           dist=session.dist, progress=shown)
         row.update(val_miou=result["miou"], val_pixel_acc=result["pixel_acc"], val_iou=result["iou"])
     row["time_s"] = time.perf_counter() - started

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import platform
 import threading
 import time
@@ -162,25 +161,23 @@ def gflops_per_image(config: GSAMConfig, size: tuple[int, int]) -> float:
 
 
 def environment(threads: int | None) -> dict:
+    """The machine a bench ran on: its CPU's kind and the flags that decide which kernels are fast."""
     import importlib.metadata as md
 
     import torch
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from gsam.machine import cpu_facts
+
+    cpu = cpu_facts()
     versions = {}
     for package in ("gsam", "torch", "onnxruntime", "onnx", "numpy", "tritonclient", "nvidia-pytriton"):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "threads_option": threads,
+    return {"cpu": cpu.model, "cpu_kind": cpu.kind, "cpu_flags": list(cpu.flags),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": cpu.cores,
+            "torch_threads": torch.get_num_threads(), "threads_option": threads,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
 
@@ -247,20 +244,29 @@ def _plots(out: Path, results: list[CaseResult]) -> None:
     plt.close(fig)
 
 
+def _percent_of_peak(fraction: float | None) -> str:
+    if fraction is None:
+        return f"{'-':>7}"
+    return f"{100 * fraction:6.1f}%" if fraction <= 1 else f"{'>100%':>7}"
+
+
 def format_table(results: list[CaseResult]) -> str:
     """Rows with each backend's p50 as a ratio to the first backend's at the same size and concurrency."""
     first = results[0].backend if results else ""
     base = {(r.height, r.width, r.concurrency): r.p50_ms for r in results if r.backend == first}
     head = (f"{'backend':<18}{'prec':>5}{'size':>10}{'conc':>5}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'img/s':>8}"
             f"{'MP/s':>7}{'GFLOP/s':>9}{'%peak':>7}{'err':>5}{'ratio':>7}")
-    lines = [f"(ratio: p50 latency relative to {first} at the same size and concurrency; %peak: of the matmul "
-             f"rate of the row's own engine and precision)", head]
+    lines = [f"(ratio: p50 latency relative to {first} at the same size and concurrency; %peak: of the faster of a "
+             f"matmul and a 3x3 conv in the row's own engine and precision, measured in this run)", head]
     for r in results:
         ratio = r.p50_ms / base[(r.height, r.width, r.concurrency)] if (r.height, r.width, r.concurrency) in base else float("nan")
         gf = f"{r.achieved_gflops:9.1f}" if r.achieved_gflops is not None else f"{'-':>9}"
-        pk = f"{100 * r.fraction_of_peak:6.1f}%" if r.fraction_of_peak is not None else f"{'-':>7}"
+        pk = _percent_of_peak(r.fraction_of_peak)
         lines.append(f"{r.backend:<18}{r.precision:>5}{f'{r.height}x{r.width}':>10}{r.concurrency:>5}{r.p50_ms:9.1f}{r.p90_ms:9.1f}"
                      f"{r.p99_ms:9.1f}{r.images_per_s:8.2f}{r.megapixels_per_s:7.2f}{gf}{pk}{r.errors:>5}{ratio:7.2f}")
+    if any(r.fraction_of_peak is not None and r.fraction_of_peak > 1 for r in results):
+        lines.append("(>100%: the model's kernels beat this run's probes, e.g. Winograd convolutions or fused "
+                     "attention doing fewer operations than the FLOPs counted; read it as 'at the peak')")
     split = [r for r in results if r.server_split_ms]
     if split:
         lines.append("gsam_image in the server, mean ms per request: "

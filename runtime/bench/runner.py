@@ -24,7 +24,7 @@ from .harness import (
     summarize,
     write_reports,
 )
-from .peaks import measure_peaks
+from .peaks import Peaks
 
 LOCAL_BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
@@ -43,7 +43,7 @@ class BenchRequest:
     triton_model: str = "gsam_python"
     threads: int | None = None
     baseline: str | None = None  # "sam-vit-b": SAM ViT-B at a fixed 1024x1024
-    amp: str = "off"
+    amp: str = "auto"
 
     @property
     def needs_local_triton(self) -> bool:
@@ -58,7 +58,7 @@ def _check(request: BenchRequest) -> None:
         raise GSAMError("the torch backend needs a run directory or .pt as --model, not an ONNX file")
     if "tensorrt" in backends and not request.engine:
         raise GSAMError("the tensorrt backend needs --engine model.plan")
-    if request.amp != "off" and "torch" not in backends:
+    if request.amp not in ("off", "auto") and "torch" not in backends:
         raise GSAMError(f"--amp {request.amp} applies to the torch backend only; add torch to --backend")
 
 
@@ -104,16 +104,16 @@ def run_bench(request: BenchRequest, log: Callable[[str], None] = print) -> str:
     small = [s for s in request.plan.sizes if min(s) < config.min_size]
     if small:
         raise GSAMError(f"--sizes {small[0][0]}x{small[0][1]} is below the model's minimum side of {config.min_size}")
-    peaks = measure_peaks(request.threads)
-    log("matmul rate of each engine on this machine (GFLOP/s): "
-        + ", ".join(f"{key} {rate:.0f}" for key, rate in peaks.items()))
+    peaks = Peaks(request.threads, log)
+    amp = _torch_amp(request, log)
     flops = {s: gflops_per_image(config, s) for s in request.plan.sizes}
     rng = np.random.default_rng(request.plan.seed)
     inputs = {s: rng.uniform(0, 255, (request.plan.batch, 3, *s)).astype(np.float32) for s in request.plan.sizes}
     extra = {"plan": {"sizes": [list(s) for s in request.plan.sizes], "batch": request.plan.batch,
                       "warmup": request.plan.warmup, "iters": request.plan.iters, "duration": request.plan.duration,
                       "concurrency": request.plan.concurrency},
-             "peak_gflops": peaks, "amp": request.amp, "model": str(request.model_path),
+             "amp": amp.mode if amp else None, "amp_reason": amp.reason if amp else None,
+             "model": str(request.model_path),
              "onnx": str(onnx) if onnx else None}
     total = len(request.backends) * len(request.plan.sizes) * len(request.plan.concurrency)
     total += len(request.plan.sizes) if request.baseline else 0
@@ -123,9 +123,26 @@ def run_bench(request: BenchRequest, log: Callable[[str], None] = print) -> str:
         results = _run_backends(request, onnx, server_url, cases=(inputs, flops, peaks), bar=bar)
         if request.baseline:
             results += _run_baseline(request, inputs, peaks, bar, extra)
+    extra.update(peak_gflops=peaks.as_dict(), peak_kernels=peaks.kernels())
     write_reports(request.out, results, environment(request.threads), extra)
     return format_table(results) + (f"\nwrote {request.out}/bench.json, bench.csv, latency_vs_megapixels.png, "
                                     "throughput_vs_concurrency.png")
+
+
+def _torch_amp(request: BenchRequest, log: Callable[[str], None]):
+    """--amp resolved once for the torch backend (auto measures), said once; None without torch."""
+    if "torch" not in request.backends:
+        return None
+    import torch
+
+    from gsam.train.amp import choose_amp
+
+    choice = choose_amp(request.amp, torch.device("cpu"))
+    log(f"torch backend: {choice.line()}")
+    if choice.warning:
+        log(choice.warning)
+    request.amp = choice.mode
+    return choice
 
 
 def _triton_url(request: BenchRequest, onnx: Path | None, stack: contextlib.ExitStack,
@@ -195,7 +212,7 @@ def _opener(request: BenchRequest, backend: str, onnx: Path | None, server_url):
         target = {"torch": request.model_path, "onnxruntime": onnx, "tensorrt": request.engine}[backend]
         options = {"onnxruntime": {"threads": request.threads}, "torch": {"amp": request.amp}}.get(backend, {})
         shared = load_backend(backend, target, **options)
-        precision = (request.amp if request.amp != "off" else "fp32") if backend == "torch" else shared.facts.precision
+        precision = (shared.amp if shared.amp != "off" else "fp32") if backend == "torch" else shared.facts.precision
         return (lambda: shared), shared, precision
     protocol = "http" if backend == "triton-image" else backend.split("-")[1]
     target = server_url[protocol] if isinstance(server_url, dict) else server_url
