@@ -1,4 +1,4 @@
-"""The demo's training recipe segments its validation images: mIoU >= 0.85 at native size."""
+"""The demo's training recipe segments its validation images: mIoU >= 0.90 at native size (under --amp auto)."""
 
 from __future__ import annotations
 
@@ -20,5 +20,5 @@ def test_demo_recipe_reaches_its_miou(tmp_path):
     model, _ = load_trained(run)
     result = evaluate(model, SegmentationDataset.open(tmp_path / "data", "val", spec), spec.num_classes,
                       torch.device("cpu"))
-    assert result["miou"] >= 0.85, f"demo recipe reached mIoU {result['miou']:.4f} (per class {result['iou']})"
-    assert min(result["iou"]) >= 0.7, f"a class is left behind: {result['iou']}"
+    assert result["miou"] >= 0.90, f"demo recipe reached mIoU {result['miou']:.4f} (per class {result['iou']})"
+    assert min(result["iou"]) >= 0.8, f"a class is left behind: {result['iou']}"

@@ -518,15 +518,17 @@ def test_memory_limit_is_computed_from_each_models_request_bound_tile_and_batch(
 def test_the_largest_legal_requests_stay_under_the_memory_limit_gsam_writes(onnx_file, tmp_path, case):
     """The real bundled server: one execution's worth of the largest legal requests (a full batch of the largest
     tensors to gsam_python with the largest PNG to gsam_image; or, tiled, the largest image gsam_image takes),
-    and the server's peak (tritonserver + stubs, each at its VmHWM) stays under the pod's limit."""
+    and the server's peak (tritonserver + stubs, each at its VmHWM) stays under the pod's limit. The server loads
+    what the pod loads (gsam_image's compute model too), and every request must succeed."""
     import io
-    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
     from PIL import Image
 
     from gsam.runtime.backends import load_backend
     from gsam.runtime.bench.process_memory import tree_memory_mib
+    from gsam.runtime.triton.model_config import with_compute_models
     from gsam.runtime.triton.repository import Batching, Tiling
     from gsam.runtime.triton.server import free_port
 
@@ -539,8 +541,9 @@ def test_the_largest_legal_requests_stay_under_the_memory_limit_gsam_writes(onnx
 
     def tensor(server):
         client = load_backend("triton-grpc", server.grpc_url, model="gsam_python", timeout=600)
-        client(np.random.default_rng(0).uniform(0, 255, (1, 3, side, side)).astype(np.float32))
+        mask = client(np.random.default_rng(0).uniform(0, 255, (1, 3, side, side)).astype(np.float32))["mask"]
         client.close()
+        return mask.shape[-2:]
 
     def encoded(height, width):
         def send(server):
@@ -548,20 +551,21 @@ def test_the_largest_legal_requests_stay_under_the_memory_limit_gsam_writes(onnx
             noise = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
             Image.fromarray(noise).save(buffer, format="PNG", compress_level=1)
             client = load_backend("triton-image", server.http_url, model="gsam_image", timeout=600)
-            client.segment_encoded(buffer.getvalue())
+            mask = client.segment_encoded(buffer.getvalue())
             client.close()
+            return mask.shape[:2]
         return send
 
     # tiled: the largest square and the widest image (one band of tiles across 32768 columns)
     sends = [tensor] * batch + [encoded(side, side)] if case == "batch" else [encoded(1024, 1024), encoded(32, 32768)]
-    with TritonServer(tmp_path / "repo", models, free_port(), free_port()) as server:
+    shapes = [(side, side)] * (batch + 1) if case == "batch" else [(1024, 1024), (32, 32768)]
+    with TritonServer(tmp_path / "repo", with_compute_models(tmp_path / "repo", models), free_port(),
+                      free_port()) as server:
         loaded = tree_memory_mib(server.process.pid, "VmHWM")
-        threads = [threading.Thread(target=send, args=(server,)) for send in sends]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        with ThreadPoolExecutor(len(sends)) as pool:  # .result() raises here what a sender raised
+            answered = [future.result() for future in [pool.submit(send, server) for send in sends]]
         peak = tree_memory_mib(server.process.pid, "VmHWM")
+    assert [tuple(shape) for shape in answered] == shapes
     print(f"{case}: server {loaded:.0f} MiB loaded, {peak:.0f} MiB at its peak; pod limit {limit_mib} MiB")
     assert peak - loaded > 10  # the requests ran and cost memory
     assert peak < limit_mib

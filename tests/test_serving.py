@@ -358,9 +358,12 @@ def test_concurrent_same_shape_requests_are_batched_and_each_gets_its_own_result
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda x: _http_infer(server, "gsam_python", [("image", x, "FP32")], ["mask"]).as_numpy("mask"),
                             inputs))
-    after = counts()
     for g, w in zip(got, wants):
         np.testing.assert_array_equal(g, w)
+    # Triton updates its statistics after it has answered: wait (bounded) until all 24 are counted
+    deadline = time.monotonic() + 30
+    while (after := counts())[0] - before[0] < 24 and time.monotonic() < deadline:
+        time.sleep(0.1)
     inferences, executions = after[0] - before[0], after[1] - before[1]
     assert inferences == 24 and executions < inferences, (inferences, executions)
     mixed = [_images((1, 3, 64 + 8 * (i % 4), 96), seed=i) for i in range(16)]  # shapes never mix in one batch

@@ -138,7 +138,9 @@ class Peaks:
                                                                ("onnxruntime", "fp32"), ("onnxruntime", "int8")}:
                 self.measured[key] = None
             else:
-                self.log(f"measuring the {key} kernel rate on this CPU (matmul and 3x3 conv) ...")
+                from gsam.machine import cpu_facts
+
+                self.log(f"measuring the {key} kernel rate on this {cpu_facts().kind} CPU (matmul and 3x3 conv) ...")
                 self.measured[key] = measure(precision, self.threads)
                 self.log(f"  {key}: {self.measured[key].gflops:.0f} GFLOP/s ({self.measured[key].kernel})")
         return self.measured[key]
