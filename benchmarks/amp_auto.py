@@ -30,9 +30,8 @@ def stepper(amp: str):
     torch.manual_seed(0)
     device = torch.device("cpu")
     model = build_gsam("tiny", num_classes=3, train_size=DEMO_CROP).requires_grad_(True)
-    model = model.to(memory_format=torch.channels_last)
     optimizer, scaler, loss_fn = torch.optim.Adam(model.parameters(), 1e-3), grad_scaler(device, amp), SegmentationLoss(3, 255)
-    images = (torch.rand(DEMO_BATCH, 3, *DEMO_CROP) * 255).contiguous(memory_format=torch.channels_last)
+    images = torch.rand(DEMO_BATCH, 3, *DEMO_CROP) * 255
     target = torch.randint(0, 3, (DEMO_BATCH, *DEMO_CROP))
 
     def step():

@@ -26,10 +26,3 @@ def resolve_device(text: str):
         raise GSAMError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
     return torch.device(name)
 
-
-def memory_format(device):
-    """The tensor layout models run fastest in on `device`: channels_last on a CPU, where oneDNN's
-    convolutions (most of a GSAM training step's time) run 20-30% faster in it; torch's default elsewhere."""
-    import torch
-
-    return torch.channels_last if device.type == "cpu" else torch.contiguous_format

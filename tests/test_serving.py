@@ -352,18 +352,27 @@ def test_concurrent_same_shape_requests_are_batched_and_each_gets_its_own_result
         model = stats.get_inference_statistics("gsam_python")["model_stats"][0]
         return model["inference_count"], model["execution_count"]
 
+    def settled(at_least=(0, 0)):
+        """Triton counts a request after it has answered it: read until the counts reach `at_least` and hold still
+        for half a second (bounded), so no earlier test's late count lands in this test's window."""
+        deadline, last = time.monotonic() + 30, counts()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = counts()
+            if now == last and now >= at_least:
+                return now
+            last = now
+        return last
+
     inputs = [_images((1, 3, 96, 128), seed=100 + i) for i in range(24)]
     wants = [local(x)["mask"] for x in inputs]
-    before = counts()
+    before = settled()
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda x: _http_infer(server, "gsam_python", [("image", x, "FP32")], ["mask"]).as_numpy("mask"),
                             inputs))
     for g, w in zip(got, wants):
         np.testing.assert_array_equal(g, w)
-    # Triton updates its statistics after it has answered: wait (bounded) until all 24 are counted
-    deadline = time.monotonic() + 30
-    while (after := counts())[0] - before[0] < 24 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    after = settled((before[0] + 24, 0))
     inferences, executions = after[0] - before[0], after[1] - before[1]
     assert inferences == 24 and executions < inferences, (inferences, executions)
     mixed = [_images((1, 3, 64 + 8 * (i % 4), 96), seed=i) for i in range(16)]  # shapes never mix in one batch

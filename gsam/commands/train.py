@@ -47,7 +47,7 @@ TRAIN_FLAG_TYPES = {
     "epochs": click.IntRange(1), "batch_size": click.IntRange(1), "device": DEVICE,
     "amp": AMP, "workers": click.IntRange(0), "val_every": click.IntRange(1),
     "steps_per_epoch": click.IntRange(1), "token_stride": click.Choice(["8", "16"]),
-    "cnn": click.Choice(["resnet18", "resnet50", "resnet101"]),
+    "cnn": click.Choice(["resnet18-w16", "resnet18", "resnet50", "resnet101"]),
     "accumulate": click.IntRange(1), "resize": SIZE, "recipe": click.Choice(RECIPE_NAMES, case_sensitive=False),
 }
 

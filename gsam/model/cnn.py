@@ -20,7 +20,32 @@ class PretrainedWeightsError(GSAMError):
     """ImageNet weights for the CNN branch could not be fetched or read."""
 
 
+def narrow_resnet18(width: int) -> nn.Module:
+    """ResNet-18's stem and layers 1-3 with `width` channels after the stem instead of 64 (2x and 4x that in
+    layers 2 and 3), built from torchvision's BasicBlock and initialized as torchvision initializes ResNets."""
+    from torchvision.models.resnet import BasicBlock, conv1x1
+
+    def layer(inplanes: int, planes: int, stride: int) -> nn.Sequential:
+        down = None if stride == 1 and inplanes == planes else nn.Sequential(conv1x1(inplanes, planes, stride),
+                                                                              nn.BatchNorm2d(planes))
+        return nn.Sequential(BasicBlock(inplanes, planes, stride, down), BasicBlock(planes, planes))
+
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1, net.relu = nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+    net.layer1, net.layer2, net.layer3 = layer(width, width, 1), layer(width, 2 * width, 2), layer(2 * width, 4 * width, 2)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
 def build_resnet(name: str, pretrained: bool) -> nn.Module:
+    if name == "resnet18-w16":
+        if pretrained:
+            raise PretrainedWeightsError("resnet18-w16 has no ImageNet weights: train it from scratch "
+                                         "(drop --cnn-pretrained) or use --cnn resnet18")
+        return narrow_resnet18(16)
     weights = getattr(torchvision.models, _WEIGHTS[name]).IMAGENET1K_V1 if pretrained else None
     try:
         return getattr(torchvision.models, name)(weights=weights)

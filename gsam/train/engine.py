@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..device import memory_format
 from .amp import autocast
 from .distributed import DistContext
 from .metrics import ConfusionMatrix
@@ -30,7 +29,6 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
     all-reduces (`no_sync` on the others); with fp16 the grad scaler unscales and steps once per window.
     """
     model.train()
-    layout = memory_format(device)
     total_loss, steps, images, start = 0.0, 0, 0, time.perf_counter()
     batches = iter(loader)
     while max_steps is None or steps < max_steps:
@@ -45,8 +43,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
         optimizer.zero_grad(set_to_none=True)
         window_loss = 0.0
         for index, (batch, target) in enumerate(window):
-            batch = batch.to(device, non_blocking=True).contiguous(memory_format=layout)
-            target = target.to(device, non_blocking=True)
+            batch, target = batch.to(device, non_blocking=True), target.to(device, non_blocking=True)
             final = index == accumulate - 1
             sync = nullcontext() if final or not hasattr(model, "no_sync") else model.no_sync()
             with sync:
@@ -100,7 +97,7 @@ def evaluate(model: nn.Module, dataset, num_classes: int, device: torch.device, 
             mask = torch.from_numpy(tiled["mask"][0])
         else:
             with autocast(device, amp):
-                logits = core(image[None].to(device).contiguous(memory_format=memory_format(device)))
+                logits = core(image[None].to(device))
             mask = core.predict_mask(logits.float())[0].cpu()
         confusion.update(mask, target, dataset.spec.ignore_index)
     # nccl reduces device tensors only

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..data.dataset import ClassSpec, SegmentationDataset, open_dataset_spec
 from ..data.transforms import ResizeTransform, TrainTransform
-from ..device import memory_format, resolve_device
+from ..device import resolve_device
 from ..errors import GSAMError
 from ..model import build_gsam, get_config
 from ..model.checkpoint import load_sam_checkpoint, read_gsam_checkpoint, save_gsam_checkpoint
@@ -156,15 +156,16 @@ def _start(cfg: TrainConfig, resume: bool, progress: bool) -> tuple[_Session, di
         run.prepare(resume)
     dist.barrier()
     checkpoint = read_gsam_checkpoint(run.last) if resume else None
-    model = _build_model(cfg, data, checkpoint, dist, say).to(device, memory_format=memory_format(device))
+    model = _build_model(cfg, data, checkpoint, dist, say).to(device)
     total, trainable = count_parameters(model)
     say(f"model {cfg.model}: {total / 1e6:.1f} M parameters, {trainable / 1e6:.1f} M trainable; "
         f"{data.num_outputs} output channel(s) for classes {', '.join(data.spec.names)}; "
         f"crop {data.crop[0]}x{data.crop[1]}; {device}; {amp.line()}")
     if amp.warning and dist.is_main:
         print(amp.warning, file=sys.stderr)
+    # foreach: one kernel per step for all tensors instead of a Python loop over hundreds of small ones
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                 weight_decay=cfg.weight_decay)
+                                 weight_decay=cfg.weight_decay, foreach=True)
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist.enabled else model
     session = _Session(cfg, device, amp.mode, dist, run, data, model, net, optimizer,

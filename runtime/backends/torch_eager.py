@@ -13,16 +13,14 @@ from .base import Segmenter
 
 class TorchSegmenter(Segmenter):
     """`amp` "bf16" (CPU or CUDA) or "fp16" (CUDA) runs the forward pass under autocast; "auto" (the default)
-    picks bf16 only where it is measured faster on this device (gsam.train.amp.choose_amp).
-
-    The model runs in the device's preferred layout (gsam.device.memory_format: channels_last on a CPU)."""
+    picks bf16 only where it is measured faster on this device (gsam.train.amp.choose_amp)."""
 
     name = "torch"
 
     def __init__(self, path: str | Path, device: str = "cpu", amp: str = "auto") -> None:
         import torch
 
-        from gsam.device import memory_format, resolve_device
+        from gsam.device import resolve_device
         from gsam.train.amp import choose_amp
 
         self.torch = torch
@@ -31,15 +29,13 @@ class TorchSegmenter(Segmenter):
         self.amp = self.amp_choice.mode
         self.model, self.facts = load_trained(path)
         self.model.to(self.device)
-        self.layout = memory_format(self.device)
-        self.model.to(memory_format=self.layout)
 
     def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         from gsam.train.amp import autocast
 
         torch = self.torch
         with torch.inference_mode(), autocast(self.device, self.amp):
-            logits = self.model(torch.from_numpy(images).to(self.device).contiguous(memory_format=self.layout))
+            logits = self.model(torch.from_numpy(images).to(self.device))
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
         return {"logits": logits.float().cpu().numpy()}
