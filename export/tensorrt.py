@@ -37,17 +37,25 @@ from .sidecar import EngineSidecar
 if TYPE_CHECKING:
     import tensorrt as trt
 
-INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run pip install 'gsam[gpu]' (the "
-                "TensorRT of the Triton release in docs/gpu.md), or build inside NVIDIA's container of the release you "
-                "serve with")
+INSTALL_FIX = ("on a machine with an NVIDIA GPU run pip install 'gsam[gpu]' --extra-index-url https://pypi.nvidia.com "
+               "(the TensorRT of the Triton release in docs/gpu.md; its libraries come from NVIDIA's index), or build "
+               "inside NVIDIA's container of the release you serve with")
+INSTALL_HINT = f"TensorRT is not installed: {INSTALL_FIX}"
 
 
 def require_tensorrt() -> None:
-    """GSAMError with the install hint unless `import tensorrt` works."""
+    """GSAMError with the install hint unless `import tensorrt` works; an installed TensorRT whose libraries do
+    not load (PyPI's placeholder libs) says so."""
     try:
         import tensorrt  # noqa: F401
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "tensorrt":
+            raise GSAMError(f"TensorRT is installed but does not import (no module {exc.name!r}); "
+                            f"{INSTALL_FIX}") from None
         raise GSAMError(INSTALL_HINT) from None
+    except (ImportError, OSError) as exc:
+        raise GSAMError(f"TensorRT is installed but its libraries do not load ({str(exc).splitlines()[0][:160]}); "
+                        f"{INSTALL_FIX}") from None
 
 
 @dataclass
