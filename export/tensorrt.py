@@ -12,8 +12,12 @@ Typed for a checker: each function that touches TensorRT imports the module itse
 passed between functions carry their classes as annotations, so mypy checks every call against
 the stubs of each supported release (tests/test_tensorrt_types.py).
 
-Every build writes a JSON sidecar beside the engine: profiles, precision, versions and the ONNX
-file's hash, which the runner and `gsam triton build` read. The engine and its sidecar are staged
+fp32 means fp32: TensorRT allows TF32 for fp32 layers by default (BuilderFlag.TF32: "Enabled by
+default", its docstring), which rounds their inputs to 10-bit mantissas; gsam clears the flag unless
+the build asks for TF32 (`--tf32`), and the sidecar records the choice.
+
+Every build writes a JSON sidecar beside the engine: profiles, precision, TF32, versions, the GPU it
+was built on and the ONNX file's hash, which the runner and `gsam triton build` read. The engine and its sidecar are staged
 together and appear together.
 """
 
@@ -30,6 +34,7 @@ from gsam.model.facts import ModelFacts
 from gsam.precisions import onnx_precision
 
 from .gate import GateRunners
+from .gpu import cuda_gpu
 from .metadata import read_onnx_facts
 from .profiles import ShapeProfile, format_shape
 from .sidecar import EngineSidecar
@@ -64,6 +69,8 @@ class BuildSettings:
     precision: str = "fp32"  # the engine's precision: the ONNX's, or fp16 converted from an fp32 ONNX
     workspace_gb: float = 4.0
     timing_cache: str | None = None
+    tf32: bool = False  # allow TF32 in fp32 layers (TensorRT's default); off, fp32 layers compute in fp32
+    device: int = 0  # the CUDA device that builds (and that the engine is for)
 
     def __post_init__(self) -> None:
         onnx_precision(self.precision, "precision")
@@ -131,6 +138,8 @@ def trtexec_command(onnx_path: str | Path, plan_path: str | Path, settings: Buil
         args += [f"--profile={i}", f"--minShapes=image:{format_shape(p.min)}",
                  f"--optShapes=image:{format_shape(p.opt)}", f"--maxShapes=image:{format_shape(p.max)}"]
     args += ["--stronglyTyped", f"--memPoolSize=workspace:{int(settings.workspace_gb * 1024)}M"]
+    if not settings.tf32:
+        args.append("--noTF32")
     if settings.timing_cache:
         args.append(f"--timingCacheFile={settings.timing_cache}")
     return " ".join(shlex.quote(a) for a in args)
@@ -150,11 +159,15 @@ def parse_onnx(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> tr
 
 
 def builder_config(builder: trt.Builder, settings: BuildSettings) -> trt.IBuilderConfig:
-    """Workspace limit and one optimization profile per ShapeProfile, in order."""
+    """Workspace limit, TF32 only when asked for, and one optimization profile per ShapeProfile, in order."""
     import tensorrt as trt
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_gb * (1 << 30)))
+    if settings.tf32:
+        config.set_flag(trt.BuilderFlag.TF32)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)
     for profile in settings.profiles:
         shapes = builder.create_optimization_profile()
         shapes.set_shape("image", profile.min, profile.opt, profile.max)
@@ -208,19 +221,25 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, settings: BuildSe
         onnx_path = convert_for_engine(onnx_path, Path(converted or plan_path.with_suffix(f".{target}.onnx")),
                                        target, settings.profiles, runners=runners, log=log)
         facts = read_onnx_facts(onnx_path)
+    gpu = cuda_gpu(settings.device)
+    if gpu is not None:
+        import torch
+
+        torch.cuda.set_device(settings.device)  # TensorRT builds on the current CUDA device
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = parse_onnx(builder, logger, onnx_path)
     config = builder_config(builder, settings)
     cache_path = Path(settings.timing_cache) if settings.timing_cache else None
     cache = attach_timing_cache(config, cache_path, log)
-    log(f"building a strongly typed TensorRT {trt.__version__} engine ({settings.precision}, "
-        f"{len(settings.profiles)} profile(s))...")
+    log(f"building a strongly typed TensorRT {trt.__version__} engine ({settings.precision}"
+        f"{', TF32 allowed' if settings.tf32 else ''}, {len(settings.profiles)} profile(s)"
+        f"{f' on {gpu.describe()}' if gpu else ''})...")
     data = serialized_engine(builder, network, config, onnx_path)
     cache_data = bytes(cache.serialize()) if cache_path else b""
     engine_facts = replace(facts.with_lineage(onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path)),
                            precision=settings.precision)
-    sidecar = EngineSidecar(tuple(settings.profiles), engine_facts, str(trt.__version__))
+    sidecar = EngineSidecar(tuple(settings.profiles), engine_facts, str(trt.__version__), gpu=gpu, tf32=settings.tf32)
     sidecar.write_with_engine(plan_path, data)
     if cache_path:
         with atomic_path(cache_path) as tmp:
