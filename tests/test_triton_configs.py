@@ -21,6 +21,8 @@ TWO = [parse_profile("min=1x3x64x64,opt=1x3x128x128,max=1x3x255x255"),
        parse_profile("min=1x3x256x256,opt=1x3x384x384,max=1x3x512x512")]
 BATCHED = [parse_profile("min=1x3x64x64,opt=2x3x128x128,max=4x3x255x255"),
            parse_profile("min=1x3x256x256,opt=1x3x384x384,max=2x3x512x512")]
+OPT_ABOVE_MAX_BATCH = [parse_profile("min=1x3x64x64,opt=4x3x128x128,max=4x3x255x255"),
+                       parse_profile("min=1x3x256x256,opt=1x3x384x384,max=2x3x512x512")]
 
 
 def _roundtrip(config):
@@ -42,9 +44,9 @@ def _check_backend_rules(config, profiles):
         assert list(image.dims) == [-1, 3, -1, -1]
     for warmup in config.model_warmup:
         dims = list(warmup.inputs["image"].dims)
-        assert -1 not in dims and warmup.batch_size == 1
-        shape = [1, *dims] if mbs else dims
-        assert any(p.contains(tuple(shape)) for p in profiles)
+        assert -1 not in dims and (1 <= warmup.batch_size <= mbs if mbs else warmup.batch_size == 1)
+        sent = (warmup.batch_size, *dims) if mbs else tuple(dims)  # what Triton sends
+        assert any(p.contains(sent) for p in profiles)
     for spec in config.optimization.cuda.graph_spec:
         assert mbs and 1 <= spec.batch_size <= mbs
         dims = list(spec.input["image"].dim)
@@ -68,6 +70,28 @@ def test_batch_capable_profiles_get_the_dynamic_batcher_up_to_the_smallest_max_b
     config = _roundtrip(tensorrt_config("gsam_trt", read_onnx_facts(tiny_onnx), BATCHED))
     _check_backend_rules(config, BATCHED)
     assert config.max_batch_size == 2
+
+
+def _sent_warmups(config) -> dict[str, tuple[int, ...]]:
+    """Warm-up name -> the tensor shape Triton sends for it, read back from the config."""
+    batched = config.max_batch_size > 0
+    return {w.name: ((w.batch_size, *w.inputs["image"].dims) if batched else tuple(w.inputs["image"].dims))
+            for w in config.model_warmup}
+
+
+@pytest.mark.parametrize("profiles", [TWO, BATCHED, OPT_ABOVE_MAX_BATCH], ids=["unbatched", "batched", "opt-batch-4"])
+def test_each_warmup_sends_the_shape_it_names_and_reaches_only_its_profile(tiny_onnx, profiles):
+    """`warmup_profile_0_2x3x128x128` sends 2x3x128x128 (the batch in batch_size when Triton batches), at
+    most max_batch_size, and that shape lies in profile 0 alone."""
+    config = _roundtrip(tensorrt_config("gsam_trt", read_onnx_facts(tiny_onnx), profiles))
+    sent = _sent_warmups(config)
+    assert len(sent) == len(profiles)
+    for i, (name, shape) in enumerate(sent.items()):
+        assert name == f"warmup_profile_{i}_{'x'.join(map(str, shape))}"
+        assert [j for j, p in enumerate(profiles) if p.contains(shape)] == [i]
+        assert not config.max_batch_size or shape[0] <= config.max_batch_size
+    if profiles is OPT_ABOVE_MAX_BATCH:  # opt batch 4 above max_batch_size 2: the nearest shape Triton can send
+        assert sent["warmup_profile_0_2x3x128x128"] == (2, 3, 128, 128)
 
 
 def test_cuda_graphs_at_each_profiles_opt_shape_and_only_with_batching(tiny_onnx):
