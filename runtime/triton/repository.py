@@ -29,7 +29,7 @@ from gsam.model.facts import ModelFacts
 
 from ..memory import DEFAULT_MAX_PIXELS
 from .compute_target import ComputeTarget, choose_compute
-from .engine_config import allocation_strategy, engine_batching, graph_shapes
+from .engine_config import allocation_strategy, engine_batching, graph_batches
 from .model_config import DEFAULT_MAX_TILED_PIXELS, schema
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("python_model.py")
@@ -221,9 +221,8 @@ def tensorrt_config(name: str, facts: ModelFacts, profiles: list[ShapeProfile], 
             raise GSAMError(f"--cuda-graphs: Triton's tensorrt backend never launches the graphs of a model "
                             f"without batching; {batching.reason}")
         config.optimization.cuda.graphs = True
-        for batch, (height, width) in graph_shapes(profiles, batching):
-            spec = config.optimization.cuda.graph_spec.add(batch_size=batch)
-            spec.input["image"].dim.extend([3, height, width])
+        for batch in graph_batches(profiles, batching):  # no input dims: each profile captures its own opt shape
+            config.optimization.cuda.graph_spec.add(batch_size=batch)
     add_profile_warmups(config, profiles)
     return config
 
