@@ -12,13 +12,13 @@ Typed for a checker: each function that touches TensorRT imports the module itse
 passed between functions carry their classes as annotations, so mypy checks every call against
 the stubs of each supported release (tests/test_tensorrt_types.py).
 
-fp32 means fp32: TensorRT allows TF32 for fp32 layers by default (BuilderFlag.TF32: "Enabled by
+fp32 means fp32: TensorRT allows TF32 for fp32 layers by default (BuilderFlag.TF32 "Enabled by
 default", its docstring), which rounds their inputs to 10-bit mantissas; gsam clears the flag unless
 the build asks for TF32 (`--tf32`), and the sidecar records the choice.
 
 Every build writes a JSON sidecar beside the engine: profiles, precision, TF32, versions, the GPU it
-was built on and the ONNX file's hash, which the runner and `gsam triton build` read. The engine and its sidecar are staged
-together and appear together.
+was built on and the ONNX file's hash, which the runner and `gsam triton build` read. The engine and
+its sidecar are staged together and appear together.
 """
 
 from __future__ import annotations
@@ -150,8 +150,8 @@ def parse_onnx(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> tr
     1 in 10.x and 0 in 11.x (where the flag is deprecated and every network is strongly typed)."""
     import tensorrt as trt
 
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
+    network: trt.INetworkDefinition = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser: trt.OnnxParser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise GSAMError(f"{onnx_path}: TensorRT's ONNX parser failed ({errors[:300]})")
@@ -162,14 +162,14 @@ def builder_config(builder: trt.Builder, settings: BuildSettings) -> trt.IBuilde
     """Workspace limit, TF32 only when asked for, and one optimization profile per ShapeProfile, in order."""
     import tensorrt as trt
 
-    config = builder.create_builder_config()
+    config: trt.IBuilderConfig = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_gb * (1 << 30)))
     if settings.tf32:
         config.set_flag(trt.BuilderFlag.TF32)
     else:
         config.clear_flag(trt.BuilderFlag.TF32)
     for profile in settings.profiles:
-        shapes = builder.create_optimization_profile()
+        shapes: trt.IOptimizationProfile = builder.create_optimization_profile()
         shapes.set_shape("image", profile.min, profile.opt, profile.max)
         config.add_optimization_profile(shapes)
     return config
@@ -181,7 +181,7 @@ def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None,
     one when there is no file or TensorRT refuses it (`set_timing_cache` returns False for a cache made
     on another GPU or TensorRT version; the file is then replaced after the build)."""
     data = path.read_bytes() if path is not None and path.exists() else b""
-    cache = config.create_timing_cache(data)
+    cache: trt.ITimingCache | None = config.create_timing_cache(data)
     if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
         return cache
     log(f"{path}: TensorRT refused this timing cache (made on another GPU or TensorRT version); building "
@@ -194,7 +194,7 @@ def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None,
 
 def serialized_engine(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig,
                       onnx_path: Path) -> bytes:
-    serialized = builder.build_serialized_network(network, config)
+    serialized: trt.IHostMemory | None = builder.build_serialized_network(network, config)
     if serialized is None:
         raise GSAMError(f"{onnx_path}: TensorRT could not build an engine (see the log above)")
     return bytes(serialized)
@@ -226,12 +226,12 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, settings: BuildSe
         import torch
 
         torch.cuda.set_device(settings.device)  # TensorRT builds on the current CUDA device
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = parse_onnx(builder, logger, onnx_path)
-    config = builder_config(builder, settings)
+    logger: trt.Logger = trt.Logger(trt.Logger.WARNING)
+    builder: trt.Builder = trt.Builder(logger)
+    network: trt.INetworkDefinition = parse_onnx(builder, logger, onnx_path)
+    config: trt.IBuilderConfig = builder_config(builder, settings)
     cache_path = Path(settings.timing_cache) if settings.timing_cache else None
-    cache = attach_timing_cache(config, cache_path, log)
+    cache: trt.ITimingCache = attach_timing_cache(config, cache_path, log)
     log(f"building a strongly typed TensorRT {trt.__version__} engine ({settings.precision}"
         f"{', TF32 allowed' if settings.tf32 else ''}, {len(settings.profiles)} profile(s)"
         f"{f' on {gpu.describe()}' if gpu else ''})...")

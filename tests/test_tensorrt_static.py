@@ -20,6 +20,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from support.tensorrt_stubs import tensorrt_modules
 
 from gsam.cli import cli
 from gsam.errors import GSAMError
@@ -50,7 +51,7 @@ RETURNS = {("Runtime", "deserialize_cuda_engine"): "ICudaEngine",
            ("ICudaEngine", "get_tensor_dtype"): "DataType", ("ICudaEngine", "get_tensor_mode"): "TensorIOMode"}
 # Set by the package's Python code (tensorrt_bindings/__init__.py), not by the compiled bindings.
 PYTHON_LEVEL = {"__version__"}
-TENSORRT_CODE = [REPO / "export" / "tensorrt.py", REPO / "runtime" / "backends" / "tensorrt_engine.py"]
+TENSORRT_CODE = tensorrt_modules()  # every module that imports tensorrt, found (tests/support/tensorrt_stubs.py)
 
 
 def _dotted(node: ast.AST) -> str | None:

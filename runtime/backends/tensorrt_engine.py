@@ -159,7 +159,7 @@ class TensorRTSegmenter(Segmenter):
     def bind(self, lane: Lane, index: int, image: Any) -> dict[str, Any]:
         """Switch the lane to profile `index` if needed, bind `image` and fresh output tensors on the device;
         GSAMError when TensorRT refuses the switch, the shape or an address."""
-        context = lane.context
+        context: trt.IExecutionContext = lane.context
         if index != lane.active_profile:
             if not context.set_optimization_profile_async(index, lane.handle):
                 raise refused("set_optimization_profile_async", f"to switch to profile {index} "
