@@ -260,3 +260,19 @@ def test_bench_threads_sharing_one_runner_each_execute_on_their_own_context(trt,
     timing = run_case(lambda: runner, images, BenchPlan([(120, 130)], warmup=2, iters=60), concurrency=4, owned=False)
     assert timing.errors == 0 and len(timing.latencies_ms) == 60
     assert clashes == [] and len(runner.engine.contexts) == 4
+
+
+def test_a_tensorrt_whose_libraries_do_not_load_says_so(tmp_path, monkeypatch):
+    """PyPI's tensorrt-*-libs are placeholders for NVIDIA's index: the bindings install, libnvinfer does not."""
+    from gsam.export.tensorrt import require_tensorrt
+
+    package = tmp_path / "site" / "tensorrt"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise OSError('libnvinfer.so.10: cannot open shared object file: No such "
+                                         "file or directory')\n")
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(GSAMError) as err:
+        require_tensorrt()
+    assert str(err.value).startswith("TensorRT is installed but its libraries do not load (libnvinfer.so.10: cannot "
+                                     "open shared object file") and "--extra-index-url https://pypi.nvidia.com" in str(err.value)
