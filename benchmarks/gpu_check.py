@@ -15,8 +15,9 @@ summary at the top of what ran and what was skipped, and why, per section:
    cost);
 4. torch CUDA inference of GSAM vit_b across sizes, square and not, in fp32 and under bf16 and fp16 autocast:
    median latency and peak memory;
-5. TensorRT (where it imports; run before 3 and 4, which the time budget may cut): fp32 and fp16 engines of the tiny model with two profiles, every profile
-   run, compared with onnxruntime and torch on the CPU, timed (benchmarks/gpu_engines.py);
+5. TensorRT (where it imports; run before 3 and 4, which the time budget may cut): fp32 and fp16 engines of
+   the tiny model with two profiles, every profile run, compared with onnxruntime and torch on the CPU,
+   timed (benchmarks/gpu_engines.py);
 6. onnxruntime's CUDA provider (where onnxruntime-gpu is installed): compared with its CPU provider, timed.
 Weights are random (time and memory do not depend on them). A time budget (--budget-s, default 420 s, so the
 whole check stays under 8 minutes) bounds the run: what would not fit is listed as not run. Needs torch,

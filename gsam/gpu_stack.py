@@ -87,8 +87,8 @@ def torch_row(has_driver: bool) -> Row:
     import torch
 
     if not torch.version.cuda:
-        return ("torch CUDA", "missing", f"torch {torch.__version__} is a CPU-only build: install a CUDA build of torch "
-                                        "(pip install torch, from PyPI on Linux x86-64, is one)")
+        return ("torch CUDA", "missing", f"torch {torch.__version__} is a CPU-only build: install a CUDA build "
+                                        "of torch (pip install torch, from PyPI on Linux x86-64, is one)")
     if not torch.cuda.is_available():
         status = "missing" if has_driver else "skip"
         why = "the driver is loaded but torch sees no device (CUDA_VISIBLE_DEVICES, or a driver too old for it)" \
@@ -123,31 +123,30 @@ def _cuda_provider_starts() -> bool:
 
 
 def onnxruntime_row(has_gpu: bool) -> Row:
+    name = "onnxruntime CUDA provider"
     gpu, cpu = _installed("onnxruntime-gpu"), _installed("onnxruntime")
     if gpu is None:
-        return ("onnxruntime CUDA provider", "missing",
-                f"onnxruntime-gpu is not installed{f' (onnxruntime {cpu} is the CPU build)' if cpu else ''}: {ORT_GPU_FIX}")
+        cpu_note = f" (onnxruntime {cpu} is the CPU build)" if cpu else ""
+        return (name, "missing", f"onnxruntime-gpu is not installed{cpu_note}: {ORT_GPU_FIX}")
     try:
         import onnxruntime as ort
 
         providers = ort.get_available_providers()
     except ImportError as exc:
-        return ("onnxruntime CUDA provider", "missing", f"onnxruntime-gpu {gpu} does not import ({exc}): {ORT_CLOBBER_FIX}")
+        return (name, "missing", f"onnxruntime-gpu {gpu} does not import ({exc}): {ORT_CLOBBER_FIX}")
     if "CUDAExecutionProvider" not in providers:
         fix = ORT_CLOBBER_FIX if cpu else ORT_GPU_FIX
-        return ("onnxruntime CUDA provider", "missing", f"onnxruntime-gpu {gpu} is installed but the module has no CUDA "
-                                                        f"provider: {fix}")
+        return (name, "missing", f"onnxruntime-gpu {gpu} is installed but the module has no CUDA provider: {fix}")
     if not has_gpu:
-        return ("onnxruntime CUDA provider", "skip", f"onnxruntime-gpu {gpu} has the CUDA provider; no GPU to start it")
+        return (name, "skip", f"onnxruntime-gpu {gpu} has the CUDA provider; no GPU to start it")
     try:
         started = _cuda_provider_starts()
     except Exception as exc:  # onnxruntime's own errors are not ImportError
-        return ("onnxruntime CUDA provider", "missing", f"the CUDA provider failed ({str(exc).splitlines()[0][:160]}): "
-                                                        f"{ORT_GPU_FIX}")
+        return (name, "missing", f"the CUDA provider failed ({str(exc).splitlines()[0][:160]}): {ORT_GPU_FIX}")
     if not started:
-        return ("onnxruntime CUDA provider", "missing", "the CUDA provider did not start (its CUDA 12 / cuDNN 9 libraries "
-                                                        f"did not load; onnxruntime fell back to the CPU): {ORT_GPU_FIX}")
-    return ("onnxruntime CUDA provider", "ok", f"onnxruntime-gpu {gpu}: a session runs on CUDAExecutionProvider")
+        return (name, "missing", "the CUDA provider did not start (its CUDA 12 / cuDNN 9 libraries did not load; "
+                                 f"onnxruntime fell back to the CPU): {ORT_GPU_FIX}")
+    return (name, "ok", f"onnxruntime-gpu {gpu}: a session runs on CUDAExecutionProvider")
 
 
 def _findable(module: str) -> bool:
@@ -169,8 +168,8 @@ def tensorrt_row(pinned: str) -> Row:
         return ("TensorRT", "missing", f"tensorrt is installed but does not import ({str(exc).splitlines()[0][:160]}); "
                                        f"its libraries are missing: {fix}")
     same = version.split(".")[:3] == pinned.split(".")[:3]
-    note = "the version gsam[gpu] pins" if same else f"gsam[gpu] pins {pinned}; an engine only loads in the TensorRT " \
-                                                     "that built it, so serve with the Triton release that ships this one"
+    note = "the version gsam[gpu] pins" if same else (f"gsam[gpu] pins {pinned}; an engine only loads in the TensorRT "
+                                                      "that built it, so serve with the Triton release that ships it")
     return ("TensorRT", "ok", f"TensorRT {version} ({note})")
 
 

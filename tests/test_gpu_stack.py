@@ -31,8 +31,8 @@ def test_nvidia_gpus_are_counted_on_the_pci_bus_driver_or_not(tmp_path):
 
 def test_the_driver_version_is_read_from_proc(tmp_path, monkeypatch):
     proc = tmp_path / "version"
-    proc.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  (dvs-builder@U16)"
-                    "  Sun Jul 27 06:54:38 UTC 2025\nGCC version:  gcc version 12.3.0\n")
+    proc.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  "
+                    "(dvs-builder@U16)  Sun Jul 27 06:54:38 UTC 2025\nGCC version:  gcc version 12.3.0\n")
     assert gpu_stack.driver_version(proc) == "580.65.06"
     monkeypatch.setattr(gpu_stack.shutil, "which", lambda name: None)
     assert gpu_stack.driver_version(tmp_path / "none") is None

@@ -274,5 +274,6 @@ def test_a_tensorrt_whose_libraries_do_not_load_says_so(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     with pytest.raises(GSAMError) as err:
         require_tensorrt()
-    assert str(err.value).startswith("TensorRT is installed but its libraries do not load (libnvinfer.so.10: cannot "
-                                     "open shared object file") and "--extra-index-url https://pypi.nvidia.com" in str(err.value)
+    message = str(err.value)
+    assert message.startswith("TensorRT is installed but its libraries do not load (libnvinfer.so.10: cannot open "
+                              "shared object file") and "--extra-index-url https://pypi.nvidia.com" in message

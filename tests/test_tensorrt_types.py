@@ -62,7 +62,8 @@ PLANTS = [
      "    if cache is not None and config.set_timing_cache(cache, ignore_mismatched=False):  # planted\n",
      set(stubs.SUPPORTED)),
     ("tensorrt_engine.py", "        self.inputs, self.outputs = io_dtypes(engine)\n",
-     "        self.inputs, self.outputs = io_dtypes(engine)\n        self.scratch = engine.device_memory_size  # planted\n",
+     "        self.inputs, self.outputs = io_dtypes(engine)\n"
+     "        self.scratch = engine.device_memory_size  # planted\n",
      TENSORRT_11),
     ("tensorrt_engine.py", '        if not context.set_input_shape("image", shape):\n',
      '        if not context.set_input_shape("image", dims=shape):  # planted\n', set(stubs.SUPPORTED)),
@@ -70,7 +71,8 @@ PLANTS = [
     ("tensorrt_engine.py", '        if not context.set_tensor_address("image", device_address(image)):\n',
      '        if not context.set_tensor_address("image", image):  # planted\n', set(stubs.SUPPORTED)),
     # an attribute error, then a second misuse of what it returned: the declared class keeps the second checked
-    ("tensorrt_engine.py", "        engine: trt.ICudaEngine | None = self.runtime.deserialize_cuda_engine(path.read_bytes())\n",
+    ("tensorrt_engine.py",
+     "        engine: trt.ICudaEngine | None = self.runtime.deserialize_cuda_engine(path.read_bytes())\n",
      "        engine: trt.ICudaEngine | None = self.runtime.deserialize_engine(path.read_bytes())  # planted\n",
      set(stubs.SUPPORTED)),
     ("tensorrt_engine.py", '        self._adopt(engine, sidecar, torch.device("cuda", device))\n',
@@ -166,9 +168,9 @@ def _revealing(source: str, any_values: bool) -> str:
                                            node.value], [])
         function.body.insert(len(function.body) - 1, ast.Expr(ast.Call(ast.Name("reveal_locals", ast.Load()), [], [])))
     for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)]:
-        attributes = sorted({t.attr for n in ast.walk(cls) if isinstance(n, (ast.Assign, ast.AnnAssign))
-                             for target in (n.targets if isinstance(n, ast.Assign) else [n.target])
-                             for t in ast.walk(target)
+        targets = [t for n in ast.walk(cls) if isinstance(n, (ast.Assign, ast.AnnAssign))
+                   for target in (n.targets if isinstance(n, ast.Assign) else [n.target]) for t in ast.walk(target)]
+        attributes = sorted({t.attr for t in targets
                              if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"})
         if attributes:
             reveal = "\n".join(f"    reveal_type(obj.{a})" for a in attributes)
@@ -202,6 +204,9 @@ def test_a_tensorrt_object_stays_its_class_when_its_right_side_is_an_error(tmp_p
         variants[label] = _revealed(checked(sorted(package.glob("*.py")), stubs.SUPPORTED[-1]))
     held = {key: typ for key, typ in variants["clean"].items() if "tensorrt." in typ}
     assert len(held) >= 20, variants["clean"]
+    def classes(typ: str) -> set[str]:
+        return set(re.findall(r"tensorrt\.\w+", typ))
+
     lost = {key: (typ, variants["any"].get(key)) for key, typ in held.items()
-            if not set(re.findall(r"tensorrt\.\w+", typ)) <= set(re.findall(r"tensorrt\.\w+", variants["any"].get(key, "")))}
+            if not classes(typ) <= classes(variants["any"].get(key, ""))}
     assert lost == {}, "declare these with their TensorRT class: " + repr(lost)
