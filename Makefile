@@ -27,9 +27,11 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/pytest -q --durations=15
 
-# On a machine with an NVIDIA GPU: `pytest -m gpu`, training step and inference latency/memory, one markdown
-# report ($OUT/gpu_check.md when OUT is set, else benchmarks/results/gpu_check.md), under 8 minutes. Needs
-# python3 with torch (CUDA), segment-anything and pytest; uses .venv when there is one. docs/gpu.md has the recipe.
+# On a machine with an NVIDIA GPU: the GPU-stack report, `pytest -m gpu`, TensorRT engines and onnxruntime's CUDA
+# provider where present, training step and inference latency/memory, one markdown report ($OUT/gpu_check.md
+# when OUT is set, else benchmarks/results/gpu_check.md) with a summary of what ran and what was skipped and why,
+# under 8 minutes. Needs python3 with torch (CUDA), segment-anything and pytest (no git, no network); uses .venv
+# when there is one. docs/gpu.md has the recipe.
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	$(GPU_PY) benchmarks/gpu_check.py --out $${OUT:-benchmarks/results}/gpu_check.md

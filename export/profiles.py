@@ -107,20 +107,26 @@ def select_profile(profiles: list[ShapeProfile], shape: tuple[int, ...]) -> int:
     return min(fitting, key=lambda i: profiles[i].max[2] * profiles[i].max[3] * profiles[i].max[0])
 
 
-def exclusive_shape(profiles: list[ShapeProfile], index: int) -> Shape | None:
+def exclusive_shape(profiles: list[ShapeProfile], index: int, max_batch: int | None = None) -> Shape | None:
     """A shape that profile `index` contains and no other profile does, the nearest to its opt (its opt
-    when that is unique); None when every shape of it lies in another profile too.
+    when that is unique); None when every shape of it lies in another profile too. `max_batch` caps the
+    batch (a model with Triton batching takes no request above its max_batch_size).
 
     Triton's tensorrt backend sends a request to one of the profiles that contain it, so only such a
     shape reaches this profile for sure (a warm-up at any other may warm another profile instead).
     Profiles are boxes, so one candidate per cell of the grid their bounds make suffices: per axis, this
-    profile's min, opt and the other profiles' min and max + 1 inside its range.
+    profile's min, opt (or the cap) and the other profiles' min and max + 1 inside its range.
     """
     own, others = profiles[index], [p for i, p in enumerate(profiles) if i != index]
     axes = []
     for axis in range(4):
         lo, hi = own.min[axis], own.max[axis]
-        edges = {own.opt[axis], lo} | {v for p in others for v in (p.min[axis], p.max[axis] + 1) if lo <= v <= hi}
+        if axis == 0 and max_batch is not None:
+            hi = min(hi, max_batch)
+            if hi < lo:
+                return None
+        edges = {min(own.opt[axis], hi), lo} | {v for p in others for v in (p.min[axis], p.max[axis] + 1)
+                                                if lo <= v <= hi}
         axes.append(sorted(edges, key=lambda v: abs(v - own.opt[axis])))
     candidates = [(n, c, h, w) for n in axes[0] for c in axes[1] for h in axes[2] for w in axes[3]]
     alone = [s for s in candidates if not any(p.contains(s) for p in others)]

@@ -2,8 +2,9 @@
 
 One type, written and read: the shape profiles the engine was built with (in order: Triton's
 instance group and the runner address them by index), the TensorRT version that built it (a plan
-only loads in that version, which picks the Triton container), and the model's facts with the
-ONNX file's name and sha256 as lineage. An engine is written only together with its sidecar:
+only loads in that version, which picks the Triton container), the GPU it was built on (a plan
+only runs on that GPU architecture, gpu.py), whether TF32 was allowed, and the model's facts with
+the ONNX file's name and sha256 as lineage. An engine is written only together with its sidecar:
 every command refuses an engine without one.
 """
 
@@ -19,6 +20,7 @@ from gsam.errors import GSAMError
 from gsam.io import staged_file, write_text_atomic
 from gsam.model.facts import ModelFacts
 
+from .gpu import GpuFacts
 from .profiles import ShapeProfile
 
 
@@ -32,6 +34,8 @@ class EngineSidecar:
     facts: ModelFacts  # precision = the engine's; lineage ends with the ONNX file it was built from
     tensorrt_version: str
     gsam_version: str = __version__
+    gpu: GpuFacts | None = None  # the GPU it was built on (None: not recorded, e.g. an older sidecar)
+    tf32: bool = False  # fp32 layers were allowed TF32 (an explicit build choice; off by default)
 
     @property
     def precision(self) -> str:
@@ -40,6 +44,7 @@ class EngineSidecar:
     def to_dict(self) -> dict[str, Any]:
         return {"gsam_version": self.gsam_version, "tensorrt_version": self.tensorrt_version,
                 "precision": self.precision, "profiles": [p.to_dict() for p in self.profiles],
+                "gpu": self.gpu.to_dict() if self.gpu else None, "tf32": self.tf32,
                 "onnx": self.facts.lineage.get("onnx_file", ""), "onnx_sha256": self.facts.lineage.get("onnx_sha256", ""),
                 "metadata": self.facts.to_metadata()}
 
@@ -65,7 +70,8 @@ class EngineSidecar:
             data = json.loads(side.read_text())
             profiles = tuple(ShapeProfile.from_dict(p) for p in data["profiles"])
             facts = ModelFacts.from_metadata(data["metadata"], source=str(side))
-            return cls(profiles, facts, str(data["tensorrt_version"]), str(data.get("gsam_version", "")))
+            return cls(profiles, facts, str(data["tensorrt_version"]), str(data.get("gsam_version", "")),
+                       gpu=GpuFacts.from_dict(data.get("gpu")), tf32=bool(data.get("tf32", False)))
         except GSAMError:
             raise
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

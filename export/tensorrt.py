@@ -12,9 +12,13 @@ Typed for a checker: each function that touches TensorRT imports the module itse
 passed between functions carry their classes as annotations, so mypy checks every call against
 the stubs of each supported release (tests/test_tensorrt_types.py).
 
-Every build writes a JSON sidecar beside the engine: profiles, precision, versions and the ONNX
-file's hash, which the runner and `gsam triton build` read. The engine and its sidecar are staged
-together and appear together.
+fp32 means fp32: TensorRT allows TF32 for fp32 layers by default (BuilderFlag.TF32 "Enabled by
+default", its docstring), which rounds their inputs to 10-bit mantissas; gsam clears the flag unless
+the build asks for TF32 (`--tf32`), and the sidecar records the choice.
+
+Every build writes a JSON sidecar beside the engine: profiles, precision, TF32, versions, the GPU it
+was built on and the ONNX file's hash, which the runner and `gsam triton build` read. The engine and
+its sidecar are staged together and appear together.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from gsam.model.facts import ModelFacts
 from gsam.precisions import onnx_precision
 
 from .gate import GateRunners
+from .gpu import cuda_gpu
 from .metadata import read_onnx_facts
 from .profiles import ShapeProfile, format_shape
 from .sidecar import EngineSidecar
@@ -37,17 +42,25 @@ from .sidecar import EngineSidecar
 if TYPE_CHECKING:
     import tensorrt as trt
 
-INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run pip install 'gsam[gpu]' (the "
-                "TensorRT of the Triton release in docs/gpu.md), or build inside NVIDIA's container of the release you "
-                "serve with")
+INSTALL_FIX = ("on a machine with an NVIDIA GPU run pip install 'gsam[gpu]' --extra-index-url https://pypi.nvidia.com "
+               "(the TensorRT of the Triton release in docs/gpu.md; its libraries come from NVIDIA's index), or build "
+               "inside NVIDIA's container of the release you serve with")
+INSTALL_HINT = f"TensorRT is not installed: {INSTALL_FIX}"
 
 
 def require_tensorrt() -> None:
-    """GSAMError with the install hint unless `import tensorrt` works."""
+    """GSAMError with the install hint unless `import tensorrt` works; an installed TensorRT whose libraries do
+    not load (PyPI's placeholder libs) says so."""
     try:
         import tensorrt  # noqa: F401
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "tensorrt":
+            raise GSAMError(f"TensorRT is installed but does not import (no module {exc.name!r}); "
+                            f"{INSTALL_FIX}") from None
         raise GSAMError(INSTALL_HINT) from None
+    except (ImportError, OSError) as exc:
+        raise GSAMError(f"TensorRT is installed but its libraries do not load ({str(exc).splitlines()[0][:160]}); "
+                        f"{INSTALL_FIX}") from None
 
 
 @dataclass
@@ -56,6 +69,8 @@ class BuildSettings:
     precision: str = "fp32"  # the engine's precision: the ONNX's, or fp16 converted from an fp32 ONNX
     workspace_gb: float = 4.0
     timing_cache: str | None = None
+    tf32: bool = False  # allow TF32 in fp32 layers (TensorRT's default); off, fp32 layers compute in fp32
+    device: int = 0  # the CUDA device that builds (and that the engine is for)
 
     def __post_init__(self) -> None:
         onnx_precision(self.precision, "precision")
@@ -123,6 +138,8 @@ def trtexec_command(onnx_path: str | Path, plan_path: str | Path, settings: Buil
         args += [f"--profile={i}", f"--minShapes=image:{format_shape(p.min)}",
                  f"--optShapes=image:{format_shape(p.opt)}", f"--maxShapes=image:{format_shape(p.max)}"]
     args += ["--stronglyTyped", f"--memPoolSize=workspace:{int(settings.workspace_gb * 1024)}M"]
+    if not settings.tf32:
+        args.append("--noTF32")
     if settings.timing_cache:
         args.append(f"--timingCacheFile={settings.timing_cache}")
     return " ".join(shlex.quote(a) for a in args)
@@ -133,8 +150,8 @@ def parse_onnx(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> tr
     1 in 10.x and 0 in 11.x (where the flag is deprecated and every network is strongly typed)."""
     import tensorrt as trt
 
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
+    network: trt.INetworkDefinition = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser: trt.OnnxParser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise GSAMError(f"{onnx_path}: TensorRT's ONNX parser failed ({errors[:300]})")
@@ -142,13 +159,17 @@ def parse_onnx(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> tr
 
 
 def builder_config(builder: trt.Builder, settings: BuildSettings) -> trt.IBuilderConfig:
-    """Workspace limit and one optimization profile per ShapeProfile, in order."""
+    """Workspace limit, TF32 only when asked for, and one optimization profile per ShapeProfile, in order."""
     import tensorrt as trt
 
-    config = builder.create_builder_config()
+    config: trt.IBuilderConfig = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_gb * (1 << 30)))
+    if settings.tf32:
+        config.set_flag(trt.BuilderFlag.TF32)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)
     for profile in settings.profiles:
-        shapes = builder.create_optimization_profile()
+        shapes: trt.IOptimizationProfile = builder.create_optimization_profile()
         shapes.set_shape("image", profile.min, profile.opt, profile.max)
         config.add_optimization_profile(shapes)
     return config
@@ -160,7 +181,7 @@ def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None,
     one when there is no file or TensorRT refuses it (`set_timing_cache` returns False for a cache made
     on another GPU or TensorRT version; the file is then replaced after the build)."""
     data = path.read_bytes() if path is not None and path.exists() else b""
-    cache = config.create_timing_cache(data)
+    cache: trt.ITimingCache | None = config.create_timing_cache(data)
     if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
         return cache
     log(f"{path}: TensorRT refused this timing cache (made on another GPU or TensorRT version); building "
@@ -173,7 +194,7 @@ def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None,
 
 def serialized_engine(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig,
                       onnx_path: Path) -> bytes:
-    serialized = builder.build_serialized_network(network, config)
+    serialized: trt.IHostMemory | None = builder.build_serialized_network(network, config)
     if serialized is None:
         raise GSAMError(f"{onnx_path}: TensorRT could not build an engine (see the log above)")
     return bytes(serialized)
@@ -200,19 +221,25 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, settings: BuildSe
         onnx_path = convert_for_engine(onnx_path, Path(converted or plan_path.with_suffix(f".{target}.onnx")),
                                        target, settings.profiles, runners=runners, log=log)
         facts = read_onnx_facts(onnx_path)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = parse_onnx(builder, logger, onnx_path)
-    config = builder_config(builder, settings)
+    gpu = cuda_gpu(settings.device)
+    if gpu is not None:
+        import torch
+
+        torch.cuda.set_device(settings.device)  # TensorRT builds on the current CUDA device
+    logger: trt.Logger = trt.Logger(trt.Logger.WARNING)
+    builder: trt.Builder = trt.Builder(logger)
+    network: trt.INetworkDefinition = parse_onnx(builder, logger, onnx_path)
+    config: trt.IBuilderConfig = builder_config(builder, settings)
     cache_path = Path(settings.timing_cache) if settings.timing_cache else None
-    cache = attach_timing_cache(config, cache_path, log)
-    log(f"building a strongly typed TensorRT {trt.__version__} engine ({settings.precision}, "
-        f"{len(settings.profiles)} profile(s))...")
+    cache: trt.ITimingCache = attach_timing_cache(config, cache_path, log)
+    log(f"building a strongly typed TensorRT {trt.__version__} engine ({settings.precision}"
+        f"{', TF32 allowed' if settings.tf32 else ''}, {len(settings.profiles)} profile(s)"
+        f"{f' on {gpu.describe()}' if gpu else ''})...")
     data = serialized_engine(builder, network, config, onnx_path)
     cache_data = bytes(cache.serialize()) if cache_path else b""
     engine_facts = replace(facts.with_lineage(onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path)),
                            precision=settings.precision)
-    sidecar = EngineSidecar(tuple(settings.profiles), engine_facts, str(trt.__version__))
+    sidecar = EngineSidecar(tuple(settings.profiles), engine_facts, str(trt.__version__), gpu=gpu, tf32=settings.tf32)
     sidecar.write_with_engine(plan_path, data)
     if cache_path:
         with atomic_path(cache_path) as tmp:

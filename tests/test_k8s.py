@@ -287,6 +287,49 @@ def test_an_image_whose_tensorrt_differs_from_the_engines_is_refused(gpu_repo, t
         write_manifests(gpu_repo, tmp_path / "out", K8sOptions())
 
 
+def test_pods_of_an_engine_land_on_nodes_of_its_gpu_architecture(gpu_repo, tmp_path):
+    """The sidecar says which GPU built the engine; the Deployment and the InferenceService select nodes of
+    that compute capability by NVIDIA GPU Feature Discovery's labels, and the notes say so."""
+    sidecar = gpu_repo / "gsam_trt" / "1" / "model.plan.json"
+    without = write_manifests(gpu_repo, tmp_path / "a", K8sOptions())
+    assert "nodeSelector" not in _deployment_pod(without, tmp_path / "a")
+    gpu = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "gpu": gpu}))
+    out = tmp_path / "deploy"
+    result = write_manifests(gpu_repo, out, K8sOptions())
+    selector = {"nvidia.com/gpu.compute.major": "9", "nvidia.com/gpu.compute.minor": "0"}
+    pod = _deployment_pod(result, out)
+    assert pod["nodeSelector"] == selector
+    docs = _load(out)
+    validate_kubernetes(docs["k8s/deployment.yaml"], KUBERNETES_VERSION)
+    assert docs["k8s/deployment.yaml"]["metadata"]["labels"]["gsam.io/engine-compute-capability"] == "9.0"
+    assert check_inference_service(docs["kserve/inferenceservice.yaml"])["object"]["spec"]["predictor"][
+        "nodeSelector"] == selector
+    assert result.notes[0] == ("gsam_trt was built on NVIDIA H100 80GB HBM3 (compute capability 9.0) and runs only "
+                               "on that GPU architecture: the pods select nodes labelled "
+                               "nvidia.com/gpu.compute.major=9, nvidia.com/gpu.compute.minor=0 (NVIDIA GPU Feature "
+                               "Discovery sets these labels)")
+
+
+def _deployment_pod(result, out):
+    return _load(out)["k8s/deployment.yaml"]["spec"]["template"]["spec"]
+
+
+def test_engines_of_two_gpu_architectures_cannot_share_a_pod():
+    from gsam.export.gpu import GpuFacts
+    from gsam.runtime.k8s.plan import engine_gpu_of
+    from gsam.runtime.k8s.repository import RepositoryFacts, ServedModel
+
+    def engine(name, gpu):
+        return ServedModel(name, "tensorrt_plan", frozenset({"KIND_GPU"}), 1, 1, "10.13.3.9", gpu=gpu)
+
+    h100, a10 = GpuFacts("NVIDIA H100", "9.0"), GpuFacts("NVIDIA A10", "8.6")
+    repo = RepositoryFacts(Path("r"), {"a": engine("a", h100), "b": engine("b", a10), "c": engine("c", None)})
+    assert engine_gpu_of(repo, ["a", "c"]) == h100 and engine_gpu_of(repo, ["c"]) is None
+    with pytest.raises(GSAMError, match=r"different architectures \(NVIDIA A10 \(compute capability 8.6\), NVIDIA "):
+        engine_gpu_of(repo, ["a", "b"])
+
+
 def test_validation_catches_broken_manifests():
     with pytest.raises(GSAMError, match="invalid for Kubernetes"):
         validate_kubernetes({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},

@@ -20,6 +20,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from support.tensorrt_stubs import tensorrt_modules
 
 from gsam.cli import cli
 from gsam.errors import GSAMError
@@ -41,7 +42,8 @@ VARIABLE_CLASSES = {"builder": "Builder", "network": "INetworkDefinition", "conf
                     "parser": "OnnxParser", "shapes": "IOptimizationProfile", "cache": "ITimingCache",
                     "logger": "Logger", "serialized": "IHostMemory", "engine": "ICudaEngine",
                     "context": "IExecutionContext", "dtype": "DataType", "self.engine": "ICudaEngine",
-                    "self.context": "IExecutionContext", "self.runtime": "Runtime"}
+                    "self.context": "IExecutionContext", "lane.context": "IExecutionContext",
+                    "self.runtime": "Runtime"}
 # (class, method) -> the class of what it returns, where the code chains on it.
 RETURNS = {("Runtime", "deserialize_cuda_engine"): "ICudaEngine",
            ("IBuilderConfig", "get_timing_cache"): "ITimingCache",
@@ -49,7 +51,7 @@ RETURNS = {("Runtime", "deserialize_cuda_engine"): "ICudaEngine",
            ("ICudaEngine", "get_tensor_dtype"): "DataType", ("ICudaEngine", "get_tensor_mode"): "TensorIOMode"}
 # Set by the package's Python code (tensorrt_bindings/__init__.py), not by the compiled bindings.
 PYTHON_LEVEL = {"__version__"}
-TENSORRT_CODE = [REPO / "export" / "tensorrt.py", REPO / "runtime" / "backends" / "tensorrt_engine.py"]
+TENSORRT_CODE = tensorrt_modules()  # every module that imports tensorrt, found (tests/support/tensorrt_stubs.py)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -286,7 +288,7 @@ def test_layernorm2d_matches_segment_anythings_and_loads_its_weights():
 # Build options that trtexec 10 and 11 both have (11 dropped --fp16, --bf16, --int8, --precisionConstraints and
 # --layerPrecisions with weak typing): a line of these alone runs on either.
 TRTEXEC_OPTIONS = {"--onnx", "--saveEngine", "--profile", "--minShapes", "--optShapes", "--maxShapes",
-                   "--stronglyTyped", "--memPoolSize", "--timingCacheFile"}
+                   "--stronglyTyped", "--memPoolSize", "--timingCacheFile", "--noTF32"}
 
 
 def check_trtexec_line(line: str, profiles) -> dict[str, list[str]]:
@@ -314,6 +316,7 @@ def test_the_trtexec_line_is_strongly_typed_for_every_precision(precision):
                            BuildSettings(TWO_PROFILES, precision, timing_cache="t.cache"))
     options = check_trtexec_line(line, TWO_PROFILES)
     assert options["--timingCacheFile"] == ["t.cache"] and options["--memPoolSize"] == ["workspace:4096M"]
+    assert "--noTF32" in options  # fp32 layers in fp32 (trtexec allows TF32 unless told not to)
 
 
 def test_bf16_is_no_engine_precision():

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_gpu_extra_installs_the_tensorrt_of_the_default_triton_release():
     extra = re.search(r"^gpu = \[(.*)\]$", (REPO / "pyproject.toml").read_text(), re.M)
-    assert extra and f'"tensorrt=={GPU_EXTRA_TENSORRT}"' in extra.group(1)
+    assert extra and f'"tensorrt-cu13=={GPU_EXTRA_TENSORRT}"' in extra.group(1)
     assert release_for_tensorrt(GPU_EXTRA_TENSORRT) == DEFAULT_RELEASE
     assert BY_RELEASE[DEFAULT_RELEASE].tensorrt == GPU_EXTRA_TENSORRT
     # The code is type-checked against a release of the same major.minor.
@@ -48,7 +48,7 @@ def test_the_table_has_every_monthly_release_through_26_x_each_marked_with_its_s
 
 def test_docs_gpu_md_lists_the_same_table_and_the_pinned_version():
     text = (REPO / "docs" / "gpu.md").read_text()
-    assert f"tensorrt=={GPU_EXTRA_TENSORRT}" in text and f"tritonserver:{DEFAULT_RELEASE}-py3" in text
+    assert f"tensorrt-cu13=={GPU_EXTRA_TENSORRT}" in text and f"tritonserver:{DEFAULT_RELEASE}-py3" in text
     rows = re.findall(r"^\| (\d\d\.\d\d) \| ([^|]*) \| ([^|]*) \| (confirmed|unconfirmed) \|", text, re.M)
     assert [(r, t.strip(), v.strip(), c) for r, t, v, c in rows] == [
         (r.release, r.triton or "?", r.tensorrt or "?", "confirmed" if r.confirmed else "unconfirmed")

@@ -21,6 +21,8 @@ TWO = [parse_profile("min=1x3x64x64,opt=1x3x128x128,max=1x3x255x255"),
        parse_profile("min=1x3x256x256,opt=1x3x384x384,max=1x3x512x512")]
 BATCHED = [parse_profile("min=1x3x64x64,opt=2x3x128x128,max=4x3x255x255"),
            parse_profile("min=1x3x256x256,opt=1x3x384x384,max=2x3x512x512")]
+OPT_ABOVE_MAX_BATCH = [parse_profile("min=1x3x64x64,opt=4x3x128x128,max=4x3x255x255"),
+                       parse_profile("min=1x3x256x256,opt=1x3x384x384,max=2x3x512x512")]
 
 
 def _roundtrip(config):
@@ -42,13 +44,21 @@ def _check_backend_rules(config, profiles):
         assert list(image.dims) == [-1, 3, -1, -1]
     for warmup in config.model_warmup:
         dims = list(warmup.inputs["image"].dims)
-        assert -1 not in dims and warmup.batch_size == 1
-        shape = [1, *dims] if mbs else dims
-        assert any(p.contains(tuple(shape)) for p in profiles)
+        assert -1 not in dims and (1 <= warmup.batch_size <= mbs if mbs else warmup.batch_size == 1)
+        sent = (warmup.batch_size, *dims) if mbs else tuple(dims)  # what Triton sends
+        assert any(p.contains(sent) for p in profiles)
     for spec in config.optimization.cuda.graph_spec:
         assert mbs and 1 <= spec.batch_size <= mbs
-        dims = list(spec.input["image"].dim)
-        assert len(dims) == 3 and any(p.contains((spec.batch_size, *dims)) for p in profiles)
+        for profile in profiles:  # the backend tries every spec on every listed profile's context
+            assert profile.contains(captured_shape(spec, profile)), (spec, profile.name)
+
+
+def captured_shape(spec, profile) -> tuple[int, ...]:
+    """The input shape Triton's tensorrt backend sets on a profile's context to capture a graph spec
+    (instance_state.cc, SetCudaGraphShape): the spec's input dims after its batch size, or, for a spec without
+    input dims, the profile's own opt shape with the spec's batch size."""
+    dims = tuple(spec.input["image"].dim) if "image" in spec.input else tuple(profile.opt[1:])
+    return (spec.batch_size, *dims)
 
 
 def test_one_profile_keeps_batch_in_the_request_and_the_default_memory_strategy(tiny_onnx):
@@ -70,13 +80,38 @@ def test_batch_capable_profiles_get_the_dynamic_batcher_up_to_the_smallest_max_b
     assert config.max_batch_size == 2
 
 
+def _sent_warmups(config) -> dict[str, tuple[int, ...]]:
+    """Warm-up name -> the tensor shape Triton sends for it, read back from the config."""
+    batched = config.max_batch_size > 0
+    return {w.name: ((w.batch_size, *w.inputs["image"].dims) if batched else tuple(w.inputs["image"].dims))
+            for w in config.model_warmup}
+
+
+@pytest.mark.parametrize("profiles", [TWO, BATCHED, OPT_ABOVE_MAX_BATCH], ids=["unbatched", "batched", "opt-batch-4"])
+def test_each_warmup_sends_the_shape_it_names_and_reaches_only_its_profile(tiny_onnx, profiles):
+    """`warmup_profile_0_2x3x128x128` sends 2x3x128x128 (the batch in batch_size when Triton batches), at
+    most max_batch_size, and that shape lies in profile 0 alone."""
+    config = _roundtrip(tensorrt_config("gsam_trt", read_onnx_facts(tiny_onnx), profiles))
+    sent = _sent_warmups(config)
+    assert len(sent) == len(profiles)
+    for i, (name, shape) in enumerate(sent.items()):
+        assert name == f"warmup_profile_{i}_{'x'.join(map(str, shape))}"
+        assert [j for j, p in enumerate(profiles) if p.contains(shape)] == [i]
+        assert not config.max_batch_size or shape[0] <= config.max_batch_size
+    if profiles is OPT_ABOVE_MAX_BATCH:  # opt batch 4 above max_batch_size 2: the nearest shape Triton can send
+        assert sent["warmup_profile_0_2x3x128x128"] == (2, 3, 128, 128)
+
+
 def test_cuda_graphs_at_each_profiles_opt_shape_and_only_with_batching(tiny_onnx):
+    """Each graph spec is captured in every profile at that profile's own opt shape: none names a shape that
+    another profile refuses (which the backend logs as `Failed to set cuda graph shape`)."""
     facts = read_onnx_facts(tiny_onnx)
     config = _roundtrip(tensorrt_config("gsam_trt", facts, BATCHED, cuda_graphs=True))
     _check_backend_rules(config, BATCHED)
-    specs = {(s.batch_size, tuple(s.input["image"].dim)) for s in config.optimization.cuda.graph_spec}
     assert config.optimization.cuda.graphs
-    assert specs == {(1, (3, 128, 128)), (2, (3, 128, 128)), (1, (3, 384, 384)), (2, (3, 384, 384))}
+    assert [(s.batch_size, dict(s.input)) for s in config.optimization.cuda.graph_spec] == [(1, {}), (2, {})]
+    captured = {captured_shape(s, p) for s in config.optimization.cuda.graph_spec for p in BATCHED}
+    assert captured == {(1, 3, 128, 128), (2, 3, 128, 128), (1, 3, 384, 384), (2, 3, 384, 384)}
     with pytest.raises(GSAMError, match="never launches the graphs of a model without batching"):
         tensorrt_config("gsam_trt", facts, TWO, cuda_graphs=True)
 

@@ -99,11 +99,14 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
               help="Where --fp16 writes the converted ONNX [default: OUT with .fp16.onnx].")
 @click.option("--workspace", type=float, default=4.0, show_default=True, help="Builder workspace in GiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Reuse and update this timing cache file.")
+@click.option("--tf32", is_flag=True, help="Let fp32 layers compute in TF32 (faster on Ampere and later, inputs "
+              "rounded to 10-bit mantissas; recorded in the sidecar). Off: fp32 is fp32.")
 @click.option("--print-trtexec", is_flag=True, help="Print the equivalent trtexec command and exit (needs no "
               "TensorRT; with --fp16 the converted ONNX is written first).")
 @retired("--bf16", "was removed: no gate can check a bf16 ONNX file on a CPU; export fp16 (or use --amp bf16 "
          "with the torch backend)", is_flag=True)
-def export_tensorrt_command(onnx_path, out, profiles, fp16, converted, workspace, timing_cache, print_trtexec) -> None:
+def export_tensorrt_command(onnx_path, out, profiles, fp16, converted, workspace, timing_cache, tf32,
+                            print_trtexec) -> None:
     """Build a strongly typed TensorRT (10 or 11) engine from a gsam ONNX file with one or more shape profiles.
 
     The engine computes in the ONNX's precision: build an fp16 or int8 export as it is, or
@@ -134,7 +137,7 @@ def export_tensorrt_command(onnx_path, out, profiles, fp16, converted, workspace
     check_engine_source(facts, onnx_path)
     parsed = [parse_profile(p, facts.min_size) for p in profiles]
     target = plan_precision(facts.precision, "fp16" if fp16 else None)
-    settings = BuildSettings(parsed, target or facts.precision, workspace, timing_cache)
+    settings = BuildSettings(parsed, target or facts.precision, workspace, timing_cache, tf32=tf32)
     converted = (converted or str(Path(out).with_suffix(f".{target}.onnx"))) if target else None
     if print_trtexec:
         if target:

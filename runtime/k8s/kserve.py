@@ -57,6 +57,8 @@ def inference_service(plan: Plan) -> dict:
     predictor = {"minReplicas": options.replicas, "maxReplicas": options.effective_max_replicas,
                  "securityContext": pod_security_context(), "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
                  "volumes": scratch_volumes(plan), "model": model}
+    if plan.node_selector:  # the engine's GPU architecture
+        predictor["nodeSelector"] = plan.node_selector
     if options.autoscale == "cpu":
         predictor.update(scaleMetric="cpu", scaleTarget=options.target_cpu_percent)
     else:  # KServe has no queue-time metric; one request in flight per replica is the nearest (no batching)

@@ -32,6 +32,8 @@ def labels(plan: Plan) -> dict[str, str]:
         values["gsam.io/image-tensorrt"] = plan.shipped_tensorrt
     if plan.tensorrt_version:
         values["gsam.io/engine-tensorrt"] = plan.tensorrt_version
+    if plan.engine_gpu:
+        values["gsam.io/engine-compute-capability"] = plan.engine_gpu.compute_capability
     return values
 
 

@@ -2,7 +2,9 @@
 
 Which models load (default: gsam_trt when the repository has an engine, else gsam_python, as
 `gsam serve` does), how many GPUs each replica asks for (follows the loaded models' instance
-kinds), which image (the TensorRT match), how much memory, and where the repository comes from.
+kinds), which image (the TensorRT match) on which GPUs (an engine runs only on the GPU architecture
+it was built on: the pods select nodes of its compute capability), how much memory, and where the
+repository comes from.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gsam.errors import GSAMError
+
+from gsam.export.gpu import GpuFacts
 
 from ..memory import (
     DEFAULT_MAX_PIXELS,
@@ -41,6 +45,16 @@ class Plan:
     storage_uri: str | None
     bound: MemoryBound  # what gsam computed (empty when --memory sets the limit)
     loads: tuple[ModelLoad, ...] = ()
+    engine_gpu: GpuFacts | None = None  # the GPU the loaded engine was built on (its sidecar)
+
+    @property
+    def node_selector(self) -> dict[str, str]:
+        """Nodes whose GPU has the engine's compute capability, by the labels NVIDIA's GPU Feature Discovery
+        sets (nvidia.com/gpu.compute.major and .minor); none without an engine that records its GPU."""
+        if self.engine_gpu is None:
+            return {}
+        major, minor = self.engine_gpu.compute_capability.split(".")
+        return {"nvidia.com/gpu.compute.major": major, "nvidia.com/gpu.compute.minor": minor}
 
     @property
     def shm_size(self) -> str:
@@ -152,6 +166,7 @@ def make_plan(repo: RepositoryFacts, options: K8sOptions) -> Plan:
     if len(trt_versions) > 1:
         raise GSAMError(f"the loaded engines were built with different TensorRT versions: {sorted(trt_versions)}")
     tensorrt_version = next(iter(trt_versions), None)
+    engine_gpu = engine_gpu_of(repo, models)
     image, release = pick_image(options.image, tensorrt_version)
     if options.memory:
         bound, loads = MemoryBound(0, 0, {}), ()
@@ -160,4 +175,14 @@ def make_plan(repo: RepositoryFacts, options: K8sOptions) -> Plan:
         bound, loads = memory_bound(repo, models, gpus)
         memory, source = f"{bound.mebibytes()}Mi", "largest legal requests"
     return Plan(repo, options, models, gpus, image, release, tensorrt_version, memory, source, options.storage_uri,
-                bound, loads)
+                bound, loads, engine_gpu)
+
+
+def engine_gpu_of(repo: RepositoryFacts, models: list[str]) -> GpuFacts | None:
+    """The GPU the loaded engines were built on; GSAMError when two were built for different architectures
+    (no node runs both)."""
+    gpus = {repo.models[m].gpu for m in models if repo.models[m].gpu is not None}
+    if len({g.compute_capability for g in gpus}) > 1:
+        raise GSAMError("the loaded engines were built on GPUs of different architectures ("
+                        + ", ".join(sorted(g.describe() for g in gpus)) + "); rebuild them on one kind of GPU")
+    return min(gpus, key=lambda g: g.name, default=None)

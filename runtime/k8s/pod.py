@@ -148,4 +148,6 @@ def pod_spec(plan: Plan) -> dict:
             "containers": [serve_container(plan)], "volumes": [*scratch_volumes(plan), volume]}
     if plan.pvc_name is None:
         spec["initContainers"] = [fetch_container(plan)]
+    if plan.node_selector:  # the engine's GPU architecture
+        spec["nodeSelector"] = plan.node_selector
     return spec

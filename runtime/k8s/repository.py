@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gsam.errors import GSAMError
+from gsam.export.gpu import GpuFacts
 from gsam.export.sidecar import EngineSidecar, sidecar_path
 
 from ..triton.model_config import parse_config
@@ -30,6 +31,7 @@ class ServedModel:
     encoded: bool = False  # takes encoded image bytes (gsam_image)
     onnx: Path | None = None  # the version folder's model.onnx, if any
     profile_pixels: int = 0  # the largest N x H x W of an engine's profiles (gsam_trt)
+    gpu: GpuFacts | None = None  # the GPU the engine was built on, from its sidecar (gsam_trt)
 
     @property
     def needs_gpu(self) -> bool:
@@ -71,6 +73,12 @@ def _profile_pixels(version_dir: Path) -> int:
     return max((p.max[0] * p.max[2] * p.max[3] for p in profiles), default=0)
 
 
+def _engine_gpu(version_dir: Path) -> GpuFacts | None:
+    if not sidecar_path(version_dir / "model.plan").is_file():
+        return None
+    return EngineSidecar.read(version_dir / "model.plan").gpu
+
+
 def _tensorrt_version(config, version_dir: Path) -> str | None:
     """The engine sidecar beside model.plan (written by gsam export tensorrt), else a config parameter."""
     if sidecar_path(version_dir / "model.plan").is_file():
@@ -110,7 +118,8 @@ def read_model(folder: Path) -> ServedModel:
                        instances=sum(group.count or 1 for group in config.instance_group) or 1,
                        max_batch_size=config.max_batch_size, encoded=any(i.name == "image_bytes" for i in config.input),
                        onnx=onnx if onnx.is_file() else None,
-                       profile_pixels=_profile_pixels(version_dir) if backend == "tensorrt_plan" else 0)
+                       profile_pixels=_profile_pixels(version_dir) if backend == "tensorrt_plan" else 0,
+                       gpu=_engine_gpu(version_dir) if backend == "tensorrt_plan" else None)
 
 
 def read_repository(repo: str | Path) -> RepositoryFacts:

@@ -38,10 +38,14 @@ class K8sResult:
 
 
 def _notes(plan: Plan, repo: Path) -> list[str]:
-    notes = [f"image {plan.image} (built FROM {plan.base_image}"
-             + (f", TensorRT {plan.shipped_tensorrt})" if plan.shipped_tensorrt else ")")
-             + f"; models {', '.join(plan.models)}; {plan.gpus} GPU(s) and {plan.memory} per replica "
-             f"(memory from {plan.memory_source}{_bound_summary(plan)})"]
+    notes = [] if plan.engine_gpu is None else [
+        f"gsam_trt was built on {plan.engine_gpu.describe()} and runs only on that GPU architecture: the pods select "
+        f"nodes labelled {', '.join(f'{k}={v}' for k, v in plan.node_selector.items())} (NVIDIA GPU Feature "
+        "Discovery sets these labels)"]
+    notes += [f"image {plan.image} (built FROM {plan.base_image}"
+              + (f", TensorRT {plan.shipped_tensorrt})" if plan.shipped_tensorrt else ")")
+              + f"; models {', '.join(plan.models)}; {plan.gpus} GPU(s) and {plan.memory} per replica "
+              f"(memory from {plan.memory_source}{_bound_summary(plan)})"]
     if plan.options.image is None or parse_image(plan.image).digest is None:
         notes.append(f"build and push the image from image/ beside k8s/ (docker build -t REGISTRY/{plan.image} "
                      "image/); then regenerate with --image REGISTRY/NAME:TAG@sha256:DIGEST so every pod runs that "

@@ -10,6 +10,11 @@ The rules come from the backend's sources (docs/facts.md, "Triton's tensorrt bac
 - CUDA graphs are captured per profile for exact shapes; a request runs a graph only at a captured
   shape. With max_batch_size 0 the backend captures graphs under batch 0 but looks them up under
   batch 1, so they are never used (up to the releases read): graphs need batching.
+- the backend tries every graph_spec on every listed profile's context. A spec with `input` dims fails
+  (logging "Failed to set cuda graph shape") on each profile that does not contain them; a spec with a
+  batch size only is captured at each context's own opt shape with that batch (SetCudaGraphShape, "for
+  default graph spec, opt dims are used"). gsam's specs carry batch sizes only, so each is bound to the
+  profile it is captured in, and every batch 1..max_batch_size fits every profile.
 """
 
 from __future__ import annotations
@@ -42,13 +47,9 @@ def allocation_strategy(profiles: list[ShapeProfile]) -> str | None:
     return "ON_PROFILE_CHANGE" if len(profiles) > 1 else None
 
 
-def graph_shapes(profiles: list[ShapeProfile], batching: EngineBatching) -> list[tuple[int, tuple[int, int]]]:
-    """(batch size, (height, width)) of the CUDA graphs to capture: each profile's opt shape, at batch 1,
-    the profile's opt batch and the largest batch."""
-    shapes = []
-    for profile in profiles:
-        hw = (profile.opt[2], profile.opt[3])
-        for batch in dict.fromkeys((1, profile.opt[0], batching.max_batch_size)):
-            if batch <= batching.max_batch_size:
-                shapes.append((batch, hw))
-    return shapes
+def graph_batches(profiles: list[ShapeProfile], batching: EngineBatching) -> list[int]:
+    """The batch sizes of the graph specs (no input dims): 1, each profile's opt batch and the largest batch,
+    up to max_batch_size."""
+    wanted = {1, batching.max_batch_size, *(p.opt[0] for p in profiles)}
+    return sorted(b for b in wanted if 1 <= b <= batching.max_batch_size)
+

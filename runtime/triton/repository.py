@@ -29,7 +29,7 @@ from gsam.model.facts import ModelFacts
 
 from ..memory import DEFAULT_MAX_PIXELS
 from .compute_target import ComputeTarget, choose_compute
-from .engine_config import allocation_strategy, engine_batching, graph_shapes
+from .engine_config import allocation_strategy, engine_batching, graph_batches
 from .model_config import DEFAULT_MAX_TILED_PIXELS, schema
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("python_model.py")
@@ -109,9 +109,12 @@ def warmup_shape(facts: ModelFacts, profile: ShapeProfile | None = None) -> tupl
 
 
 def _add_warmup_request(config, name: str, shape: tuple[int, ...]) -> None:
-    warmup = config.model_warmup.add(name=name, batch_size=1)
+    """A warm-up that sends exactly `shape`: with Triton batching the batch is the warm-up's batch_size and
+    the dims leave it out; without, the dims carry it and batch_size stays 1."""
+    batched = config.max_batch_size > 0
+    warmup = config.model_warmup.add(name=name, batch_size=shape[0] if batched else 1)
     warmup.inputs["image"].data_type = config.input[0].data_type
-    warmup.inputs["image"].dims.extend(shape[1:] if config.max_batch_size > 0 else shape)
+    warmup.inputs["image"].dims.extend(shape[1:] if batched else shape)
     warmup.inputs["image"].random_data = True
 
 
@@ -124,11 +127,11 @@ def add_warmup(config, facts: ModelFacts, profiles: list[ShapeProfile] | None = 
 
 
 def add_profile_warmups(config, profiles: list[ShapeProfile]) -> None:
-    """One request per profile at a shape only that profile contains (its opt where unique): the
-    tensorrt backend sends a request to a profile that contains it, so a shape two profiles share may
-    warm the other one twice and this one never."""
+    """One request per profile at a shape only that profile contains (its opt where unique, with the batch
+    at most the config's max_batch_size): the tensorrt backend sends a request to a profile that contains
+    it, so a shape two profiles share may warm the other one twice and this one never."""
     for i, profile in enumerate(profiles):
-        shape = exclusive_shape(profiles, i)
+        shape = exclusive_shape(profiles, i, config.max_batch_size or None)
         if shape is None:
             raise GSAMError(f"profile {i} ({profile.name}) lies inside the other profiles: no request is sure to "
                             "reach it, nor its warm-up; drop it, or give profiles that do not overlap "
@@ -218,9 +221,8 @@ def tensorrt_config(name: str, facts: ModelFacts, profiles: list[ShapeProfile], 
             raise GSAMError(f"--cuda-graphs: Triton's tensorrt backend never launches the graphs of a model "
                             f"without batching; {batching.reason}")
         config.optimization.cuda.graphs = True
-        for batch, (height, width) in graph_shapes(profiles, batching):
-            spec = config.optimization.cuda.graph_spec.add(batch_size=batch)
-            spec.input["image"].dim.extend([3, height, width])
+        for batch in graph_batches(profiles, batching):  # no input dims: each profile captures its own opt shape
+            config.optimization.cuda.graph_spec.add(batch_size=batch)
     add_profile_warmups(config, profiles)
     return config
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -44,6 +45,17 @@ SHM_PREFIX = "triton_python_backend_shm_region_"
 LOG_LINES_KEPT = 400
 # What the bundled server prints on every start on a machine without a GPU: not a reason for anything.
 _NO_GPU_NOISE = ("CudaDriverHelper has not been initialized", "Failed to initialize NVML", "pinned memory")
+# Triton's line for a model that did not load (model_lifecycle.cc): `E... model_lifecycle.cc:642] "failed to load
+# 'gsam_trt' version 1: Internal: ..."`. Backends log other errors before it that are not the cause (the
+# tensorrt backend's `Failed to set cuda graph shape`, a stub's traceback), so this line is the one to report.
+_LOAD_FAILED = re.compile(r"failed to load '[^']+' version \d+: ")
+_LOG_PREFIX = re.compile(r'^[EWI]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] "?')
+
+
+def log_message(line: str) -> str:
+    """A Triton log line's message, its first line only (Triton escapes newlines inside the quoted message)."""
+    message = _LOG_PREFIX.sub("", line.strip())
+    return message.split("\\n", 1)[0].rstrip('"').strip()
 
 
 def free_port() -> int:
@@ -259,8 +271,12 @@ class TritonServer(LoopbackPorts):
             return False
 
     def failure_reason(self) -> str:
-        """The server's own error lines (model load failures first), from its output."""
+        """Why the server did not come up: the line naming each model that failed to load, else its own error
+        lines (or its last lines), from its output."""
         lines = [line for line in self._lines if not any(noise in line for noise in _NO_GPU_NOISE)]
+        failed = list(dict.fromkeys(log_message(line) for line in lines if _LOAD_FAILED.search(line)))
+        if failed:
+            return " | ".join(failed)[:600]
         errors = [line for line in lines if line.startswith("E") or "failed" in line.lower() or "error" in line.lower()]
         picked = errors[:3] or lines[-3:]
         return " | ".join(line.strip() for line in picked)[:600] or "no output from tritonserver"

@@ -3,7 +3,9 @@
 It implements only the calls gsam makes, with the real names and argument names (that they exist with
 these signatures in every supported release is tests/test_tensorrt_types.py's job, against the real
 bindings), and records what it was asked. Knobs on the module decide its answers: which timing caches
-it refuses, whether a build succeeds, which calls of the execution context return False.
+it refuses, whether a build succeeds, which calls of the execution context return False, which engine the
+runtime deserializes. Builder configs start with BuilderFlag.TF32 set, as TensorRT's do ("Enabled by default",
+the flag's docstring in the 10.x and 11.x bindings).
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ class TimingCache:
 class Config:
     def __init__(self, module: types.ModuleType) -> None:
         self.module, self.profiles, self.attached = module, [], None
+        self.flags = {module.BuilderFlag.TF32}
+
+    def set_flag(self, flag: Enum) -> None:
+        self.flags.add(flag)
+
+    def clear_flag(self, flag: Enum) -> None:
+        self.flags.discard(flag)
+
+    def get_flag(self, flag: Enum) -> bool:
+        return flag in self.flags
 
     def set_memory_pool_limit(self, pool: Enum, pool_size: int) -> None:
         self.workspace = pool_size
@@ -96,9 +108,17 @@ class OnnxParser:
 
 
 class Engine:
-    def __init__(self, tensors: dict[str, tuple[Enum, Enum]]) -> None:
+    """Its execution contexts are `context_class(**context_options)`, one per create_execution_context call."""
+
+    def __init__(self, tensors: dict[str, tuple[Enum, Enum]], context_class: type | None = None,
+                 **context_options: object) -> None:
         self.tensors = tensors  # name -> (TensorIOMode, DataType)
         self.num_io_tensors = len(tensors)
+        self.context_class, self.context_options, self.contexts = context_class or Context, context_options, []
+
+    def create_execution_context(self, strategy: Enum) -> Context:
+        self.contexts.append(self.context_class(**self.context_options))
+        return self.contexts[-1]
 
     def get_tensor_name(self, index: int) -> str:
         return list(self.tensors)[index]
@@ -134,17 +154,38 @@ class Context:
         n, _, h, w = self.shape
         return (n, self.classes, h, w) if name == "logits" else (n, h, w)
 
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        return self._answer("execute_async_v3", stream_handle)
+
+
+class Runtime:
+    """Deserializes to `module.engine`; records each call in `module.calls` (with the CUDA device then current
+    as `module.current_device` reports it, for the order of set_device and deserialization)."""
+
+    module: types.ModuleType  # set by new_module
+
+    def __init__(self, logger: object) -> None:
+        self.logger = logger
+
+    def deserialize_cuda_engine(self, serialized_engine: bytes) -> Engine | None:
+        self.module.calls.append(("deserialize_cuda_engine", self.module.current_device()))
+        return self.module.engine
+
 
 def new_module() -> types.ModuleType:
     """A fresh stand-in: refuses no cache, builds b"serialized engine", records its builds."""
     module = types.ModuleType("tensorrt")
     builder = type("Builder", (Builder,), {"module": module})
+    runtime = type("Runtime", (Runtime,), {"module": module})
     module.__dict__.update(
-        __version__="10.13.3.9", Builder=builder, OnnxParser=OnnxParser, Logger=Logger, ILogger=Logger,
+        __version__="10.13.3.9", Builder=builder, Runtime=runtime, OnnxParser=OnnxParser, Logger=Logger,
+        ILogger=Logger, BuilderFlag=types.SimpleNamespace(TF32=Enum("TF32", 1)),
+        ExecutionContextAllocationStrategy=types.SimpleNamespace(ON_PROFILE_CHANGE=Enum("ON_PROFILE_CHANGE", 1)),
         NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=Enum("STRONGLY_TYPED", 1)),
         MemoryPoolType=types.SimpleNamespace(WORKSPACE=Enum("WORKSPACE")),
         TensorIOMode=types.SimpleNamespace(INPUT=Enum("INPUT", 1), OUTPUT=Enum("OUTPUT", 2)),
         DataType=types.SimpleNamespace(**{n: Enum(n, i) for i, n in enumerate(
             ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8", "FP8", "BF16", "INT64"])}),
-        refused_caches=set(), engine_bytes=b"serialized engine", builds=[])
+        refused_caches=set(), engine_bytes=b"serialized engine", builds=[], engine=None, calls=[],
+        current_device=lambda: None)
     return module

@@ -14,6 +14,7 @@ gcc, never called), pybind11's module init registers the whole API. From that mo
 
     python tests/support/tensorrt_stubs.py locate [VERSION...]     # find or make the stubs
     python tests/support/tensorrt_stubs.py check VERSION FILE...   # mypy against one release
+    python tests/support/tensorrt_stubs.py modules                 # the files that import tensorrt
     python tests/support/tensorrt_stubs.py lists FOLDER [VERSION...]  # regenerate the name lists
 
 Standard library only: pip, gcc, pybind11-stubgen and mypy run as subprocesses. ``GSAM_TENSORRT_STUBS_OFFLINE=1``
@@ -418,6 +419,39 @@ def locate(version: str, *, generate: bool = True, python: str = sys.executable)
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Which files to check: every module that imports tensorrt, found, not listed
+
+# Where gsam's code lives: the package (export/ and runtime/ through its links, so paths are import paths) and
+# the scripts beside it. tests/ holds the stand-ins, not TensorRT code.
+CODE_ROOTS = ("gsam", "benchmarks", "triton_models")
+
+
+def imports_tensorrt(source: str) -> bool:
+    """Whether the source imports tensorrt (or a submodule) anywhere: top level, in a function, under
+    TYPE_CHECKING."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "tensorrt" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "tensorrt":
+            return True
+    return False
+
+
+def tensorrt_modules(repo: Path = REPO, roots: Sequence[str] = CODE_ROOTS) -> list[Path]:
+    """Every .py file under `roots` of `repo` that imports tensorrt, each once (by its path through the
+    package's links, e.g. gsam/export/tensorrt.py, which mypy names gsam.export.tensorrt)."""
+    found: dict[Path, Path] = {}
+    for root in roots:
+        for folder, dirs, files in os.walk(repo / root, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                path = Path(folder) / name
+                if name.endswith(".py") and path.resolve() not in found and imports_tensorrt(path.read_text()):
+                    found[path.resolve()] = path
+    return sorted(found.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # mypy
 
 _MYPY_INI = """\
@@ -431,10 +465,13 @@ disallow_incomplete_defs = True
 warn_unused_configs = False
 cache_dir = {cache_dir}
 
+plugins = {plugin}
+
 [mypy-tensorrt]
 ignore_errors = True
 ignore_missing_imports = False
 """
+PLUGIN = Path(__file__).with_name("tensorrt_mypy_plugin.py")
 
 
 def type_check(paths: Sequence[str | os.PathLike[str]], version: str, *, stubs: Path | None = None,
@@ -444,7 +481,8 @@ def type_check(paths: Sequence[str | os.PathLike[str]], version: str, *, stubs: 
     MYPYPATH = the stub folder and the repository (so `gsam` resolves to this checkout); installed packages
     are not read (no_site_packages: torch and numpy are Any, TensorRT can only come from the stubs); the
     stub's own errors are ignored, but a missing stub is an error (`import tensorrt` never silently Any);
-    every function of the checked files must be annotated, and unannotated bodies are checked too. A file
+    every function of the checked files must be annotated, and unannotated bodies are checked too; the plugin
+    tensorrt_mypy_plugin.py refuses anything but an int where TensorRT takes a device address or stream. A file
     named tensorrt.py outside a package would be checked as module `tensorrt` itself (its errors hidden):
     ValueError.
     """
@@ -461,7 +499,7 @@ def type_check(paths: Sequence[str | os.PathLike[str]], version: str, *, stubs: 
         raise MypyUnavailable(f"mypy is not installed for {python} (pip install mypy)")
     mypy_cache = cache_root() / "mypy" / version
     with tempfile.TemporaryDirectory(prefix="gsam-mypy-") as tmp:
-        (Path(tmp) / "mypy.ini").write_text(_MYPY_INI.format(cache_dir=mypy_cache))
+        (Path(tmp) / "mypy.ini").write_text(_MYPY_INI.format(cache_dir=mypy_cache, plugin=PLUGIN))
         env = {k: v for k, v in os.environ.items() if not k.startswith("MYPY")}
         env["MYPYPATH"] = os.pathsep.join([str(stubs), str(REPO)])
         proc = subprocess.run([python, "-m", "mypy", "--config-file", str(Path(tmp) / "mypy.ini"),
@@ -480,6 +518,9 @@ def _main(argv: list[str], log: Callable[[str], None] = print) -> int:
         passed, output = type_check(argv[2:], argv[1])
         log(output)
         return 0 if passed else 1
+    if argv[:1] == ["modules"]:
+        log("\n".join(str(p.relative_to(REPO)) for p in tensorrt_modules()))
+        return 0
     if argv[:1] == ["lists"] and len(argv) >= 2:
         for version in argv[2:] or SUPPORTED:
             log(" ".join(str(p) for p in write_api_lists(version, Path(argv[1]))))
