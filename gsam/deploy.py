@@ -137,9 +137,11 @@ def _artifacts(folder: Path) -> list[Artifact]:
 
 def deploy(run: str | Path, out: str | Path, *, precisions: list[str] | None = None,
            profiles: list[ShapeProfile] | None = None, bench: bool = False, k8s: K8sOptions | None = None,
-           thresholds: GateThresholds | None = None, log: Callable[[str], None] = print) -> DeployManifest:
+           thresholds: GateThresholds | None = None, onnx: str | Path | None = None,
+           log: Callable[[str], None] = print) -> DeployManifest:
     """Build the deploy folder at `out` (which must not exist or be empty) from a run directory.
 
+    `onnx`: the run's verified fp32 export to use instead of exporting again (checked by its lineage).
     `profiles` None: suggested from the run's dataset. With `k8s`, Kubernetes and KServe manifests for
     the repository are validated and written to OUT/k8s and OUT/kserve, and listed in the manifest.
     `thresholds`: what each fp16/int8 variant's gate needs (None: each precision's default).
@@ -149,7 +151,8 @@ def deploy(run: str | Path, out: str | Path, *, precisions: list[str] | None = N
         raise GSAMError(f"{run}: no such run directory")
     try:
         with staged_folder(out) as stage:
-            variants, chosen = _write_models(run, stage, Variants(precisions or ["fp32"], thresholds), profiles, log)
+            variants, chosen = _write_models(run, stage, Variants(precisions or ["fp32"], thresholds), profiles,
+                                             onnx, log)
             _write_serving(stage, out, variants, chosen, k8s=k8s, log=log)
             if bench:
                 log("benchmarking the CPU backends on the run's image sizes...")
@@ -162,8 +165,9 @@ def deploy(run: str | Path, out: str | Path, *, precisions: list[str] | None = N
 
 
 def _write_models(run: Path, stage: Path, wanted: Variants, profiles: list[ShapeProfile] | None,
-                  log: Callable[[str], None]) -> tuple[dict[str, Path], list[ShapeProfile]]:
-    """OUT/onnx/: the verified fp32 export and its gated variants; the profiles, chosen or suggested."""
+                  onnx: str | Path | None, log: Callable[[str], None]) -> tuple[dict[str, Path], list[ShapeProfile]]:
+    """OUT/onnx/: the verified fp32 export (made now, or the given one) and its gated variants; the profiles,
+    chosen or suggested."""
     from gsam.export.gate_data import load_gate_images, run_data_folder
     from gsam.export.metadata import read_onnx_facts
     from gsam.export.onnx import export_checkpoint
@@ -172,8 +176,15 @@ def _write_models(run: Path, stage: Path, wanted: Variants, profiles: list[Shape
 
     (stage / "onnx").mkdir()
     fp32 = stage / "onnx" / "model.fp32.onnx"
-    log(f"exporting {run} to fp32 ONNX (verified against PyTorch)...")
-    export_checkpoint(run, fp32, log=log)
+    if onnx is not None:
+        from gsam.export.reuse import check_fp32_export_of, copy_onnx
+
+        check_fp32_export_of(run, onnx)
+        log(f"using {onnx}, the fp32 export of {run}'s checkpoint")
+        copy_onnx(Path(onnx), fp32)
+    else:
+        log(f"exporting {run} to fp32 ONNX (verified against PyTorch)...")
+        export_checkpoint(run, fp32, log=log)
     min_size = read_onnx_facts(fp32).min_size
     chosen = [p.validate(min_size) for p in profiles] if profiles else suggested_profiles(run, min_size)
     variants = {"fp32": fp32}

@@ -58,13 +58,13 @@ def test_deploy_writes_a_folder_whose_repository_serves_and_whose_hashes_match(t
 
 
 @pytest.mark.slow
-def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, tmp_path):
+def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, trained_onnx, tmp_path):
     from support.gates import TINY_INT8_GATE
 
     from gsam.export.metadata import read_onnx_facts
 
     manifest = deploy(trained_run, tmp_path / "d", precisions=["fp32", "int8"], thresholds=TINY_INT8_GATE,
-                      log=lambda s: None)
+                      onnx=trained_onnx, log=lambda s: None)
     assert manifest.precisions == ["fp32", "int8"] and manifest.verify(tmp_path / "d") == []
     facts = read_onnx_facts(tmp_path / "d" / "onnx" / "model.int8.onnx")
     assert facts.precision == "int8" and float(facts.extra["gate_mask_agreement"]) >= TINY_INT8_GATE.min_agreement
@@ -72,10 +72,11 @@ def test_deploy_with_an_int8_variant_lists_it_in_the_manifest(trained_run, tmp_p
 
 
 @pytest.mark.slow
-def test_deploy_with_k8s_writes_validated_manifests_listed_in_the_manifest(trained_run, tmp_path):
+def test_deploy_with_k8s_writes_validated_manifests_listed_in_the_manifest(trained_run, trained_onnx, tmp_path):
     pytest.importorskip("kubernetes_validate", reason="needs the k8s extra")
     out = tmp_path / "deploy"
-    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--out", str(out), "--k8s", "--replicas", "2"])
+    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--onnx", str(trained_onnx), "--out", str(out),
+                                      "--k8s", "--replicas", "2"])
     assert result.exit_code == 0, result.output
     manifest = DeployManifest.read(out)
     paths = {a.path for a in manifest.artifacts}
@@ -83,6 +84,16 @@ def test_deploy_with_k8s_writes_validated_manifests_listed_in_the_manifest(train
     assert manifest.verify(out) == []
     text = (out / "k8s" / "deployment.yaml").read_text()
     assert "replicas: 2" in text and str(out / "triton_models") in text and ".deploy-" not in text
-    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--out", str(tmp_path / "gpu"), "--k8s",
-                                      "--gpus-per-replica", "1"])
+    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--onnx", str(trained_onnx), "--out",
+                                      str(tmp_path / "gpu"), "--k8s", "--gpus-per-replica", "1"])
     assert result.exit_code == 1 and "GPU" in result.output and not (tmp_path / "gpu").exists()
+
+
+def test_deploy_reuses_only_the_fp32_export_of_the_runs_own_checkpoint(trained_run, trained_onnx, tiny_onnx, tmp_path):
+    """--onnx skips the export (minutes with dynamo) only for the run's own fp32 export, proven by its lineage."""
+    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--onnx", str(tiny_onnx), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 1 and "not from" in result.output and "export it again" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
+    manifest = deploy(trained_run, tmp_path / "b", onnx=trained_onnx, log=lambda s: None)
+    assert manifest.verify(tmp_path / "b") == []
+    assert (tmp_path / "b" / "onnx" / "model.fp32.onnx").read_bytes() == trained_onnx.read_bytes()

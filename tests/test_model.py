@@ -78,7 +78,8 @@ def test_only_trainable_parameters_get_gradients():
 
 @pytest.mark.slow
 def test_encoder_cost_is_linear_in_pixels_at_stride_8():
-    model = build_gsam("vit_b").eval()
+    with torch.device("meta"):  # FLOPs are counted from shapes: no need to compute
+        model = build_gsam("vit_b").eval()
     per_pixel = [count_flops(model, s, s).module("GSAM.image_encoder") / (s * s) for s in (128, 512)]
     assert abs(per_pixel[0] - per_pixel[1]) / per_pixel[1] < 0.15
 

@@ -17,6 +17,9 @@ from .options import gate_options, out_option, profile_option, retired
 @gate_options
 @profile_option("A TensorRT profile for trtexec.sh and the repository (repeatable) [default: suggested from the "
                 "dataset's size histogram].")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False),
+              help="The run's verified fp32 export (gsam export onnx RUN) to use instead of exporting again; its "
+                   "lineage must name the run's checkpoint.")
 @click.option("--bench", is_flag=True, help="Also benchmark the CPU backends on the run's own image sizes.")
 @click.option("--k8s", is_flag=True, help="Also write Kubernetes (OUT/k8s) and KServe (OUT/kserve) manifests, "
                                            "validated offline; see `gsam triton k8s --help` for the details.")
@@ -26,12 +29,14 @@ from .options import gate_options, out_option, profile_option, retired
 @click.option("--image", help="With --k8s: the Triton image REPOSITORY:YY.MM-py3.")
 @retired("--precision", "was renamed --precisions (a comma-separated list)")
 @retired("--profiles", "was replaced by --profile, repeated once per profile (none: suggested from the dataset)")
-def deploy(run, out, precisions, min_agreement, max_miou_drop, profiles, bench, k8s, replicas, gpus_per_replica, storage_uri, image) -> None:
+def deploy(run, out, precisions, min_agreement, max_miou_drop, profiles, onnx_path, bench, k8s, replicas,
+           gpus_per_replica, storage_uri, image) -> None:
     """One command from a run directory to a deployable folder: verified ONNX variants, TensorRT
     profiles and trtexec lines, a Triton repository, and a manifest of every artifact with its
     sha256 and lineage (optionally a short CPU benchmark report).
 
     Example: gsam deploy runs/demo --out deploy/demo --precisions fp32,int8 --bench --k8s
+    Reusing an export: gsam deploy runs/demo --onnx model.onnx --out deploy/demo
     """
     from gsam.export.gate import GateThresholds
     from gsam.export.profiles import parse_profile
@@ -47,5 +52,5 @@ def deploy(run, out, precisions, min_agreement, max_miou_drop, profiles, bench, 
                              image=image)
     manifest = build(run, out, precisions=parse_precisions(precisions),
                      profiles=[parse_profile(p) for p in profiles] or None, bench=bench, k8s=options,
-                     thresholds=GateThresholds(min_agreement, max_miou_drop), log=click.echo)
+                     thresholds=GateThresholds(min_agreement, max_miou_drop), onnx=onnx_path, log=click.echo)
     click.echo(f"wrote {len(manifest.artifacts)} artifacts to {out} (listed with sha256 in {out}/{MANIFEST_NAME})")
