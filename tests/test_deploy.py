@@ -91,7 +91,8 @@ def test_deploy_with_k8s_writes_validated_manifests_listed_in_the_manifest(train
 
 def test_deploy_reuses_only_the_fp32_export_of_the_runs_own_checkpoint(trained_run, trained_onnx, tiny_onnx, tmp_path):
     """--onnx skips the export (minutes with dynamo) only for the run's own fp32 export, proven by its lineage."""
-    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--onnx", str(tiny_onnx), "--out", str(tmp_path / "a")])
+    result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--onnx", str(tiny_onnx), "--out",
+                                      str(tmp_path / "a")])
     assert result.exit_code == 1 and "not from" in result.output and "export it again" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
     manifest = deploy(trained_run, tmp_path / "b", onnx=trained_onnx, log=lambda s: None)
