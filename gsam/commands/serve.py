@@ -65,9 +65,10 @@ def _names(ctx, param, values) -> tuple[str, ...]:
                    f"at most {BODY_TOTAL_S:g} s.")
 @click.option("--max-concurrency", type=POSITIVE, default=MAX_CONCURRENCY, show_default=True,
               help="Inference requests in flight (HTTP and gRPC together); past it 503 with Retry-After.")
-@click.option("--max-body-mib", type=POSITIVE, default=BODY_MIB, show_default=True,
+@click.option("--max-body-mib", type=POSITIVE, default=None,
               help="MiB of request bodies held at once, counted inflated (gzip) and before they are read; past it "
-                   "503 with Retry-After. At least the largest legal request of the served models.")
+                   f"503 with Retry-After. At least the largest legal request of the served models. [default: "
+                   f"{BODY_MIB}, or that request when larger]")
 @retired("--timeout", "was renamed --ready-timeout (in predict, --timeout bounds one request)")
 @retired("--triton-model", "was renamed --triton-models (a comma-separated list)")
 def serve(repo, host, http_port, grpc_port, triton_models, metrics_port, ready_timeout, log_file, user, allow_origin,

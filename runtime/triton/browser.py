@@ -15,6 +15,7 @@ both, before anything is read or routed:
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -57,7 +58,7 @@ class BrowserGuard:
     listen_host: str
     port: int
     allow_origins: frozenset[str] = field(default_factory=frozenset)
-    allow_hosts: frozenset[str] = field(default_factory=frozenset)  # names (any port); "*" accepts any Host
+    allow_hosts: frozenset[str] = field(default_factory=frozenset)  # names or patterns (any port); "*": any
 
     def _names(self) -> frozenset[str]:
         host = self.listen_host.lower()
@@ -72,7 +73,7 @@ class BrowserGuard:
         if not header:
             raise Refused("a Host header is required")
         name, port = split_host(header)
-        if name in self.allow_hosts:
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.allow_hosts):
             return
         wildcard = self.listen_host in WILDCARDS
         known = name in self._names() or (wildcard and (_is_ip(name) or name == "localhost"))

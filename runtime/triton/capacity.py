@@ -10,7 +10,7 @@ inference requests.
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gsam.errors import GSAMError
 
@@ -19,7 +19,7 @@ HEADER_TIMEOUT_S = 10.0  # from a connection's start (or its last answer) to a c
 BODY_TIMEOUT_S = 5.0  # the longest pause inside a request body
 BODY_TOTAL_S = 120.0  # a whole request body, however it trickles
 MAX_CONCURRENCY = 16  # inference requests in flight (read, checked, at tritonserver, answered)
-BODY_MIB = 256  # request bodies held at once, at least one largest legal request
+BODY_MIB = 256  # request bodies held at once; raised to the largest legal request when that is larger
 BACKLOG = 128  # the listening sockets' accept queue: also how far one burst may pass the connection cap
 RESERVED_FDS = 256  # files, pipes, tritonserver's connections and the gRPC core's own, beside the clients
 CONNECTION_BYTES = 160 << 10  # one open connection at most: aiohttp's read buffer (2 x 64 KiB) and its objects
@@ -33,15 +33,21 @@ class ServeLimits:
     body_timeout: float = BODY_TIMEOUT_S
     body_total: float = BODY_TOTAL_S
     max_concurrency: int = MAX_CONCURRENCY
-    body_mib: int = BODY_MIB
+    body_mib: int | None = None  # None: BODY_MIB, or the largest legal request when that is larger (resolved)
 
     @property
     def body_bytes(self) -> int:
-        return self.body_mib << 20
+        return (self.body_mib or BODY_MIB) << 20
+
+    def resolved(self, largest_request: int) -> "ServeLimits":
+        """The default body budget made concrete for models whose largest legal request is this many bytes."""
+        if self.body_mib is not None:
+            return self
+        return replace(self, body_mib=max(BODY_MIB, -(-largest_request // (1 << 20))))
 
     def check(self, largest_request: int, named: str) -> None:
         """One line for values that cannot work: a body budget below the largest legal request of a model."""
-        if min(self.max_connections, self.max_concurrency, self.body_mib) < 1 or \
+        if min(self.max_connections, self.max_concurrency, self.body_mib or BODY_MIB) < 1 or \
                 min(self.header_timeout, self.body_timeout) <= 0:
             raise GSAMError("--max-connections, --max-concurrency, --max-body-mib, --header-timeout and "
                             "--body-timeout must be positive")
@@ -53,6 +59,11 @@ class ServeLimits:
     def gateway_bytes(self, ports: int = 2) -> int:
         """What the caps let the gateway hold beyond its base: bodies in flight and open connections."""
         return self.body_bytes + ports * self.max_connections * CONNECTION_BYTES
+
+    def flags(self) -> list[str]:
+        """The `gsam serve` options that set these limits (for a pod's command)."""
+        return ["--max-connections", str(self.max_connections), "--max-concurrency", str(self.max_concurrency),
+                "--max-body-mib", str(self.body_mib or BODY_MIB)]
 
 
 def raise_fd_limit() -> int:

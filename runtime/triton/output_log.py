@@ -49,7 +49,7 @@ class OutputLog:
         if self._failing_since is None:
             self._failing_since = time.monotonic()
             self.report(f"--log-file {self.path}: writing failed ({exc.strerror or exc}); tritonserver's output is "
-                        "dropped, and counted, until the file writes again")
+                        "dropped, and counted, until a write succeeds")
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)

@@ -86,6 +86,11 @@ def check_readable(run_as: RunAs, folders: list[Path]) -> None:
     try:
         done = subprocess.run([sys.executable, "-I", "-c", _READ_ALL, *map(str, folders)], user=run_as.uid,
                               group=run_as.gid, extra_groups=[], capture_output=True, text=True, timeout=60, cwd="/")
+    except PermissionError:
+        raise GSAMError(f"tritonserver's python stubs run as user {run_as.name} (gsam serve was started as root), "
+                        f"who cannot run this Python ({sys.executable}: permission denied, e.g. a folder above it "
+                        f"is 0700); install Python where {run_as.name} can read it, or choose --user (--user root "
+                        "keeps tritonserver as root)") from None
     except (OSError, subprocess.SubprocessError) as exc:
         raise GSAMError(f"cannot run a process as user {run_as.name} ({exc})") from None
     if done.returncode != 0:

@@ -82,6 +82,7 @@ class Service:
         self.supervisor = None
         self.supervisor_task: asyncio.Task | None = None
         self.connections = 0
+        self.caps: ServeLimits | None = None
 
     def log(self, message: str) -> None:
         self.echo(f"{time.strftime('%H:%M:%S')} {message}")
@@ -91,11 +92,14 @@ class Service:
             self.log(f"{signal.Signals(signum).name}: stopping within {SHUTDOWN_BOUND_S} s")
         self.stop_requested.set()
 
-    def _check(self, limits: dict) -> None:
+    def _check(self, limits: dict) -> ServeLimits:
+        """The limits in force (the body budget made concrete), checked against the models and the fd limit."""
         o = self.options
         largest = max(limits.values(), key=lambda model: model.body_cap)
-        o.limits.check(largest.body_cap, largest.name)
-        self.connections = connection_cap(o.limits.max_connections, o.explicit_connections, raise_fd_limit())
+        caps = o.limits.resolved(largest.body_cap)
+        caps.check(largest.body_cap, largest.name)
+        self.connections = connection_cap(caps.max_connections, o.explicit_connections, raise_fd_limit())
+        return caps
 
     async def run(self) -> None:
         from .admission import Admission
@@ -109,7 +113,7 @@ class Service:
         o = self.options
         limits = load_limits(o.repo.resolve(), o.models)
         versions = load_versions(o.repo.resolve(), o.models)
-        self._check(limits)
+        caps = self.caps = self._check(limits)
         probes = _probes(o.repo, o.models)
         check_ports({"--http-port": o.http_port, "--grpc-port": o.grpc_port, "--metrics-port": o.metrics_port})
         run_as = resolve_user(o.user)
@@ -121,12 +125,12 @@ class Service:
         quiet_libraries(RateLimited(self.log))
         self.state = ServingState.for_models(o.models)
         self.session = _session()
-        self.admission = Admission(o.limits.max_concurrency, o.limits.body_bytes)
+        self.admission = Admission(caps.max_concurrency, caps.body_bytes)
         guard = BrowserGuard(o.host, o.http_port, frozenset(o.allow_origins),
                              frozenset(h.lower().rstrip(".") for h in o.allow_hosts))
         self.gateways = [HttpGateway(limits, versions, self.state, self.session, guard=guard, admission=self.admission,
-                                     caps=o.limits, log=RateLimited(self.log)),
-                         GrpcGateway(limits, versions, self.state, admission=self.admission, caps=o.limits)]
+                                     caps=caps, log=RateLimited(self.log)),
+                         GrpcGateway(limits, versions, self.state, admission=self.admission, caps=caps)]
         self.server = TritonServer(o.repo, o.models, free_port(), free_port(), metrics_port=o.metrics_port,
                                    log_path=o.log_file, private=True, metrics_host=o.host, run_as=run_as,
                                    report=self.log)
@@ -173,7 +177,7 @@ class Service:
         starting.result()
         self.state.up(server.http_port, server.grpc_port, server.serving_key)
         self.supervisor = Supervisor(server, self.state, probes, self.log, ready_timeout=o.ready_timeout)
-        caps = o.limits
+        caps = self.caps
         self.log(f"ready: HTTP http://{o.host}:{o.http_port}  gRPC {o.host}:{o.grpc_port}  metrics {server.metrics_url}  "
                  f"(tritonserver inside: HTTP {server.http_port}, gRPC {server.grpc_port}; Ctrl-C stops); limits: "
                  f"{self.connections} connections per port, {caps.max_concurrency} inference requests and "
