@@ -3,6 +3,7 @@ gsam_image, and the configs. Every request here goes through the gateway, as a u
 
 from __future__ import annotations
 
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,8 +15,8 @@ from gsam.cli import cli
 from gsam.io import sha256_file
 from gsam.runtime.backends import load_backend
 from gsam.runtime.triton.repository import build_repository
-from gsam.runtime.triton.serve_process import ServeProcess
 from gsam.runtime.triton.server import TritonServer, free_port
+from support.serving import readable_dir, serve, serve_prefix
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
 
@@ -32,15 +33,17 @@ MAX_PIXELS = 256 * 256
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, served_onnx):
-    root = tmp_path_factory.mktemp("repo") / "triton_models"
-    build_repository(served_onnx, root, max_pixels=MAX_PIXELS)
-    return root
+def repo(served_onnx):
+    """Where tritonserver's own user (nobody, when the tests run as root) may read it."""
+    folder = readable_dir()
+    build_repository(served_onnx, folder / "triton_models", max_pixels=MAX_PIXELS)
+    yield folder / "triton_models"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def server(repo):
-    with ServeProcess(repo, ["gsam_python", "gsam_image"]) as running:
+    with serve(repo, ["gsam_python", "gsam_image"]) as running:
         yield running
 
 
@@ -439,11 +442,13 @@ def tiled_server(tmp_path_factory, served_onnx):
     """A repository built with --tile: requests above max_pixels run in tiles instead of being refused."""
     from gsam.runtime.triton.repository import Tiling
 
-    root = tmp_path_factory.mktemp("tiled") / "triton_models"
+    folder = readable_dir()
+    root = folder / "triton_models"
     build_repository(served_onnx, root, max_pixels=96 * 96, batching=None,
                      tiling=Tiling(tile=96, overlap=32, max_tiled_pixels=300 * 300))
-    with ServeProcess(root, ["gsam_python", "gsam_image"]) as running:
+    with serve(root, ["gsam_python", "gsam_image"]) as running:
         yield running
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_repository_built_with_tiles_tiles_large_requests_like_the_local_runtime(tiled_server, served_onnx):
@@ -520,7 +525,7 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
     def server_peak_mib():  # tritonserver and its stub below `gsam serve`, each at its own peak, summed
         return tree_memory_mib(serve.pid, "VmHWM", include_root=False)
 
-    side, repo = 6000, tmp_path / "triton_models"
+    side, repo = 6000, readable_dir() / "triton_models"
     built = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(repo),
                                      "--oversize-tile", "1024"])
     assert built.exit_code == 0, built.output
@@ -532,10 +537,12 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
     write_tiled_tiff(tmp_path / "big.tif", ((y, picture(y, min(y + 500, side))) for y in range(0, side, 500)),
                      side, side, channels=3)
     ports = [free_port() for _ in range(3)]
-    serve = subprocess.Popen([sys.executable, "-m", "gsam", "serve", "--repo", str(repo), "--triton-models",
-                              "gsam_image", "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-                              "--metrics-port", str(ports[2])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+    prefix = serve_prefix()
+    serve = subprocess.Popen([*(prefix or ()), sys.executable, "-m", "gsam", "serve", "--repo", str(repo),
+                              "--triton-models", "gsam_image", "--http-port", str(ports[0]), "--grpc-port",
+                              str(ports[1]), "--metrics-port", str(ports[2]), *(() if prefix is not None else
+                                                                                 ("--user", "root"))],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -564,3 +571,4 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
     assert peak < SERVE_36MP_PEAK_BOUND_MIB, peak
     mask = _decode_png((tmp_path / "out/masks/big.png").read_bytes())
     assert mask.shape == (side, side) and mask.max() < 3
+    shutil.rmtree(repo.parent, ignore_errors=True)
