@@ -71,7 +71,7 @@ class TritonPythonModel:
 
 def _env() -> dict[str, str] | None:
     source = os.environ.get("GSAM_SERVE_SOURCE")
-    return {**os.environ, "PYTHONPATH": source} if source else None
+    return {**os.environ, "PYTHONPATH": source, "PYTHONSAFEPATH": "1"} if source else None  # -m: not the cwd
 
 
 def _serve(repo, models, **kwargs):
