@@ -93,9 +93,9 @@ def test_cpu_repository_manifests_validate_and_carry_probes_ports_resources(cpu_
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     container = _container(docs)
     assert container["command"] == ["gsam", "serve", "--repo", "/models", "--host", "0.0.0.0", "--http-port", "8000",
-                                    "--grpc-port", "8001", "--metrics-port", "8002", "--triton-models", "gsam_python",
-                                    "--max-connections", "256", "--max-concurrency", "16", "--max-body-mib", "256",
-                                    "--allow-host", "gsam,gsam.*,gsam.*.svc,gsam.*.svc.cluster.local"]
+                                    "--grpc-port", "8001", "--metrics-port", "8002", "--max-connections", "256",
+                                    "--max-concurrency", "16", "--max-body-mib", "256", "--allow-host",
+                                    "gsam,gsam.*,gsam.*.svc,gsam.*.svc.cluster.local", "--triton-models", "gsam_python"]
     health = ["gsam", "health", "http://127.0.0.1:8000", "--triton-model", "gsam_python", "--repo", "/models"]
     for name in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[name]["exec"]["command"] == health, name

@@ -43,8 +43,8 @@ def serve_command(plan: Plan) -> list[str]:
     """`gsam serve` on the mounted repository, public ports on every interface of the pod, with the caps the
     memory limit was computed from and the Service's names as the hosts it answers to."""
     return ["gsam", "serve", "--repo", MODEL_MOUNT, "--host", "0.0.0.0", "--http-port", str(HTTP_PORT),
-            "--grpc-port", str(GRPC_PORT), "--metrics-port", str(METRICS_PORT), "--triton-models", ",".join(plan.models),
-            *plan.serve_limits.flags(), "--allow-host", ",".join(service_hosts(plan))]
+            "--grpc-port", str(GRPC_PORT), "--metrics-port", str(METRICS_PORT), *plan.serve_limits.flags(),
+            "--allow-host", ",".join(service_hosts(plan)), "--triton-models", ",".join(plan.models)]
 
 
 def health_command(plan: Plan, port: int = HTTP_PORT) -> list[str]:

@@ -3,8 +3,9 @@
 Started as root, gsam serve runs tritonserver and its python stubs as `nobody`, who must read the
 repository and run this Python. On a machine whose Python lives under a 0700 /root (pyenv as root), nobody
 cannot; there gsam serve runs inside a private mount namespace where /root is a traversable tmpfs holding
-only the interpreter's folder, bound through /mnt (the machine's /root and /mnt are not changed). Repositories go to a world-readable
-temporary folder. Without root, no drop happens and nothing of this is needed.
+only the interpreter's folder, bound through /mnt, and room for a cache (the machine's /root and /mnt are
+not changed). Repositories go to a world-readable temporary folder. Without root, no drop happens and
+nothing of this is needed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ _EXPOSE = r"""
 set -e
 prefix="$1"; shift
 mount --bind "$prefix" /mnt
-mount -t tmpfs -o mode=0755,size=1m gsam-test-root /root
+mount -t tmpfs -o mode=0755,size=64m gsam-test-root /root
 mkdir -p "$prefix"
 mount --bind /mnt "$prefix"
 exec "$@"
