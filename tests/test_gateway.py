@@ -450,3 +450,19 @@ def test_an_impostors_answer_or_an_unknown_model_is_reloaded(monkeypatch):
         with pytest.raises(asyncio.TimeoutError):
             asyncio.run(run())
         assert server.reloads == ["gsam_python"] and state.ready(), lines
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--max-connections", "100000"], "--max-connections 100000 does not fit the open-file limit"),
+    (["--max-body-mib", "1", "--triton-models", "gsam_onnx"], "--max-body-mib 1 is below the largest legal request of "
+                                                              "gsam_onnx (7 MiB)"),
+    (["--user", "no-such-user-29"], "--user no-such-user-29: no such user on this machine"),
+])
+def test_bad_limits_and_users_fail_in_one_line(repository, args, fragment):
+    from gsam.runtime.triton.server import free_port
+
+    ports = ["--http-port", str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+    result = CliRunner().invoke(cli, ["serve", "--repo", str(repository), *ports, *args])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and fragment in errors[0], result.output
+    assert "Traceback" not in result.output
