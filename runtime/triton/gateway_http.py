@@ -81,6 +81,11 @@ def _checked(raw: bytes, limits: ModelLimits, binary: bool) -> list[tuple[str, i
     return limits.check_http_request(parse_json(raw, "the inference header"), binary)
 
 
+def upstream_url(port: int, route: Route) -> URL:
+    """tritonserver's URL for a forwarded route: its path comes from the parsed route only (routes.py)."""
+    return URL.build(scheme="http", host="127.0.0.1", port=port, path=route.upstream, encoded=True)
+
+
 def declared_header_length(value: str, cap: int) -> int:
     """The Inference-Header-Content-Length header: ASCII digits ('²' is a digit to str.isdigit, not to int)."""
     if not (value.isascii() and value.isdigit() and len(value) <= HEADER_DIGITS) or int(value) > cap:
@@ -224,8 +229,7 @@ class HttpGateway:
 
     async def _forward(self, request: web.BaseRequest, route: Route, body: bytes | None,
                        headers: dict[str, str]) -> web.StreamResponse:
-        url = URL.build(scheme="http", host="127.0.0.1", port=self.state.http_port, path=route.upstream,
-                        encoded=True)
+        url = upstream_url(self.state.http_port, route)
         if "Accept-Encoding" in request.headers:
             headers["Accept-Encoding"] = request.headers["Accept-Encoding"]
         headers[SERVING_HEADER] = self.state.key
