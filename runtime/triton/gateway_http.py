@@ -43,6 +43,9 @@ HEADER_DIGITS = 9  # an inference header's byte count: ASCII digits only, at mos
 RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", HEADER_LENGTH)
 CHECK_IN_THREAD_BYTES = 256 << 10  # larger JSON is parsed and checked off the event loop
 CANCEL_S = 0.5  # after the drain: what a handler still running gets to finish once cancelled
+# after answering a request whose body was not read (refused, stalled), aiohttp reads and drops the rest for at
+# most this long, so the client sees the answer before the close; its default (10 s) kept stalled uploads open
+LINGER_S = 2.0
 
 
 def error(status: int, message: str, *, close: bool = False) -> web.Response:
@@ -150,7 +153,7 @@ class HttpGateway:
     async def start(self, host: str, port: int, max_connections: int) -> None:
         self.server = CappedServer(self.handle, cap=max_connections, header_timeout=self.caps.header_timeout,
                                    handler_cancellation=True, keepalive_timeout=self.caps.header_timeout,
-                                   access_log=None, auto_decompress=False)
+                                   lingering_time=LINGER_S, access_log=None, auto_decompress=False)
         loop = asyncio.get_running_loop()
         self.listener = await loop.create_server(self.server, host, port, backlog=BACKLOG, reuse_address=True)
 
