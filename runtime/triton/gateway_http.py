@@ -182,12 +182,12 @@ class HttpGateway:
         self._idle.clear()
         try:
             return await self._handle(request)
+        except aiohttp.ClientPayloadError as exc:  # a body aiohttp's parser refused (a broken chunked encoding)
+            return self._refused(request, Refused(f"the request body is malformed ({exc})"))
         except Refused as exc:
-            self.log.say(f"refused {request.method} {request.raw_path[:120]} from {request.remote}: {exc.status} "
-                         f"{exc.message}")
-            return error(exc.status, exc.message, close=request.method != "GET")
-        except (asyncio.CancelledError, ConnectionResetError, aiohttp.ClientPayloadError):
-            raise
+            return self._refused(request, exc)
+        except ConnectionResetError:  # the client left: nobody to answer or to tell
+            return error(400, "the connection was reset", close=True)
         except Exception as exc:  # a bug of the gateway: said in one line, answered, never a crash
             self.log.say(f"gateway error on {request.method} {request.raw_path[:120]}: {type(exc).__name__}: {exc}")
             return error(500, f"gsam serve's gateway failed on this request ({type(exc).__name__})", close=True)
@@ -195,6 +195,11 @@ class HttpGateway:
             self.active -= 1
             if not self.active:
                 self._idle.set()
+
+    def _refused(self, request: web.BaseRequest, exc: Refused) -> web.Response:
+        self.log.say(f"refused {request.method} {request.raw_path[:120]} from {request.remote}: {exc.status} "
+                     f"{exc.message}")
+        return error(exc.status, exc.message, close=request.method != "GET")
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.guard.check(request.headers)
