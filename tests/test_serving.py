@@ -158,7 +158,7 @@ def test_busy_port_and_missing_repository_fail_in_one_line(repo, tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--repo", str(tmp_path / "none")])
     assert result.exit_code == 1 and "no such model repository" in result.output
     # an address this machine does not have (TEST-NET-3): the gateway cannot bind it, before Triton starts
-    result = CliRunner().invoke(cli, ["serve", "--repo", str(repo), "--host", "203.0.113.7",
+    result = CliRunner().invoke(cli, ["serve", "--repo", str(repo), "--host", "203.0.113.7", "--user", "root",
                                       "--http-port", str(free_port()), "--grpc-port", str(free_port())])
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     assert "--host 203.0.113.7: cannot listen on port" in result.output
@@ -365,7 +365,8 @@ def test_concurrent_same_shape_requests_are_batched_and_each_gets_its_own_result
     for g, w in zip(got, wants):
         np.testing.assert_array_equal(g, w)
     inferences, executions = after[0] - before[0], after[1] - before[1]
-    assert inferences == 24 and executions < inferences, (inferences, executions)
+    probes = inferences - 24  # the supervisor's probes run every 2 s whatever the traffic: one execution each
+    assert 0 <= probes <= 20 and executions - probes < 24, (inferences, executions)
     mixed = [_images((1, 3, 64 + 8 * (i % 4), 96), seed=i) for i in range(16)]  # shapes never mix in one batch
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda x: _http_infer(server, "gsam_python", [("image", x, "FP32")], ["mask"]).as_numpy("mask"),
@@ -412,7 +413,7 @@ n=$(stat -c %s in.png)
 printf '{"inputs":[{"name":"image_bytes","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":%d}}],"outputs":[{"name":"mask_png","parameters":{"binary_data":true}}]}' $((n + 4)) > header.json
 { cat header.json; printf "%08x" "$n" | sed 's/\(..\)\(..\)\(..\)\(..\)/\\x\4\\x\3\\x\2\\x\1/' | xargs -0 printf; cat in.png; } > request.bin
 curl -sf -D response.headers -o response.bin -H "Inference-Header-Content-Length: $(stat -c %s header.json)" \
-  --data-binary @request.bin http://localhost:8000/v2/models/gsam_image/infer
+  -H "Content-Type: application/octet-stream" --data-binary @request.bin http://localhost:8000/v2/models/gsam_image/infer
 h=$(grep -i '^Inference-Header-Content-Length' response.headers | tr -dc 0-9)
 tail -c +$((h + 5)) response.bin > mask.png
 """
