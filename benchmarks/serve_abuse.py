@@ -1,7 +1,8 @@
 """`gsam serve` under the abuse of issue 29, measured: 2,000 idle connections, 200 stalled gzip uploads, and SIGTERM
 with max-size requests in flight. Prints a markdown table (and writes it with --out).
 
-    python benchmarks/serve_abuse.py [--onnx model.onnx] [--out benchmarks/results/serve_abuse.md] [-- gsam serve options]
+    python benchmarks/serve_abuse.py [--onnx model.onnx] [--out benchmarks/results/serve_abuse.md] \
+        [-- gsam serve options]
 
 Without --onnx it exports a tiny random-weights model. The repository is built with --max-pixels 1048576 (a 1x3x512x546
 FP32 tensor, what a stalled upload inflates to, is legal; a max-size request is 1x3x1024x1024). Started as root on a

@@ -105,7 +105,8 @@ def _internal_key(served: ServeProcess) -> str:
     for pid in descendants(served.process.pid):
         args = open(f"/proc/{pid}/cmdline").read().split("\0")
         if args[0].endswith("bin/tritonserver"):
-            return next(a for a in args if a.startswith("--http-restricted-api=") and "inference" in a).rsplit("=", 1)[1]
+            serving = next(a for a in args if a.startswith("--http-restricted-api=") and "inference" in a)
+            return serving.rsplit("=", 1)[1]
     raise RuntimeError("gsam serve runs no tritonserver")
 
 

@@ -501,7 +501,8 @@ def test_memory_limit_is_computed_from_each_models_request_bound_tile_and_batch(
     assert (image.max_pixels, image.request_pixels, image.images_per_execution, image.encoded) == (
         320 * 320, 2000 * 2000, 1, True)
     assert python.cost.measured and 50 < python.cost.per_pixel < 5000 and python.num_classes == 3
-    assert plan.bound == served_memory(list(plan.loads), plan.serve_limits) and plan.memory == f"{plan.bound.mebibytes()}Mi"
+    assert plan.bound == served_memory(list(plan.loads), plan.serve_limits)
+    assert plan.memory == f"{plan.bound.mebibytes()}Mi"
     # each term follows its bound: a larger request, a larger batch, tiling, all raise the limit
     small = plan_for("small", 320 * 320, batching=Batching(max_batch_size=1))
     large = plan_for("large", 640 * 640, batching=Batching(max_batch_size=1))

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -199,7 +198,7 @@ def rss_mib(pid: int) -> float:
 
 # -- 1. the traversal load: code execution from a web page ------------------------------------------------------
 
-def test_the_encoded_traversal_load_is_refused_and_its_code_never_runs(served, tmp_path):
+def test_the_encoded_traversal_load_is_refused_and_its_code_never_runs(served):
     """fbc5cf0: 200 in about 2 s, and the uploaded initialize() ran inside tritonserver as uid 0."""
     marker = Path(readable_dir("gsam-pwn-")) / "ran"
     config = json.dumps({"name": "pwn", "backend": "python", "max_batch_size": 0,

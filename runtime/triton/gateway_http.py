@@ -27,10 +27,10 @@ from aiohttp import web
 from yarl import URL
 
 from .admission import Admission, Ticket
+from .body import BodyReader
 from .browser import BrowserGuard, check_body_type
 from .capacity import BACKLOG, JSON_PARSE_FACTOR, ServeLimits
 from .connections import CappedServer
-from .body import BodyReader
 from .limits import HEADER_CAP, JSON_BODY_CAP, ModelLimits, Refused, check_bytes_elements
 from .probe import RESOURCE_ERRNOS
 from .quiet_log import RateLimited, one_line

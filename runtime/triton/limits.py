@@ -241,7 +241,8 @@ class ModelLimits:
 
     def check_output(self, name: Any) -> None:
         if not isinstance(name, str) or name not in self.outputs:
-            raise Refused(f"{self.name}: unknown output {str(name)[:60]!r}; this model answers {', '.join(self.outputs)}")
+            raise Refused(f"{self.name}: unknown output {str(name)[:60]!r}; this model answers "
+                          f"{', '.join(self.outputs)}")
 
     def _check_http_input(self, item: dict, binary: bool) -> tuple[str, int, int] | None:
         _only_keys(item, ("name", "shape", "datatype", "parameters", "data"), "an input")
