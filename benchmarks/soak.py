@@ -28,7 +28,7 @@ from gsam.runtime.backends import load_backend
 from gsam.runtime.bench.process_memory import descendants, tree_memory_mib
 from gsam.runtime.triton.repository import build_repository
 from gsam.runtime.triton.serve_process import ServeProcess
-from gsam.runtime.triton.server import ADMIN_HEADER, GRPC_KEY
+from gsam.runtime.triton.server import GRPC_KEY, SERVING_HEADER
 
 SIZES = [(64, 64), (96, 128), (160, 120), (200, 300), (33, 47), (256, 192)]
 ABORT_SIZE = (384, 384)
@@ -101,11 +101,12 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def _internal_key(served: ServeProcess) -> str:
-    """The key gsam serve's tritonserver wants: on its command line (docs/security.md), readable by its user."""
+    """The serving key gsam serve's tritonserver wants for inference: on its command line (docs/security.md)."""
     for pid in descendants(served.process.pid):
         args = open(f"/proc/{pid}/cmdline").read().split("\0")
         if args[0].endswith("bin/tritonserver"):
-            return next(a for a in args if a.startswith("--http-restricted-api=")).rsplit("=", 1)[1]
+            serving = next(a for a in args if a.startswith("--http-restricted-api=") and "inference" in a)
+            return serving.rsplit("=", 1)[1]
     raise RuntimeError("gsam serve runs no tritonserver")
 
 
@@ -125,7 +126,7 @@ def gateway_overhead(served: ServeProcess, iters: int) -> list[dict]:
 
     key = _internal_key(served)
     paths = {("http", "gateway"): (http, served.http_url, {}), ("grpc", "gateway"): (grpc, served.grpc_url, {}),
-             ("http", "direct"): (http, f"127.0.0.1:{served.internal_http_port}", {ADMIN_HEADER: key}),
+             ("http", "direct"): (http, f"127.0.0.1:{served.internal_http_port}", {SERVING_HEADER: key}),
              ("grpc", "direct"): (grpc, f"127.0.0.1:{served.internal_grpc_port}", {GRPC_KEY: key})}
     clients = {k: (module, module.InferenceServerClient(url, **({"network_timeout": 600} if module is http else {})),
                    headers) for k, (module, url, headers) in paths.items()}

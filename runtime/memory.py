@@ -235,17 +235,25 @@ def _largest_request(model: ModelLoad) -> _Request:
     return _Request(compute, int(TENSOR_COPIES * tensors), tensors, tensors if model.python else 0)
 
 
-def served_memory(models: list[ModelLoad]) -> MemoryBound:
+def served_memory(models: list[ModelLoad], limits=None) -> MemoryBound:
     """The memory a server of these models needs at its peak: tritonserver, `gsam serve`, each instance's stub
-    and model, and for each model the largest legal request (one execution of its batch) in flight at once."""
+    and model, and for each model the largest legal request (one execution of its batch) in flight at once.
+
+    `limits` (runtime/triton/capacity.py's ServeLimits, resolved): gsam serve's caps. Then the gateway holds
+    at most its body budget (inflated) and its connections' buffers, and tritonserver at most the same
+    budget of request bodies waiting for an instance; without them, one request per instance is counted."""
     parts = {"tritonserver": SERVER_BASE, "gsam serve": GATEWAY_BASE}
+    if limits is not None:
+        parts["gsam serve"] += limits.gateway_bytes()
+        parts["request bodies queued in tritonserver"] = limits.body_bytes
     shm = 0
     for model in models:
         request = _largest_request(model)
         loaded = int(MODEL_RESIDENT * model.model_bytes) + (STUB_BASE if model.python else 0)
         parts[f"{model.name} loaded"] = model.instances * loaded
         parts[f"{model.name} largest request"] = model.instances * (request.compute + request.held)
-        parts["gsam serve"] += model.instances * request.wire
+        if limits is None:
+            parts["gsam serve"] += model.instances * request.wire
         if model.python:
             shm += model.instances * (request.shm + SHM_BASE)
     if any(not m.python for m in models):

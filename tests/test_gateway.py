@@ -107,7 +107,7 @@ def test_binary_headers_must_agree_with_their_shapes():
         PYTHON.check_http_request, header(12288, shared_memory_region="triton_python_backend_shm_region_x"),
         True).message
     assert "unknown field 'extra'" in refused(PYTHON.check_http_request, {**header(12288), "extra": 1}, True).message
-    assert "must map names to" in refused(
+    assert "parameter 'a' is not accepted; request parameters are binary_data_output, timeout" in refused(
         PYTHON.check_http_request, {**header(12288), "parameters": {"a": [[1]]}}, True).message
     image = {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
                          "parameters": {"binary_data_size": IMAGE.encoded_bytes + 100}}]}
@@ -309,7 +309,7 @@ class FakeServer:
     def __init__(self, alive=True, starts_fail=False):
         self.alive, self.starts_fail, self.reloads, self.starts = alive, starts_fail, [], 0
         self.http_port = self.grpc_port = 1
-        self.admin_key, self.key_headers, self.http_url = "k", {}, "127.0.0.1:1"
+        self.serving_key, self.key_headers, self.http_url = "k", {}, "127.0.0.1:1"
         self.process = self
 
     @property
@@ -391,3 +391,78 @@ def test_a_healthy_model_is_ready_and_a_timeout_is_only_busy(monkeypatch):
     with pytest.raises(asyncio.TimeoutError):
         asyncio.run(run())
     assert state.ready() and lines == ["gsam_python answers (a probe in 10 ms)"]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("a bug"), MemoryError(), OSError(24, "Too many open files"),
+                                     KeyError("x")])
+def test_no_exception_ends_the_supervisor(monkeypatch, failure):
+    """Whatever a probe raises, the loop goes on: logged in one line, no reload, no restart."""
+    from gsam.runtime.triton import supervisor
+
+    server = FakeServer()
+    run, state, lines = _supervise(server, monkeypatch, seconds=1.0)
+
+    def probe(*args):
+        raise failure
+
+    monkeypatch.setattr(supervisor, "run_probe", probe)
+    with pytest.raises(asyncio.TimeoutError):  # still running when the test stops it
+        asyncio.run(run())
+    assert server.reloads == [] and server.starts == 0 and lines
+    assert all("\n" not in line for line in lines)
+
+
+def test_the_supervisors_own_resource_shortage_is_never_the_models(monkeypatch):
+    """EMFILE in this process (a probe that cannot open a socket): said, never a reload or a restart."""
+    from gsam.runtime.triton import supervisor
+    from gsam.runtime.triton.probe import ProbeFailed
+
+    server = FakeServer()
+    run, state, lines = _supervise(server, monkeypatch, seconds=1.5)
+
+    def probe(*args):
+        raise ProbeFailed("this process cannot open a connection ([Errno 24] Too many open files)", resource=True)
+
+    monkeypatch.setattr(supervisor, "run_probe", probe)
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(run())
+    assert server.reloads == [] and server.starts == 0
+    assert len(lines) == 1 and "gsam serve itself is short of resources" in lines[0]
+
+
+def test_an_impostors_answer_or_an_unknown_model_is_reloaded(monkeypatch):
+    from gsam.runtime.triton import supervisor
+    from gsam.runtime.triton.probe import ProbeFailed
+
+    for failure in (ProbeFailed("answered with a mask that agrees on 0.0%: not the model the repository holds",
+                                impostor=True), ProbeFailed("HTTP 404: Request for unknown model", status=404)):
+        server = FakeServer()
+        run, state, lines = _supervise(server, monkeypatch, seconds=0.6)
+        calls = []
+
+        def probe(*args, failure=failure):
+            calls.append(1)
+            if len(calls) == 1:
+                raise failure
+            return 0.01
+
+        monkeypatch.setattr(supervisor, "run_probe", probe)
+        with pytest.raises(asyncio.TimeoutError):
+            asyncio.run(run())
+        assert server.reloads == ["gsam_python"] and state.ready(), lines
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--max-connections", "100000"], "--max-connections 100000 does not fit the open-file limit"),
+    (["--max-body-mib", "1", "--triton-models", "gsam_onnx"], "--max-body-mib 1 is below the largest legal request of "
+                                                              "gsam_onnx (7 MiB)"),
+    (["--user", "no-such-user-29"], "--user no-such-user-29: no such user on this machine"),
+])
+def test_bad_limits_and_users_fail_in_one_line(repository, args, fragment):
+    from gsam.runtime.triton.server import free_port
+
+    ports = ["--http-port", str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+    result = CliRunner().invoke(cli, ["serve", "--repo", str(repository), *ports, *args])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and fragment in errors[0], result.output
+    assert "Traceback" not in result.output

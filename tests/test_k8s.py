@@ -93,8 +93,10 @@ def test_cpu_repository_manifests_validate_and_carry_probes_ports_resources(cpu_
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     container = _container(docs)
     assert container["command"] == ["gsam", "serve", "--repo", "/models", "--host", "0.0.0.0", "--http-port", "8000",
-                                    "--grpc-port", "8001", "--metrics-port", "8002", "--triton-models", "gsam_python"]
-    health = ["gsam", "health", "http://127.0.0.1:8000", "--triton-model", "gsam_python"]
+                                    "--grpc-port", "8001", "--metrics-port", "8002", "--max-connections", "256",
+                                    "--max-concurrency", "16", "--max-body-mib", "256", "--allow-host",
+                                    "gsam,gsam.*,gsam.*.svc,gsam.*.svc.cluster.local", "--triton-models", "gsam_python"]
+    health = ["gsam", "health", "http://127.0.0.1:8000", "--triton-model", "gsam_python", "--repo", "/models"]
     for name in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[name]["exec"]["command"] == health, name
     _parses_with_gsams_cli(container["command"])
@@ -542,7 +544,8 @@ def test_memory_limit_is_computed_from_each_models_request_bound_tile_and_batch(
     assert (image.max_pixels, image.request_pixels, image.images_per_execution, image.encoded) == (
         320 * 320, 2000 * 2000, 1, True)
     assert python.cost.measured and 50 < python.cost.per_pixel < 5000 and python.num_classes == 3
-    assert plan.bound == served_memory(list(plan.loads)) and plan.memory == f"{plan.bound.mebibytes()}Mi"
+    assert plan.bound == served_memory(list(plan.loads), plan.serve_limits)
+    assert plan.memory == f"{plan.bound.mebibytes()}Mi"
     # each term follows its bound: a larger request, a larger batch, tiling, all raise the limit
     small = plan_for("small", 320 * 320, batching=Batching(max_batch_size=1))
     large = plan_for("large", 640 * 640, batching=Batching(max_batch_size=1))

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -25,8 +26,8 @@ from click.testing import CliRunner
 from gsam.cli import cli
 from gsam.runtime.bench.process_memory import descendants, tree_memory_mib
 from gsam.runtime.triton.repository import build_repository
-from gsam.runtime.triton.serve_process import ServeProcess
 from gsam.runtime.triton.server import SHUTDOWN_BOUND_S
+from support.serving import readable_dir, serve
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
 pytestmark = pytest.mark.server
@@ -42,21 +43,27 @@ SERVER_RECOVERY_BOUND_S = 90  # kill -9 of tritonserver: a 1 s backoff, then a f
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_onnx):
-    root = tmp_path_factory.mktemp("guards") / "triton_models"
-    build_repository(tiny_onnx, root, max_pixels=MAX_PIXELS, log=lambda s: None)
-    return root
+def repo(tiny_onnx):
+    folder = readable_dir()  # tritonserver's user (nobody, under root) reads it
+    build_repository(tiny_onnx, folder / "triton_models", max_pixels=MAX_PIXELS, log=lambda s: None)
+    yield folder / "triton_models"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def served(repo):
-    with ServeProcess(repo, ["gsam_python", "gsam_image"]) as running:
+    with serve(repo, ["gsam_python", "gsam_image"]) as running:
         yield running
 
 
 def post(url, path, body, headers=None, timeout=60):
-    """(status, parsed JSON or raw bytes) of a POST; no exception for 4xx/5xx."""
-    request = urllib.request.Request(f"http://{url}{path}", data=body, headers=headers or {}, method="POST")
+    """(status, parsed JSON or raw bytes) of a POST; no exception for 4xx/5xx. The body's type is declared as
+    a client does (octet-stream with the binary extension's header, else JSON) unless `headers` say."""
+    headers = dict(headers or {})
+    if "Content-Type" not in headers:
+        binary = "Inference-Header-Content-Length" in headers
+        headers["Content-Type"] = "application/octet-stream" if binary else "application/json"
+    request = urllib.request.Request(f"http://{url}{path}", data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -273,7 +280,7 @@ class Traffic:
 def test_a_killed_stub_and_a_crashed_server_recover_and_sigterm_leaves_nothing(repo, tmp_path):
     log_file = tmp_path / "triton.log"
     tmp_logs = set(glob.glob(os.path.join(tempfile.gettempdir(), "gsam-triton-*.log")))
-    with ServeProcess(repo, ["gsam_python"], args=("--log-file", str(log_file))) as served:
+    with serve(repo, ["gsam_python"], args=("--log-file", str(log_file))) as served:
         stub = _child(served.process.pid, "gsam_python/1/model.py")
         regions = re.search(r"triton_python_backend_shm_region_gsam[0-9a-f]{8}_", open(f"/proc/{stub}/cmdline").read())
         prefix = regions[0]  # this server's own prefix

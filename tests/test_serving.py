@@ -3,6 +3,7 @@ gsam_image, and the configs. Every request here goes through the gateway, as a u
 
 from __future__ import annotations
 
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,8 +15,8 @@ from gsam.cli import cli
 from gsam.io import sha256_file
 from gsam.runtime.backends import load_backend
 from gsam.runtime.triton.repository import build_repository
-from gsam.runtime.triton.serve_process import ServeProcess
 from gsam.runtime.triton.server import TritonServer, free_port
+from support.serving import readable_dir, serve, serve_prefix
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
 
@@ -32,15 +33,17 @@ MAX_PIXELS = 256 * 256
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, served_onnx):
-    root = tmp_path_factory.mktemp("repo") / "triton_models"
-    build_repository(served_onnx, root, max_pixels=MAX_PIXELS)
-    return root
+def repo(served_onnx):
+    """Where tritonserver's own user (nobody, when the tests run as root) may read it."""
+    folder = readable_dir()
+    build_repository(served_onnx, folder / "triton_models", max_pixels=MAX_PIXELS)
+    yield folder / "triton_models"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def server(repo):
-    with ServeProcess(repo, ["gsam_python", "gsam_image"]) as running:
+    with serve(repo, ["gsam_python", "gsam_image"]) as running:
         yield running
 
 
@@ -155,7 +158,7 @@ def test_busy_port_and_missing_repository_fail_in_one_line(repo, tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--repo", str(tmp_path / "none")])
     assert result.exit_code == 1 and "no such model repository" in result.output
     # an address this machine does not have (TEST-NET-3): the gateway cannot bind it, before Triton starts
-    result = CliRunner().invoke(cli, ["serve", "--repo", str(repo), "--host", "203.0.113.7",
+    result = CliRunner().invoke(cli, ["serve", "--repo", str(repo), "--host", "203.0.113.7", "--user", "root",
                                       "--http-port", str(free_port()), "--grpc-port", str(free_port())])
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     assert "--host 203.0.113.7: cannot listen on port" in result.output
@@ -374,7 +377,8 @@ def test_concurrent_same_shape_requests_are_batched_and_each_gets_its_own_result
         np.testing.assert_array_equal(g, w)
     after = settled((before[0] + 24, 0))
     inferences, executions = after[0] - before[0], after[1] - before[1]
-    assert inferences == 24 and executions < inferences, (inferences, executions)
+    probes = inferences - 24  # the supervisor's probes run every 2 s whatever the traffic: one execution each
+    assert 0 <= probes <= 20 and executions - probes < 24, (inferences, executions)
     mixed = [_images((1, 3, 64 + 8 * (i % 4), 96), seed=i) for i in range(16)]  # shapes never mix in one batch
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda x: _http_infer(server, "gsam_python", [("image", x, "FP32")], ["mask"]).as_numpy("mask"),
@@ -421,7 +425,7 @@ n=$(stat -c %s in.png)
 printf '{"inputs":[{"name":"image_bytes","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":%d}}],"outputs":[{"name":"mask_png","parameters":{"binary_data":true}}]}' $((n + 4)) > header.json
 { cat header.json; printf "%08x" "$n" | sed 's/\(..\)\(..\)\(..\)\(..\)/\\x\4\\x\3\\x\2\\x\1/' | xargs -0 printf; cat in.png; } > request.bin
 curl -sf -D response.headers -o response.bin -H "Inference-Header-Content-Length: $(stat -c %s header.json)" \
-  --data-binary @request.bin http://localhost:8000/v2/models/gsam_image/infer
+  -H "Content-Type: application/octet-stream" --data-binary @request.bin http://localhost:8000/v2/models/gsam_image/infer
 h=$(grep -i '^Inference-Header-Content-Length' response.headers | tr -dc 0-9)
 tail -c +$((h + 5)) response.bin > mask.png
 """
@@ -451,11 +455,13 @@ def tiled_server(tmp_path_factory, served_onnx):
     """A repository built with --tile: requests above max_pixels run in tiles instead of being refused."""
     from gsam.runtime.triton.repository import Tiling
 
-    root = tmp_path_factory.mktemp("tiled") / "triton_models"
+    folder = readable_dir()
+    root = folder / "triton_models"
     build_repository(served_onnx, root, max_pixels=96 * 96, batching=None,
                      tiling=Tiling(tile=96, overlap=32, max_tiled_pixels=300 * 300))
-    with ServeProcess(root, ["gsam_python", "gsam_image"]) as running:
+    with serve(root, ["gsam_python", "gsam_image"]) as running:
         yield running
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_repository_built_with_tiles_tiles_large_requests_like_the_local_runtime(tiled_server, served_onnx):
@@ -532,7 +538,7 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
     def server_peak_mib():  # tritonserver and its stub below `gsam serve`, each at its own peak, summed
         return tree_memory_mib(serve.pid, "VmHWM", include_root=False)
 
-    side, repo = 6000, tmp_path / "triton_models"
+    side, repo = 6000, readable_dir() / "triton_models"
     built = CliRunner().invoke(cli, ["triton", "build", str(served_onnx), "--repo", str(repo),
                                      "--oversize-tile", "1024"])
     assert built.exit_code == 0, built.output
@@ -544,10 +550,12 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
     write_tiled_tiff(tmp_path / "big.tif", ((y, picture(y, min(y + 500, side))) for y in range(0, side, 500)),
                      side, side, channels=3)
     ports = [free_port() for _ in range(3)]
-    serve = subprocess.Popen([sys.executable, "-m", "gsam", "serve", "--repo", str(repo), "--triton-models",
-                              "gsam_image", "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
-                              "--metrics-port", str(ports[2])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+    prefix = serve_prefix()
+    serve = subprocess.Popen([*(prefix or ()), sys.executable, "-m", "gsam", "serve", "--repo", str(repo),
+                              "--triton-models", "gsam_image", "--http-port", str(ports[0]), "--grpc-port",
+                              str(ports[1]), "--metrics-port", str(ports[2]), *(() if prefix is not None else
+                                                                                 ("--user", "root"))],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -576,3 +584,4 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
     assert peak < SERVE_36MP_PEAK_BOUND_MIB, peak
     mask = _decode_png((tmp_path / "out/masks/big.png").read_bytes())
     assert mask.shape == (side, side) and mask.max() < 3
+    shutil.rmtree(repo.parent, ignore_errors=True)

@@ -24,6 +24,7 @@ from ..memory import (
     measured_cost,
     served_memory,
 )
+from ..triton.capacity import ServeLimits
 from ..triton.model_config import with_compute_models
 from .image import base_image, default_image, image_release, parse_image
 from .images import TENSORRT_BY_RELEASE, choose_image
@@ -55,6 +56,7 @@ class Plan:
             return {}
         major, minor = self.engine_gpu.compute_capability.split(".")
         return {"nvidia.com/gpu.compute.major": major, "nvidia.com/gpu.compute.minor": minor}
+    serve_limits: ServeLimits = ServeLimits(max_connections=256)  # the pod's `gsam serve` caps (resolved)
 
     @property
     def shm_size(self) -> str:
@@ -127,10 +129,24 @@ def model_load(model: ServedModel, gpus: int) -> ModelLoad:
                      max(1, model.max_batch_size), model.encoded, python)
 
 
-def memory_bound(repo: RepositoryFacts, models: list[str], gpus: int) -> tuple[MemoryBound, tuple[ModelLoad, ...]]:
-    """The pod's memory bound (runtime/memory.py's served_memory) for the loaded models."""
+# A replica sits behind a Service (its clients labelled): fewer open connections than a lone gsam serve takes.
+POD_CONNECTIONS = 256
+
+
+def pod_limits(repo: RepositoryFacts, models: list[str]) -> ServeLimits:
+    """The caps the pod's gsam serve runs with: POD_CONNECTIONS, and gsam serve's defaults, the body budget
+    resolved for the loaded models' largest legal request (what gsam serve itself would choose)."""
+    from ..triton.limits import load_limits
+
+    largest = max(model.body_cap for model in load_limits(repo.path, models).values())
+    return ServeLimits(max_connections=POD_CONNECTIONS).resolved(largest)
+
+
+def memory_bound(repo: RepositoryFacts, models: list[str], gpus: int,
+                 limits: ServeLimits) -> tuple[MemoryBound, tuple[ModelLoad, ...]]:
+    """The pod's memory bound (runtime/memory.py's served_memory) for the loaded models under gsam serve's caps."""
     loads = tuple(model_load(repo.models[m], gpus) for m in models)
-    return served_memory(list(loads)), loads
+    return served_memory(list(loads), limits), loads
 
 
 def pick_image(image: str | None, tensorrt_version: str | None) -> tuple[str, str]:
@@ -168,14 +184,15 @@ def make_plan(repo: RepositoryFacts, options: K8sOptions) -> Plan:
     tensorrt_version = next(iter(trt_versions), None)
     engine_gpu = engine_gpu_of(repo, models)
     image, release = pick_image(options.image, tensorrt_version)
+    limits = pod_limits(repo, models)
     if options.memory:
         bound, loads = MemoryBound(0, 0, {}), ()
         memory, source = options.memory, "--memory"
     else:
-        bound, loads = memory_bound(repo, models, gpus)
+        bound, loads = memory_bound(repo, models, gpus, limits)
         memory, source = f"{bound.mebibytes()}Mi", "largest legal requests"
     return Plan(repo, options, models, gpus, image, release, tensorrt_version, memory, source, options.storage_uri,
-                bound, loads, engine_gpu)
+                bound, loads, engine_gpu, limits)
 
 
 def engine_gpu_of(repo: RepositoryFacts, models: list[str]) -> GpuFacts | None:

@@ -32,15 +32,26 @@ def container_security_context() -> dict:
             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
+def service_hosts(plan: Plan) -> list[str]:
+    """The names clients use for the Service, accepted in the Host header (--allow-host; patterns for the
+    namespace when the manifests do not name one: only cluster-internal names end in .svc)."""
+    name, namespace = plan.options.name, plan.options.namespace or "*"
+    return [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+
+
 def serve_command(plan: Plan) -> list[str]:
-    """`gsam serve` on the mounted repository, public ports on every interface of the pod."""
+    """`gsam serve` on the mounted repository, public ports on every interface of the pod, with the caps the
+    memory limit was computed from and the Service's names as the hosts it answers to."""
     return ["gsam", "serve", "--repo", MODEL_MOUNT, "--host", "0.0.0.0", "--http-port", str(HTTP_PORT),
-            "--grpc-port", str(GRPC_PORT), "--metrics-port", str(METRICS_PORT), "--triton-models", ",".join(plan.models)]
+            "--grpc-port", str(GRPC_PORT), "--metrics-port", str(METRICS_PORT), *plan.serve_limits.flags(),
+            "--allow-host", ",".join(service_hosts(plan)), "--triton-models", ",".join(plan.models)]
 
 
 def health_command(plan: Plan, port: int = HTTP_PORT) -> list[str]:
-    """`gsam health` of every loaded model: one real minimal inference each."""
-    checks = [["gsam", "health", f"http://127.0.0.1:{port}", "--triton-model", model] for model in plan.models]
+    """`gsam health` of every loaded model: one real minimal inference each, its answer compared with the
+    fingerprint in the mounted repository."""
+    checks = [["gsam", "health", f"http://127.0.0.1:{port}", "--triton-model", model, "--repo", MODEL_MOUNT]
+              for model in plan.models]
     if len(checks) == 1:
         return checks[0]
     return ["/bin/sh", "-c", " && ".join(shlex.join(check) for check in checks)]

@@ -3,11 +3,15 @@
 The gateway asks for exactly the bytes the inference header declares, so a body is never read, and a
 compressed one never inflated, past what the request may hold: zlib inflates at most the bytes still
 wanted (`decompressobj().decompress(data, max_length)`), whatever the compression ratio. Raw bytes are
-counted against a cap too, so a chunked body without a length cannot stream forever.
+counted against a cap too, so a chunked body without a length cannot stream forever. Every read waits at
+most `idle_timeout` for the next bytes and never past the body's deadline: a stalled or trickling upload is
+answered 408 and its connection closed, and what it held is freed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import zlib
 
 from .limits import Refused
@@ -18,12 +22,14 @@ ENCODINGS = ("identity", "gzip", "deflate", "x-gzip")
 class BodyReader:
     """`stream` is an aiohttp StreamReader (anything with `async readany() -> bytes`, b'' at the end)."""
 
-    def __init__(self, stream, encoding: str, raw_cap: int) -> None:
+    def __init__(self, stream, encoding: str, raw_cap: int, idle_timeout: float = 5.0,
+                 total_timeout: float = 60.0) -> None:
         encoding = (encoding or "identity").strip().lower()
         if encoding not in ENCODINGS:
             raise Refused(f"Content-Encoding {encoding!r} is not accepted; send the body as it is, or gzip or "
                           "deflate it", status=415)
         self._stream, self._raw_cap, self.raw_bytes = stream, raw_cap, 0
+        self._idle, self._deadline = idle_timeout, time.monotonic() + total_timeout
         # gzip or zlib-wrapped deflate, told apart by the header (32 + 15)
         self._inflater = None if encoding == "identity" else zlib.decompressobj(32 + 15)
         self._left = b""
@@ -33,7 +39,13 @@ class BodyReader:
         return self._inflater is None
 
     async def _raw_chunk(self) -> bytes:
-        chunk = await self._stream.readany()
+        wait = min(self._idle, self._deadline - time.monotonic())
+        if wait <= 0:
+            raise Refused("the request body took too long to arrive; send it at network speed", status=408)
+        try:
+            chunk = await asyncio.wait_for(self._stream.readany(), wait)
+        except asyncio.TimeoutError:
+            raise Refused(f"the request body stalled (no bytes for {wait:.0f} s)", status=408) from None
         self.raw_bytes += len(chunk)
         if self.raw_bytes > self._raw_cap:
             raise Refused(f"the request body is above {self._raw_cap} bytes, the most this model takes", status=413)

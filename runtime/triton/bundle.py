@@ -5,7 +5,9 @@ the stub inside the backend directory, so the backends are copied to a directory
 loads code from that directory (libtriton_python.so, the stub), so it is reused only when this user
 owns it, nobody else may write to it (mode 0700), and its marker names the same wheel and Python;
 anything else is set aside and a fresh private copy is made. The copy lives in the user's cache
-($XDG_CACHE_HOME or ~/.cache), or in the temporary folder when the home cannot be written.
+($XDG_CACHE_HOME or ~/.cache), or in the temporary folder when the home cannot be written. A server
+that runs as another user (gsam serve started as root) gets its own copy inside its private working
+directory instead: owned by this user, readable by that one, written once per gsam serve.
 """
 
 from __future__ import annotations
@@ -107,8 +109,9 @@ def backend_folder(bundle: Path, stub: Path) -> tuple[Path, bool]:
     return final, False
 
 
-def bundled_server() -> BundledServer:
-    """The wheel's binary with its backends, environment and extra arguments."""
+def bundled_server(workdir: Path | None = None) -> BundledServer:
+    """The wheel's binary with its backends, environment and extra arguments; with `workdir` (a private
+    working directory of another user), the backends are copied there, readable, not writable, by that user."""
     try:
         import pytriton
     except ImportError:
@@ -117,7 +120,17 @@ def bundled_server() -> BundledServer:
     stub = bundle / "python_backend_stubs" / _python_version() / "triton_python_backend_stub"
     if not stub.is_file():
         raise GSAMError(f"nvidia-pytriton has no python backend stub for Python {_python_version()}")
-    work, private = backend_folder(bundle, stub)
+    if workdir is not None:
+        work, private = workdir / "triton", False
+        if not (work / MARKER).is_file():
+            _fill(work, bundle, stub, _marker_text(stub))
+            for folder, _, files in os.walk(work):  # read and execute for the server's user, never write
+                os.chmod(folder, 0o755)
+                for name in files:
+                    os.chmod(os.path.join(folder, name), 0o755 if os.access(os.path.join(folder, name), os.X_OK)
+                             else 0o644)
+    else:
+        work, private = backend_folder(bundle, stub)
     site = Path(pytriton.__file__).parent.parent
     libs = [sysconfig.get_config_var("LIBDIR"), str(site / "nvidia_pytriton.libs")]
     env = {"LD_LIBRARY_PATH": os.pathsep.join(libs + [os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep),

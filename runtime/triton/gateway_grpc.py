@@ -1,11 +1,15 @@
 """The public gRPC port of `gsam serve`: Triton's GRPCInferenceService, forwarded method by method.
 
 Health (ServerLive, ServerReady, ModelReady) is answered here from the supervisor's state; metadata,
-config and statistics are forwarded as raw bytes; ModelInfer is parsed and checked (limits.py) before its
-original bytes are forwarded. The admin methods (repository, shared memory, trace, logging) answer
-PERMISSION_DENIED; anything else, streaming included, UNIMPLEMENTED. Messages are refused above the
-served models' largest legal request, and compressed messages are not inflated: the server passes them
-up undecompressed, they do not parse, and they are refused.
+config and statistics requests are parsed (a served model, a served version) and forwarded as raw bytes;
+ModelInfer is parsed and checked (limits.py), admitted under the same caps as HTTP (--max-concurrency,
+--max-body-mib: RESOURCE_EXHAUSTED past them), and its original bytes forwarded, with the serving key,
+which unlocks inference, health and metadata only. The admin methods (repository, shared memory, trace,
+logging) answer PERMISSION_DENIED; anything else, streaming included, UNIMPLEMENTED. Messages are refused
+above the served models' largest legal request, and compressed messages are not inflated: the server
+passes them up undecompressed, they do not parse, and they are refused. At most --max-connections
+connections (gRPC core's own cap), each with --header-timeout for its HTTP/2 handshake. A browser cannot
+speak gRPC (no trailers), so the Origin and Host checks of the HTTP port do not apply here.
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ import asyncio
 import grpc
 from grpc import aio
 
+from .admission import Admission
+from .capacity import ServeLimits
 from .limits import ModelLimits, Refused
-from .server import DRAIN_S, GRPC_KEY
+from .server import GRPC_KEY
 from .state import STUB_DIED, ServingState
 
 SERVICE = "inference.GRPCInferenceService"
 FORWARDED = ("ServerMetadata", "ModelMetadata", "ModelConfig", "ModelStatistics")
+# the request message of each forwarded method that names a model (ServerMetadata names none)
+NAMED = {"ModelMetadata": "ModelMetadataRequest", "ModelConfig": "ModelConfigRequest",
+         "ModelStatistics": "ModelStatisticsRequest"}
 ADMIN = ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryStatus",
          "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
          "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister", "TraceSetting", "LogSettings")
@@ -34,8 +43,10 @@ def _pb():
 
 
 class GrpcGateway:
-    def __init__(self, limits: dict[str, ModelLimits], state: ServingState) -> None:
-        self.limits, self.state = limits, state
+    def __init__(self, limits: dict[str, ModelLimits], versions: dict[str, frozenset[str]], state: ServingState, *,
+                 admission: Admission, caps: ServeLimits) -> None:
+        self.limits, self.versions, self.state = limits, versions, state
+        self.admission, self.caps = admission, caps
         self.server: aio.Server | None = None
         self.channel: aio.Channel | None = None
         self._channel_port: int | None = None
@@ -57,20 +68,28 @@ class GrpcGateway:
         handlers.update({name: grpc.unary_unary_rpc_method_handler(self._refuser(name)) for name in ADMIN})
         return handlers
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, max_connections: int) -> None:
         largest = min(2 ** 31 - 1, max(limits.body_cap for limits in self.limits.values()))
+        handshake_ms = int(self.caps.header_timeout * 1000)
         self.server = aio.server(options=[("grpc.max_receive_message_length", largest),
                                           ("grpc.max_send_message_length", -1),
-                                          ("grpc.per_message_decompression", 0), ("grpc.so_reuseport", 0)])
+                                          ("grpc.per_message_decompression", 0), ("grpc.so_reuseport", 0),
+                                          ("grpc.max_allowed_incoming_connections", max_connections),
+                                          ("grpc.server_handshake_timeout_ms", handshake_ms),
+                                          ("grpc.max_concurrent_streams", self.caps.max_concurrency)])
         self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, self._handlers())])
         if not self.server.add_insecure_port(f"{host}:{port}"):
             raise OSError(f"cannot listen on {host}:{port}")
         await self.server.start()
 
-    async def stop(self) -> None:
-        """New calls are refused at once; calls in flight get DRAIN_S, then are cancelled."""
+    async def stop(self, deadline: float) -> None:
+        """New calls are refused at once; calls in flight get until `deadline` (loop time), then are cancelled."""
         if self.server is not None:
-            await self.server.stop(DRAIN_S)
+            grace = max(0.0, deadline - asyncio.get_running_loop().time())
+            try:
+                await asyncio.wait_for(self.server.stop(grace), grace + 1.0)
+            except asyncio.TimeoutError:
+                pass
         await self.close_channel()
 
     async def close_channel(self) -> None:
@@ -87,7 +106,7 @@ class GrpcGateway:
             self.channel = aio.insecure_channel(f"127.0.0.1:{self.state.grpc_port}", options=UNBOUNDED)
             self._channel_port = self.state.grpc_port
             if old is not None:
-                asyncio.get_running_loop().create_task(old.close(grace=DRAIN_S))
+                asyncio.get_running_loop().create_task(old.close(grace=5.0))
         return self.channel
 
     async def _call(self, method: str, request: bytes, context, model: str | None = None) -> bytes:
@@ -100,16 +119,39 @@ class GrpcGateway:
             if STUB_DIED in details:
                 self.state.failed(model, details)
                 code, details = grpc.StatusCode.UNAVAILABLE, f"{details} (gsam serve is reloading the model; retry)"
+            elif code == grpc.StatusCode.NOT_FOUND and model is not None:  # a served model Triton does not know
+                self.state.failed(model, f"tritonserver does not know it: {details}")
+                code, details = grpc.StatusCode.UNAVAILABLE, f"{details} (gsam serve is reloading {model}; retry)"
             elif code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN):
                 self.state.failed()
             await context.abort(code, details)
-        if model is not None:
+        if model is not None and method == "ModelInfer":
             self.state.answered(model)
         return answer
 
+    async def _served(self, name: str, version: str, context) -> None:
+        """A served model and one of its served versions (empty: Triton's choice), else NOT_FOUND."""
+        if name not in self.limits:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {name[:60]!r}; gsam serve serves "
+                                                           f"{', '.join(self.limits)}")
+        if version and version not in self.versions[name]:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"version {version[:20]!r} of {name} is not served; it "
+                                                           f"serves {', '.join(sorted(self.versions[name]))}")
+
     def _forwarder(self, method: str):
         async def forward(request: bytes, context) -> bytes:
-            return await self._call(method, request, context)
+            model = None
+            if method in NAMED:
+                from google.protobuf.message import DecodeError
+
+                try:
+                    parsed = getattr(_pb(), NAMED[method]).FromString(request)
+                except DecodeError:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a {NAMED[method]}")
+                if parsed.name or method != "ModelStatistics":  # statistics of every model: no name
+                    await self._served(parsed.name, parsed.version, context)
+                    model = parsed.name
+            return await self._call(method, request, context, model)
         return forward
 
     def _refuser(self, method: str):
@@ -137,10 +179,8 @@ class GrpcGateway:
         except DecodeError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a ModelInferRequest (compressed messages are "
                                                                   "not accepted; send them uncompressed)")
-        limits = self.limits.get(parsed.model_name)
-        if limits is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {parsed.model_name!r}; gsam serve "
-                                                           f"serves {', '.join(self.limits)}")
+        await self._served(parsed.model_name, parsed.model_version, context)
+        limits = self.limits[parsed.model_name]
         refusal = self.state.refusal(parsed.model_name)
         if refusal:
             await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
@@ -150,8 +190,12 @@ class GrpcGateway:
             code = grpc.StatusCode.RESOURCE_EXHAUSTED if exc.status == 413 else grpc.StatusCode.INVALID_ARGUMENT
             await context.abort(code, exc.message)
         del parsed
-        self.state.in_flight += 1
+        ticket = self.admission.enter(len(request))
+        if ticket is None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"gsam serve is at --max-concurrency {self.admission.max_requests} or --max-body-mib "
+                                f"{self.caps.body_mib}; retry")
         try:
             return await self._call("ModelInfer", request, context, limits.name)
         finally:
-            self.state.in_flight -= 1
+            ticket.release()

@@ -28,6 +28,33 @@ ENCODED_SLACK = 1 << 20
 HEADER_CAP = 64 << 10  # the JSON header of a binary request: names, shapes, parameters (a few hundred bytes)
 JSON_BODY_CAP = 8 << 20  # a whole-JSON request (tensor values as text): for small images and curl
 SHARED_MEMORY_KEYS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
+# The largest finite value of each floating dtype: JSON numbers beyond it (1e400 parses as inf) are refused.
+FLOAT_MAX = {"FP16": 65504.0, "BF16": 3.3895313892515355e38, "FP32": 3.4028234663852886e38,
+             "FP64": 1.7976931348623157e308}
+MAX_TIMEOUT_US = 3600 * 10**6  # Triton's `timeout` request parameter (microseconds): an hour at most
+
+
+def _flag(value: Any) -> bool:
+    return type(value) is bool
+
+
+def _count(limit: int):
+    return lambda value: type(value) is int and 0 <= value <= limit
+
+
+# The only request parameters a served model gets, by where they stand, with the check of their values
+# (tritonclient's own: binary tensors, the server-side timeout). Shared-memory parameters, sequence and
+# priority fields, `config` and `file:` overrides and anything else is refused by name.
+PARAMETERS = {
+    "request": {"binary_data_output": _flag, "timeout": _count(MAX_TIMEOUT_US)},
+    "input": {"binary_data_size": _count(2**63 - 1)},
+    "output": {"binary_data": _flag},
+}
+PARAMETER_KINDS = {"binary_data_output": "a boolean", "timeout": f"microseconds within 0..{MAX_TIMEOUT_US}",
+                   "binary_data_size": "a byte count", "binary_data": "a boolean"}
+# The same names over gRPC, with the InferParameter field each must use.
+GRPC_PARAMETER_FIELDS = {"binary_data_output": "bool_param", "timeout": "int64_param",
+                         "binary_data_size": "int64_param", "binary_data": "bool_param"}
 GRPC_CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
                  "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
                  "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
@@ -53,8 +80,9 @@ class InputSpec:
 
 
 def _leaf_ok(datatype: str):
-    if datatype in ("FP16", "FP32", "FP64", "BF16"):
-        return lambda v: type(v) in (int, float)
+    if datatype in FLOAT_MAX:
+        largest = FLOAT_MAX[datatype]
+        return lambda v: type(v) in (int, float) and -largest <= v <= largest  # False for inf and nan
     if datatype == "BOOL":
         return lambda v: type(v) is bool
     if datatype == "BYTES":
@@ -77,6 +105,9 @@ def check_json_data(data: Any, name: str, datatype: str, shape: list[int]) -> No
         leaves = len(values) - len(nested)
         if leaves and not all(ok(v) for v in values if type(v) is not list):
             bad = next(v for v in values if type(v) is not list and not ok(v))
+            if type(bad) in (int, float) and datatype in FLOAT_MAX:
+                raise Refused(f"input {name!r} is {datatype}; 'data' holds {str(bad)[:40]}, which {datatype} cannot "
+                              "hold")
             raise Refused(f"input {name!r} is {datatype}; 'data' holds {type(bad).__name__} {str(bad)[:40]!r}")
         count += leaves
     if count != math.prod(shape):
@@ -98,14 +129,21 @@ def check_bytes_elements(buffer: bytes | memoryview, name: str, elements: int, l
                       f"says {elements}")
 
 
-def check_parameters(parameters: Any, where: str) -> None:
-    """Request, input and output parameters: flat values only; no shared memory (its API is not served)."""
+def check_parameters(parameters: Any, where: str, level: str) -> None:
+    """Request, input or output parameters (`level`): names from PARAMETERS[level] only, each of its kind."""
     if parameters is None:
         return
-    if not isinstance(parameters, dict) or any(type(v) not in (str, int, float, bool) for v in parameters.values()):
-        raise Refused(f"{where}: 'parameters' must map names to strings, numbers or booleans")
-    if any(key in parameters for key in SHARED_MEMORY_KEYS):
-        raise Refused(f"{where}: shared memory is not served by gsam serve; send the tensor in the request")
+    if not isinstance(parameters, dict):
+        raise Refused(f"{where}: 'parameters' must be an object")
+    allowed = PARAMETERS[level]
+    for key, value in parameters.items():
+        if key in SHARED_MEMORY_KEYS:
+            raise Refused(f"{where}: shared memory is not served by gsam serve; send the tensor in the request")
+        if key not in allowed:
+            names = ", ".join(allowed)
+            raise Refused(f"{where}: parameter {str(key)[:60]!r} is not accepted; {level} parameters are {names}")
+        if not allowed[key](value):
+            raise Refused(f"{where}: parameter {key!r} must be {PARAMETER_KINDS[key]}; got {str(value)[:40]!r}")
 
 
 @dataclass(frozen=True)
@@ -183,23 +221,33 @@ class ModelLimits:
         if not isinstance(header, dict):
             raise Refused("the inference request must be a JSON object")
         _only_keys(header, ("id", "parameters", "inputs", "outputs"), "the inference request")
-        check_parameters(header.get("parameters"), "the request")
+        if "id" in header and (type(header["id"]) is not str or len(header["id"]) > 256):
+            raise Refused("the request's 'id' must be a string of at most 256 characters")
+        check_parameters(header.get("parameters"), "the request", "request")
         inputs = header.get("inputs")
         if not isinstance(inputs, list) or not inputs or not all(isinstance(i, dict) for i in inputs):
             raise Refused("'inputs' must be a non-empty list of objects")
+        _distinct([item.get("name") for item in inputs], "input")
         binaries = [b for b in (self._check_http_input(item, binary) for item in inputs) if b is not None]
         outputs = header.get("outputs", [])
         if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
             raise Refused("'outputs' must be a list of objects")
         for output in outputs:
             _only_keys(output, ("name", "parameters"), "an output")
-            check_parameters(output.get("parameters"), f"output {output.get('name')!r}")
+            self.check_output(output.get("name"))
+            check_parameters(output.get("parameters"), f"output {output.get('name')!r}", "output")
+        _distinct([output.get("name") for output in outputs], "output")
         return binaries
+
+    def check_output(self, name: Any) -> None:
+        if not isinstance(name, str) or name not in self.outputs:
+            raise Refused(f"{self.name}: unknown output {str(name)[:60]!r}; this model answers "
+                          f"{', '.join(self.outputs)}")
 
     def _check_http_input(self, item: dict, binary: bool) -> tuple[str, int, int] | None:
         _only_keys(item, ("name", "shape", "datatype", "parameters", "data"), "an input")
         name, parameters = item.get("name"), item.get("parameters") or {}
-        check_parameters(parameters, f"input {name!r}")
+        check_parameters(parameters, f"input {name!r}", "input")
         elements, nbytes = self.check_input(name, item.get("datatype"), item.get("shape"))
         size = parameters.get("binary_data_size")
         if size is None:
@@ -220,12 +268,13 @@ class ModelLimits:
 
     def check_grpc_request(self, request) -> None:
         """A ModelInferRequest checked the same way, its tensor bytes against its shapes."""
-        _grpc_parameters(request.parameters, "the request")
+        _grpc_parameters(request.parameters, "the request", "request")
         raw = request.raw_input_contents
         if not request.inputs or (raw and len(raw) != len(request.inputs)):
             raise Refused(f"the request has {len(request.inputs)} input(s) and {len(raw)} raw_input_contents")
+        _distinct([tensor.name for tensor in request.inputs], "input")
         for index, tensor in enumerate(request.inputs):
-            _grpc_parameters(tensor.parameters, f"input {tensor.name!r}")
+            _grpc_parameters(tensor.parameters, f"input {tensor.name!r}", "input")
             elements, nbytes = self.check_input(tensor.name, tensor.datatype, list(tensor.shape))
             if raw and tensor.HasField("contents"):
                 raise Refused(f"input {tensor.name!r} has both contents and raw_input_contents")
@@ -237,7 +286,9 @@ class ModelLimits:
             if not raw:
                 _check_grpc_contents(tensor, elements, self.encoded_bytes)
         for output in request.outputs:
-            _grpc_parameters(output.parameters, f"output {output.name!r}")
+            self.check_output(output.name)
+            _grpc_parameters(output.parameters, f"output {output.name!r}", "output")
+        _distinct([output.name for output in request.outputs], "output")
 
 
 def _only_keys(item: dict, allowed: tuple[str, ...], what: str) -> None:
@@ -246,9 +297,25 @@ def _only_keys(item: dict, allowed: tuple[str, ...], what: str) -> None:
         raise Refused(f"{what} has unknown field {unknown[0]!r}; expected {', '.join(allowed)}")
 
 
-def _grpc_parameters(parameters, where: str) -> None:
-    if any(key in parameters for key in SHARED_MEMORY_KEYS):
-        raise Refused(f"{where}: shared memory is not served by gsam serve; send the tensor in the request")
+def _distinct(names: list, what: str) -> None:
+    seen = set()
+    for name in names:
+        if isinstance(name, str) and name in seen:
+            raise Refused(f"{what} {name!r} is given twice")
+        seen.add(name if isinstance(name, str) else id(name))
+
+
+def _grpc_parameters(parameters, where: str, level: str) -> None:
+    """The allow-list of check_parameters, each value in its InferParameter field (int64 checked for range)."""
+    for key, value in parameters.items():
+        if key in SHARED_MEMORY_KEYS:
+            raise Refused(f"{where}: shared memory is not served by gsam serve; send the tensor in the request")
+        if key not in PARAMETERS[level]:
+            raise Refused(f"{where}: parameter {key[:60]!r} is not accepted; {level} parameters are "
+                          f"{', '.join(PARAMETERS[level])}")
+        field = value.WhichOneof("parameter_choice")
+        if field != GRPC_PARAMETER_FIELDS[key] or not PARAMETERS[level][key](getattr(value, field)):
+            raise Refused(f"{where}: parameter {key!r} must be {PARAMETER_KINDS[key]} ({GRPC_PARAMETER_FIELDS[key]})")
 
 
 def _check_grpc_contents(tensor, elements: int, largest: int) -> None:
@@ -311,3 +378,25 @@ def load_limits(repo: Path, models: list[str]) -> dict[str, ModelLimits]:
             raise GSAMError(f"{repo / model}: model {model!r} has no config.pbtxt in the repository")
         found[model] = model_limits(read_model_config(repo / model), repo / model)
     return found
+
+
+def served_versions(config, model_dir: Path) -> frozenset[str]:
+    """The versions tritonserver serves of a model: its version folders under the config's version_policy
+    (unset: the latest one), as Triton chooses them."""
+    found = sorted((int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and p.name.isascii()
+                    and not p.name.startswith("0")), reverse=True)
+    policy = config.version_policy.WhichOneof("policy_choice") if config.HasField("version_policy") else None
+    if policy == "all":
+        chosen = found
+    elif policy == "specific":
+        chosen = [v for v in found if v in set(config.version_policy.specific.versions)]
+    else:
+        count = config.version_policy.latest.num_versions if policy == "latest" else 1
+        chosen = found[:max(1, count)]
+    return frozenset(str(v) for v in chosen)
+
+
+def load_versions(repo: Path, models: list[str]) -> dict[str, frozenset[str]]:
+    from .model_config import read_model_config
+
+    return {model: served_versions(read_model_config(repo / model), repo / model) for model in models}

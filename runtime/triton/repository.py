@@ -308,13 +308,15 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
         + (f" ({compute.input} {compute.input_dtype}, batches of up to {compute.max_batch})" if compute.model else ""))
     code = {"model.py": PYTHON_MODEL_SOURCE, "compute.py": COMPUTE_SOURCE, **pixels_files()}
     shared = dict(instances=instances, gpu=gpu, max_pixels=max_pixels, tiling=tiling)
+    configs = [python_config("gsam_python", facts, batching=batching, **shared),
+               image_config("gsam_image", facts, compute=compute, **shared),
+               onnx_config("gsam_onnx", facts, instances=instances, trt_profiles=trt_profiles[:1],
+                           accelerator_precision=accelerator_precision)]
+    add_fingerprints(onnx_path, configs + ([trt_config] if trt_config is not None else []), log)
     written = [
-        _write_model(repo, python_config("gsam_python", facts, batching=batching, **shared), version,
-                     {**onnx_files, **code}, onnx_path.name),
-        _write_model(repo, image_config("gsam_image", facts, compute=compute, **shared), version,
-                     {**({} if compute.model else onnx_files), **code}, onnx_path.name),
-        _write_model(repo, onnx_config("gsam_onnx", facts, instances=instances, trt_profiles=trt_profiles[:1],
-                                       accelerator_precision=accelerator_precision), version, onnx_files, onnx_path.name),
+        _write_model(repo, configs[0], version, {**onnx_files, **code}, onnx_path.name),
+        _write_model(repo, configs[1], version, {**({} if compute.model else onnx_files), **code}, onnx_path.name),
+        _write_model(repo, configs[2], version, onnx_files, onnx_path.name),
     ]
     if trt_config is not None:
         log(f"gsam_trt: {engine_batching(engine_profiles).reason}")
@@ -323,6 +325,26 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
             log(f"gsam_trt: config written for {len(engine_profiles)} profile(s); put an engine built with exactly "
                 f"these profiles, in this order, at {repo / 'gsam_trt' / str(version) / 'model.plan'}")
     return written
+
+
+def add_fingerprints(onnx_path: Path, configs: list, log: Callable[[str], None]) -> None:
+    """Each config's `probe_fingerprint`: the ONNX file's answer to the fixed image of the model's probe size
+    (fingerprint.py), what health probes compare a served model's answer with."""
+    from google.protobuf import json_format
+
+    from .fingerprint import PARAMETER, reference
+    from .probe import probe_shape
+
+    made: dict[tuple[int, int], object] = {}
+    for config in configs:
+        shape = tuple(probe_shape(json_format.MessageToDict(config, preserving_proto_field_name=True))[2:])
+        if shape not in made:
+            made[shape] = reference(onnx_path, *shape)
+        fingerprint = made[shape]
+        set_parameters(config, {PARAMETER: fingerprint.to_text()})
+        if config.name == "gsam_image" and fingerprint.majority > 0.99:
+            log(f"gsam_image: its fingerprint mask is {fingerprint.majority:.0%} one class: a model answering that "
+                "class everywhere would pass its health probe")
 
 
 def _check_bounds(facts: ModelFacts, max_pixels: int, tiling: Tiling) -> None:

@@ -24,8 +24,13 @@ _INTERNAL = re.compile(r"inside: HTTP (\d+), gRPC (\d+)")  # the ready line, and
 
 
 class ServeProcess(LoopbackPorts):
-    def __init__(self, repo: str | Path, models: list[str], *, args: tuple[str, ...] = ()) -> None:
+    """`prefix`: a command that runs gsam serve (a wrapper such as `unshare ... --`); `env`: its environment;
+    `preexec_fn`: run in the child before exec (e.g. a lower open-file limit)."""
+
+    def __init__(self, repo: str | Path, models: list[str], *, args: tuple[str, ...] = (),
+                 prefix: tuple[str, ...] = (), env: dict[str, str] | None = None, preexec_fn=None) -> None:
         self.repo, self.models, self.args = Path(repo), models, args
+        self.prefix, self.env, self.preexec_fn = prefix, env, preexec_fn
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self.internal_http_port = self.internal_grpc_port = 0  # tritonserver's, the latest (restarts move them)
         self.internal_http_ports: list[int] = []
@@ -53,10 +58,11 @@ class ServeProcess(LoopbackPorts):
             return False
 
     def start(self, timeout: float = 180.0) -> "ServeProcess":
-        command = [sys.executable, "-m", "gsam", "serve", "--repo", str(self.repo), "--triton-models",
+        command = [*self.prefix, sys.executable, "-m", "gsam", "serve", "--repo", str(self.repo), "--triton-models",
                    ",".join(self.models), "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
                    "--metrics-port", str(self.metrics_port), *self.args]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env=self.env, preexec_fn=self.preexec_fn)
         self._reader = threading.Thread(target=self._follow, daemon=True)
         self._reader.start()
         self.wait_ready(timeout)

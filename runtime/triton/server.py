@@ -4,18 +4,24 @@ Uses `tritonserver` from PATH when there is one (an NGC container), otherwise th
 bundled in the nvidia-pytriton wheel (runtime/triton/bundle.py). Binds 127.0.0.1 only (HTTP,
 gRPC and the Prometheus metrics endpoint). The APIs that change the server or reach past the
 models (model repository, shared memory, trace and logging settings) are restricted to a random
-key made at each start and held only by this object, which needs it to reload a model: what reaches
-the ports cannot load code into the server. With `private=True` (gsam serve) every API wants the key,
-which the gateway adds, so nothing reaches the models around the gateway's checks.
+admin key made at each start and held only by this object, which needs it to reload a model: what
+reaches the ports cannot load code into the server. With `private=True` (gsam serve) the other APIs
+(inference, health, metadata, config, statistics) want a second key, `serving_key`, the one the
+gateway attaches to what it forwards: it unlocks nothing else, so no request the gateway forwards
+can reach the admin APIs, whatever its path.
 
-The server's output is kept in memory (its last lines explain failures) and written to `log_path`
-only when one is given. `stop` sends SIGTERM, escalates to SIGKILL past a bound, and removes the
-python backend's /dev/shm regions of this server, which Triton leaks for a stub that died.
+With `run_as` (gsam serve started as root), tritonserver and its python stubs run as that
+unprivileged user, in a private working directory (privileges.py), so code that runs inside them
+does not run as root.
+
+The server's output is always drained, kept in memory (its last lines explain failures) and written
+to `log_path` only when one is given (output_log.py). `stop` sends SIGTERM, escalates to SIGKILL past
+a bound, and removes the python backend's /dev/shm regions of this server, which Triton leaks for a
+stub that died.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import re
 import secrets
@@ -29,7 +35,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from typing import Callable
+
 from gsam.errors import GSAMError
+
+from .output_log import OutputLog, drain
+from .privileges import RunAs, private_workdir
+from .probe import RESOURCE_ERRNOS
 
 # `gsam serve` exits within this many seconds of SIGTERM or SIGINT (the pods' terminationGracePeriodSeconds is
 # longer): at most DRAIN_S for in-flight requests, then at most KILL_AFTER_S for tritonserver, then cleanup.
@@ -38,9 +50,10 @@ DRAIN_S = 8.0
 EXIT_TIMEOUT_S = 5  # tritonserver's --exit-timeout-secs: unloading models after SIGTERM
 KILL_AFTER_S = 8.0  # SIGKILL to the server's process group when it has not exited by then
 ADMIN_APIS = ("model-repository", "shared-memory", "trace", "logging")
-ALL_APIS = ("health", "metadata", "inference", "model-config", "statistics", *ADMIN_APIS)
+SERVING_APIS = ("health", "metadata", "inference", "model-config", "statistics")
 ADMIN_HEADER = "gsam-admin-key"  # lowercase: gRPC metadata keys must be
-GRPC_KEY = f"triton-grpc-protocol-{ADMIN_HEADER}"  # the metadata key Triton expects for it over gRPC
+SERVING_HEADER = "gsam-serving-key"  # what the gateway sends; it unlocks SERVING_APIS only
+GRPC_KEY = f"triton-grpc-protocol-{SERVING_HEADER}"  # the metadata key Triton expects for it over gRPC
 SHM_PREFIX = "triton_python_backend_shm_region_"
 LOG_LINES_KEPT = 400
 # What the bundled server prints on every start on a machine without a GPU: not a reason for anything.
@@ -56,6 +69,10 @@ def log_message(line: str) -> str:
     """A Triton log line's message, its first line only (Triton escapes newlines inside the quoted message)."""
     message = _LOG_PREFIX.sub("", line.strip())
     return message.split("\\n", 1)[0].rstrip('"').strip()
+
+
+class ResourceShortage(GSAMError):
+    """This process, not tritonserver, ran out of file descriptors or memory."""
 
 
 def free_port() -> int:
@@ -88,8 +105,9 @@ def check_ports(ports: dict[str, int]) -> None:
 
 
 def _detach_and_follow_parent() -> None:
-    """In the child before exec: own process group (so stop() reaches the python stubs too), and
-    SIGTERM when the gsam process dies, even by SIGKILL, so no server is left orphaned (Linux)."""
+    """In the child before exec (and after Popen's user switch, which would clear the death signal): own
+    process group (so stop() reaches the python stubs too), and SIGTERM when the gsam process dies, even by
+    SIGKILL, so no server is left orphaned (Linux)."""
     os.setsid()
     try:
         import ctypes
@@ -160,20 +178,24 @@ class TritonServer(LoopbackPorts):
 
     def __init__(self, repo: str | Path, models: list[str], http_port: int = 8000, grpc_port: int = 8001, *,
                  metrics_port: int | None = None, log_path: str | Path | None = None, metrics: bool = True,
-                 private: bool = False, metrics_host: str = "127.0.0.1") -> None:
+                 private: bool = False, metrics_host: str = "127.0.0.1", run_as: RunAs | None = None,
+                 report: Callable[[str], None] | None = None) -> None:
         self.repo = Path(repo).resolve()
         self.models = models
         self.http_port, self.grpc_port = http_port, grpc_port
         self.metrics_port = metrics_port or free_port()
         self.metrics, self.private, self.metrics_host = metrics, private, metrics_host
         self.log_path = Path(log_path) if log_path else None
+        self.run_as = run_as
         self.process: subprocess.Popen | None = None
-        self.admin_key = ""
+        self._admin_key = ""  # never leaves this object: reload() uses it
+        self.serving_key = ""  # private=True: what every forwarded request carries
         # Every python stub region of this server carries this prefix (Triton adds a UUID), so cleanup is exact.
         self.shm_prefix = f"{SHM_PREFIX}gsam{secrets.token_hex(4)}_"
-        self._lines: collections.deque[str] = collections.deque(maxlen=LOG_LINES_KEPT)
+        self.output = OutputLog(self.log_path, report or (lambda message: None), LOG_LINES_KEPT)
         self._reader: threading.Thread | None = None
         self._private_copy: Path | None = None
+        self._workdir: Path | None = None
         self._lock = threading.Lock()
         self._closed = False
         self._starts = 0
@@ -189,20 +211,27 @@ class TritonServer(LoopbackPorts):
         if binary is None:
             from .bundle import bundled_server
 
-            bundled = bundled_server()
+            bundled = bundled_server(self._workdir)
             binary, env, extra = str(bundled.binary), bundled.env, bundled.args
             self._private_copy = bundled.private_copy
-        restricted = f"{','.join(ALL_APIS if self.private else ADMIN_APIS)}:{ADMIN_HEADER}={self.admin_key}"
+        restrictions = [f"{','.join(ADMIN_APIS)}:{ADMIN_HEADER}={self._admin_key}"]
+        if self.private:
+            restrictions.append(f"{','.join(SERVING_APIS)}:{SERVING_HEADER}={self.serving_key}")
         args = [binary, f"--model-repository={self.repo}", "--model-control-mode=explicit",
                 *[f"--load-model={m}" for m in self.models],
                 "--http-address=127.0.0.1", f"--http-port={self.http_port}",
                 "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
                 *self._metrics_args(), "--strict-readiness=true", "--exit-on-error=true",
-                f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}",
+                *[f"--http-restricted-api={r}" for r in restrictions],
+                *[f"--grpc-restricted-protocol={r}" for r in restrictions],
                 f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
                 f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
                 "--log-verbose=0", *extra]
-        return args, {**os.environ, **env}
+        env = {**os.environ, **env}
+        if self._workdir is not None:  # the unprivileged user's home, temporary files and working directory
+            env.update(HOME=str(self._workdir), TMPDIR=str(self._workdir), USER=self.run_as.name,
+                       LOGNAME=self.run_as.name)
+        return args, env
 
     def _metrics_args(self) -> list[str]:
         if not self.metrics:
@@ -219,32 +248,24 @@ class TritonServer(LoopbackPorts):
         ports = {"--http-port": self.http_port, "--grpc-port": self.grpc_port}
         check_ports({**ports, **({"--metrics-port": self.metrics_port} if self.metrics else {})})
 
-    def _follow_output(self, stream) -> None:
-        """Keep the last lines in memory; copy every line to log_path when the user chose one."""
-        log = self.log_path.open("a" if self._starts > 1 else "w") if self.log_path else None
-        try:
-            for line in stream:
-                self._lines.append(line.rstrip("\n"))
-                if log:
-                    log.write(line)
-                    log.flush()
-        finally:
-            stream.close()
-            if log:
-                log.close()
-
     def start(self, timeout: float = 120.0) -> "TritonServer":
         self._check_inputs()
         with self._lock:
             if self._closed:
                 raise GSAMError("the server is shutting down")
-            self.admin_key = secrets.token_urlsafe(24)
+            if self.run_as is not None and self._workdir is None:
+                self._workdir = private_workdir(self.run_as)
+            self._admin_key, self.serving_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
             args, env = self.command()
             self._starts += 1
-            self._lines.clear()
+            self.output.lines.clear()
+            self.output.open(append=self._starts > 1)
+            user = {} if self.run_as is None else dict(user=self.run_as.uid, group=self.run_as.gid, extra_groups=[],
+                                                       cwd=str(self._workdir))
             self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                            text=True, errors="replace", preexec_fn=_detach_and_follow_parent)
-            self._reader = threading.Thread(target=self._follow_output, args=(self.process.stdout,), daemon=True)
+                                            text=True, errors="replace", preexec_fn=_detach_and_follow_parent,
+                                            **user)
+            self._reader = threading.Thread(target=drain, args=(self.process.stdout, self.output), daemon=True)
             self._reader.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -260,7 +281,8 @@ class TritonServer(LoopbackPorts):
 
     @property
     def key_headers(self) -> dict[str, str]:
-        return {ADMIN_HEADER: self.admin_key}
+        """What a client of the serving APIs sends (nothing for a bare server, whose serving APIs are open)."""
+        return {SERVING_HEADER: self.serving_key} if self.private else {}
 
     def ready(self) -> bool:
         request = urllib.request.Request(f"http://{self.http_url}/v2/health/ready", headers=self.key_headers)
@@ -273,7 +295,7 @@ class TritonServer(LoopbackPorts):
     def failure_reason(self) -> str:
         """Why the server did not come up: the line naming each model that failed to load, else its own error
         lines (or its last lines), from its output."""
-        lines = [line for line in self._lines if not any(noise in line for noise in _NO_GPU_NOISE)]
+        lines = [line for line in list(self.output.lines) if not any(noise in line for noise in _NO_GPU_NOISE)]
         failed = list(dict.fromkeys(log_message(line) for line in lines if _LOAD_FAILED.search(line)))
         if failed:
             return " | ".join(failed)[:600]
@@ -281,20 +303,27 @@ class TritonServer(LoopbackPorts):
         picked = errors[:3] or lines[-3:]
         return " | ".join(line.strip() for line in picked)[:600] or "no output from tritonserver"
 
-    def _admin(self, action: str, model: str, timeout: float) -> None:
+    def _admin(self, action: str, model: str, timeout: float, ignore: tuple[int, ...] = ()) -> None:
         request = urllib.request.Request(f"http://{self.http_url}/v2/repository/models/{model}/{action}", data=b"{}",
-                                         headers=self.key_headers, method="POST")
+                                         headers={ADMIN_HEADER: self._admin_key}, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=timeout):
                 return
         except urllib.error.HTTPError as exc:
+            if exc.code in ignore:
+                return
             raise GSAMError(f"{action} of {model} failed: HTTP {exc.code} {exc.read()[:300].decode(errors='replace')}")
         except OSError as exc:
+            reason = getattr(exc, "reason", exc)
+            if getattr(reason, "errno", None) in RESOURCE_ERRNOS:
+                raise ResourceShortage(f"{action} of {model}: this process cannot open a connection ({reason})") \
+                    from None
             raise GSAMError(f"{action} of {model} failed: {exc}") from None
 
     def reload(self, model: str, timeout: float = 120.0) -> None:
-        """Unload, then load: a plain load of an unchanged model keeps an instance whose stub died."""
-        self._admin("unload", model, timeout)
+        """Unload, then load, from the repository on disk: a plain load of an unchanged model keeps an instance
+        whose stub died. An unload refused because the model is not loaded (it was unloaded) is no failure."""
+        self._admin("unload", model, timeout, ignore=(400, 404))
         self._admin("load", model, timeout)
 
     def stop(self, timeout: float = KILL_AFTER_S) -> None:
@@ -311,6 +340,7 @@ class TritonServer(LoopbackPorts):
             _reap_group(process.pid)
             if self._reader:
                 self._reader.join(2.0)
+        self.output.close()
         self.remove_shm()
 
     def remove_shm(self) -> set[str]:
@@ -323,13 +353,16 @@ class TritonServer(LoopbackPorts):
                 pass
         return left
 
-    def close(self) -> None:
-        """Stop for good: a start still under way (a restart in another thread) will not launch a server."""
+    def close(self, timeout: float = KILL_AFTER_S) -> None:
+        """Stop for good (SIGKILL past `timeout`): a start still under way (a restart in another thread) will not
+        launch a server."""
         with self._lock:
             self._closed = True
-        self.stop()
+        self.stop(timeout)
         if self._private_copy is not None:
             shutil.rmtree(self._private_copy, ignore_errors=True)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def leftover_shm(self) -> set[str]:
         return shm_regions(self.shm_prefix)

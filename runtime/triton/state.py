@@ -2,7 +2,9 @@
 
 The supervisor writes it (probes, reloads, restarts); the gateways read it to answer health requests
 and to refuse inference early (503 with Retry-After) while a model is reloaded or the server restarted.
-Both run on one asyncio loop, so plain attributes suffice.
+Readiness comes from the supervisor's probes only (a client's answer cannot tell an impostor from the
+model); a failure a client's request reveals turns it off at once. The state holds the serving key,
+never the admin key. Both run on one asyncio loop, so plain attributes suffice.
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ class ServingState:
     models: dict[str, ModelState]
     http_port: int | None = None  # tritonserver's internal ports; None while it is down
     grpc_port: int | None = None
-    key: str = ""  # what tritonserver wants on every request (it changes at each start)
+    key: str = ""  # the serving key: inference, health, metadata, config, statistics (new at each start)
     draining: bool = False
-    in_flight: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -62,10 +63,8 @@ class ServingState:
         return None
 
     def answered(self, model: str) -> None:
-        state = self.models[model]
-        state.last_answer = time.monotonic()
-        if not state.answering and not state.reloading:
-            state.answering, state.reason = True, "answering"
+        """A client's request got an answer (readiness still waits for the supervisor's probe)."""
+        self.models[model].last_answer = time.monotonic()
 
     def failed(self, model: str | None = None, message: str = "") -> None:
         """A server-side failure seen on a client's request: the supervisor probes at once. With a model and a

@@ -1,13 +1,19 @@
 """Supervision that sees what clients see: the tritonserver process, and each model's answer to a real
 inference.
 
-Every PROBE_INTERVAL_S, each model that has not answered a client request in that time gets the smallest
-real inference it takes (probe.py); a server error on a client's request wakes the loop at once. A model
-that answers an error (a dead python stub: "Stub process ... is not healthy") is reloaded, unload then
-load, through the restricted repository API; one that still fails after MAX_RELOADS reloads gets the
-whole server restarted. A server that exits is restarted after a backoff; past MAX_RESTARTS in WINDOW_S,
-`gsam serve` gives up and exits with the cause. A probe that times out means a busy model, not a broken
-one: it changes nothing. Every event is logged with its cause.
+Every PROBE_INTERVAL_S, whatever the traffic, each model gets the smallest real inference it takes, and
+its answer is compared with the repository's fingerprint (probe.py, fingerprint.py); a server error or an
+"unknown model" on a client's request wakes the loop at once. A model that answers an error (a dead python
+stub: "Stub process ... is not healthy"), answers what the fingerprint does not expect (an impostor, a
+swapped model) or is unknown to tritonserver (unloaded) turns readiness off and is reloaded from the
+repository on disk, unload then load, through the admin API whose key only the server object holds; one
+that still fails after MAX_RELOADS reloads gets the whole server restarted. A server that exits is
+restarted after a backoff; past MAX_RESTARTS in WINDOW_S, `gsam serve` gives up and exits with the cause.
+
+A probe that times out means a busy model, not a broken one: it changes nothing. Nor does a failure of
+this process's own resources (no file descriptors or memory left here: EMFILE, ENOMEM): that is said once
+a minute and never counted against tritonserver. No other exception ends the supervisor: it is logged in
+one line and the loop goes on. Every event is logged with its cause.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from gsam.errors import GSAMError
 
-from .probe import Probe, ProbeFailed, run_probe
-from .server import TritonServer, describe_exit, free_port
+from .probe import RESOURCE_ERRNOS, Probe, ProbeFailed, run_probe
+from .quiet_log import one_line
+from .server import ResourceShortage, TritonServer, describe_exit, free_port
 from .state import ServingState
 
 PROBE_INTERVAL_S = 2.0
@@ -30,6 +38,11 @@ MAX_RELOADS = 3  # per model within WINDOW_S; past it the server is restarted
 MAX_RESTARTS = 5  # within WINDOW_S; past it gsam serve exits
 WINDOW_S = 600.0
 BACKOFF_S = (1, 2, 4, 8, 16)
+RESOURCE_LOG_S = 60.0  # a shortage of this process's own resources is said at most this often
+
+
+class GiveUp(GSAMError):
+    """tritonserver keeps failing: gsam serve exits with the cause."""
 
 
 class Supervisor:
@@ -41,34 +54,60 @@ class Supervisor:
         self._reloads: dict[str, collections.deque[float]] = {model: collections.deque() for model in probes}
         self._restarts: collections.deque[float] = collections.deque()
         self._busy: set[str] = set()
+        self._short_said = 0.0
+        # Its own threads, so that stopping never waits for a probe still under way (shutdown(wait=False)).
+        self.pool = ThreadPoolExecutor(max(4, len(probes) + 2), thread_name_prefix="gsam-supervisor")
+
+    async def _in_thread(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, function, *args)
 
     async def run(self) -> None:
-        """Until cancelled; GSAMError when the server keeps failing."""
+        """Until cancelled; GiveUp when the server keeps failing. Nothing else ends it."""
         while True:
             try:
-                await asyncio.wait_for(self.state.wake.wait(), TICK_S)
-            except asyncio.TimeoutError:
-                pass
-            woken = self.state.wake.is_set()
-            self.state.wake.clear()
-            process = self.server.process
-            if process is not None and process.poll() is not None:
-                await self._restart(f"tritonserver exited with {describe_exit(process.returncode)} "
-                                    f"({self.server.failure_reason()})")
-                continue
-            now = time.monotonic()
-            due = [model for model, state in self.state.models.items()
-                   if woken or now - max(state.last_answer, self._probed[model]) >= PROBE_INTERVAL_S]
-            await asyncio.gather(*(self._check(model) for model in due))
+                await self._tick()
+            except (GiveUp, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                if isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
+                    self._short(str(exc))
+                else:
+                    self.log(one_line(f"supervisor: {type(exc).__name__}: {exc}; carrying on"))
+                await asyncio.sleep(TICK_S)
+
+    def _short(self, what: str) -> None:
+        if time.monotonic() - self._short_said >= RESOURCE_LOG_S:
+            self._short_said = time.monotonic()
+            self.log(one_line(f"gsam serve itself is short of resources ({what}); tritonserver and the models are "
+                              "left as they are"))
+
+    async def _tick(self) -> None:
+        try:
+            await asyncio.wait_for(self.state.wake.wait(), TICK_S)
+        except asyncio.TimeoutError:
+            pass
+        woken = self.state.wake.is_set()
+        self.state.wake.clear()
+        process = self.server.process
+        if process is not None and process.poll() is not None:
+            await self._restart(f"tritonserver exited with {describe_exit(process.returncode)} "
+                                f"({self.server.failure_reason()})")
+            return
+        now = time.monotonic()
+        due = [model for model in self.state.models if woken or now - self._probed[model] >= PROBE_INTERVAL_S]
+        await asyncio.gather(*(self._check(model) for model in due))
 
     async def _check(self, model: str) -> None:
         self._probed[model] = time.monotonic()
         probe, state = self.probes[model], self.state.models[model]
         try:
-            seconds = await asyncio.to_thread(run_probe, self.server.http_url, probe, PROBE_TIMEOUT_S,
-                                              self.server.key_headers)
+            seconds = await self._in_thread(run_probe, self.server.http_url, probe, PROBE_TIMEOUT_S,
+                                            self.server.key_headers)
         except ProbeFailed as exc:
             if self.state.draining or not self.state.server_up:
+                return
+            if exc.resource:
+                self._short(exc.message)
                 return
             if exc.timed_out:
                 if model not in self._busy:
@@ -86,7 +125,7 @@ class Supervisor:
         state = self.state.models[model]
         state.answering, state.reason = False, failure.message
         self.log(f"{model} failed a probe: {failure.message}")
-        if failure.status is not None and 400 <= failure.status < 500:
+        if failure.status is not None and 400 <= failure.status < 500 and failure.status != 404:
             return  # the probe itself was refused: reloading cannot help, readiness says so
         process = self.server.process
         if process is not None and process.poll() is not None:
@@ -104,7 +143,11 @@ class Supervisor:
         self.log(f"reloading {model} (unload, then load): {cause}")
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self.server.reload, model, self.ready_timeout)
+            await self._in_thread(self.server.reload, model, self.ready_timeout)
+        except ResourceShortage as exc:
+            self._reloads[model].pop()  # not the model's failure
+            self._short(str(exc))
+            return
         except GSAMError as exc:
             self.log(f"reloading {model} failed: {exc}")
             return
@@ -118,7 +161,7 @@ class Supervisor:
         self.state.down(f"restarting tritonserver: {cause}"[:300])
         restarts = _recent(self._restarts)
         if len(restarts) >= MAX_RESTARTS:
-            raise GSAMError(f"tritonserver failed {len(restarts) + 1} times within {WINDOW_S / 60:.0f} minutes; "
+            raise GiveUp(f"tritonserver failed {len(restarts) + 1} times within {WINDOW_S / 60:.0f} minutes; "
                             f"giving up. Last: {cause}")
         delay = BACKOFF_S[min(len(restarts), len(BACKOFF_S) - 1)]
         self.log(f"{cause}; restarting tritonserver in {delay} s (restart {len(restarts) + 1}, at most "
@@ -127,11 +170,18 @@ class Supervisor:
         await asyncio.sleep(delay)
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self._start_again)
+            await self._in_thread(self._start_again)
+        except OSError as exc:
+            if exc.errno in RESOURCE_ERRNOS:  # this process could not start it: not tritonserver's failure
+                restarts.pop()
+                self._short(str(exc))
+            else:
+                self.log(one_line(f"restarting tritonserver failed: {exc}"))
+            return
         except GSAMError as exc:
             self.log(f"restarting tritonserver failed: {exc}")
             return
-        self.state.up(self.server.http_port, self.server.grpc_port, self.server.admin_key)
+        self.state.up(self.server.http_port, self.server.grpc_port, self.server.serving_key)
         self._probed = {model: 0.0 for model in self.probes}
         for reloads in self._reloads.values():  # a new server: its models start with a clean record
             reloads.clear()
