@@ -1,4 +1,4 @@
-"""`gsam serve` under the abuse of issue 29, measured: 2,000 idle connections, 200 stalled gzip uploads, and SIGTERM
+"""`gsam serve` under abuse, measured: 2,000 idle connections, 200 stalled gzip uploads, and SIGTERM
 with max-size requests in flight. Prints a markdown table (and writes it with --out).
 
     python benchmarks/serve_abuse.py [--onnx model.onnx] [--out benchmarks/results/serve_abuse.md] \

@@ -152,7 +152,7 @@ def deploy(run: str | Path, out: str | Path, *, precisions: list[str] | None = N
     try:
         with staged_folder(out) as stage:
             variants, chosen = _write_models(run, stage, Variants(precisions or ["fp32"], thresholds), profiles,
-                                             onnx, log)
+                                             onnx=onnx, log=log)
             _write_serving(stage, out, variants, chosen, k8s=k8s, log=log)
             if bench:
                 log("benchmarking the CPU backends on the run's image sizes...")
@@ -164,7 +164,7 @@ def deploy(run: str | Path, out: str | Path, *, precisions: list[str] | None = N
     return manifest
 
 
-def _write_models(run: Path, stage: Path, wanted: Variants, profiles: list[ShapeProfile] | None,
+def _write_models(run: Path, stage: Path, wanted: Variants, profiles: list[ShapeProfile] | None, *,
                   onnx: str | Path | None, log: Callable[[str], None]) -> tuple[dict[str, Path], list[ShapeProfile]]:
     """OUT/onnx/: the verified fp32 export (made now, or the given one) and its gated variants; the profiles,
     chosen or suggested."""

@@ -59,14 +59,11 @@ def _onnxruntime() -> dict:
 
 
 def _tensorrt() -> dict:
+    """Installed or not; whether it loads (and what it needs) is gsam.gpu_stack's TensorRT row."""
     if importlib.util.find_spec("tensorrt") is None:
         return {"version": None, "note": "not installed (GPU hosts: pip install 'gsam[gpu]', docs/gpu.md)"}
-    try:
-        import tensorrt
-
-        return {"version": tensorrt.__version__}
-    except Exception as exc:  # the bindings import but cannot load libnvinfer, or the reverse
-        return {"version": _version("tensorrt"), "note": f"does not load: {str(exc).splitlines()[0][:160]}"}
+    return {"version": next(filter(None, (_version(name) for name in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12",
+                                                                     "tensorrt-cu13-bindings"))), "installed")}
 
 
 def _tritonserver() -> dict:
@@ -97,10 +94,10 @@ def _choices(torch_facts: dict, ort_facts: dict, trt_facts: dict) -> dict:
     if load > cpu.cores:
         threads["reason"] += (f"; the load average is {load:.1f} on {cpu.cores} cores, so other work competes "
                               "for them: fewer threads (gsam bench --threads 1) can be faster")
-    if device.type == "cuda" and trt_facts.get("version") and not trt_facts.get("note"):
-        backend = ("tensorrt", "a GPU and a loadable TensorRT: engines from `gsam export tensorrt`")
+    if device.type == "cuda" and trt_facts.get("version"):
+        backend = ("tensorrt", "a GPU and TensorRT: engines from `gsam export tensorrt`")
     elif device.type == "cuda" and "CUDAExecutionProvider" in ort_facts["providers"]:
-        backend = ("onnxruntime (CUDA)", "a GPU and onnxruntime's CUDA provider; no loadable TensorRT")
+        backend = ("onnxruntime (CUDA)", "a GPU and onnxruntime's CUDA provider; no TensorRT")
     elif device.type == "cuda":
         backend = ("torch (CUDA)", "a GPU, but neither TensorRT nor onnxruntime-gpu (docs/gpu.md)")
     else:

@@ -95,7 +95,7 @@ def trained_run(tmp_path_factory, synth_data):
     from gsam.train.trainer import train
 
     def build(folder):
-        cfg = TrainConfig(data=str(synth_data), out=str(folder / "tiny"), model="tiny", epochs=10, batch_size=4,
+        cfg = TrainConfig(data=str(synth_data), out=str(folder / "tiny"), model="tiny", epochs=20, batch_size=4,
                           lr=2e-3, workers=0, crop=(96, 96), val_every=2)
         train(cfg, progress=False)
 

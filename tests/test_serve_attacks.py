@@ -1,4 +1,4 @@
-"""The standing attack suite: each failure of issue 29, against the real `gsam serve` (gateway, supervisor,
+"""The standing attack suite: each way gsam serve was once taken down or over, against the real `gsam serve` (gateway, supervisor,
 tritonserver as `nobody` when the tests run as root).
 
 Every test here failed on fbc5cf0 (runtime/ of that commit, run through GSAM_SERVE_SOURCE, see below) and

@@ -33,7 +33,7 @@ TRITON_LOG = [
 
 def _server(tmp_path, lines):
     server = TritonServer(tmp_path, ["bad"], 8000, 8001, metrics_port=8002)
-    server._lines.extend(lines)
+    server.output.lines.extend(lines)
     return server
 
 

@@ -37,6 +37,7 @@ VOCABULARY = {
     "--timeout": "seconds one request to a server may take",
     "--repo": "a Triton model repository folder",
     "--engine": "a TensorRT engine file (with its .json sidecar)",
+    "--onnx": "a gsam ONNX file to use instead of exporting one from the run",
     "--seed": "the random seed",
     "--epochs": "training epochs",
     "--exporter": "the ONNX exporter: dynamo or torchscript",

@@ -47,6 +47,7 @@ class Plan:
     bound: MemoryBound  # what gsam computed (empty when --memory sets the limit)
     loads: tuple[ModelLoad, ...] = ()
     engine_gpu: GpuFacts | None = None  # the GPU the loaded engine was built on (its sidecar)
+    serve_limits: ServeLimits = ServeLimits(max_connections=256)  # the pod's `gsam serve` caps (resolved)
 
     @property
     def node_selector(self) -> dict[str, str]:
@@ -56,7 +57,6 @@ class Plan:
             return {}
         major, minor = self.engine_gpu.compute_capability.split(".")
         return {"nvidia.com/gpu.compute.major": major, "nvidia.com/gpu.compute.minor": minor}
-    serve_limits: ServeLimits = ServeLimits(max_connections=256)  # the pod's `gsam serve` caps (resolved)
 
     @property
     def shm_size(self) -> str:
