@@ -48,7 +48,7 @@ class _SamBatch(torch.nn.Module):
 
 
 def _sam(decoder_only: bool):
-    from gsam.runtime.bench.sam_baseline import build_sam_baseline
+    from gsam.bench.sam_baseline import build_sam_baseline
 
     model = _SamBatch(build_sam_baseline().sam)
     for name, param in model.named_parameters():

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gsam.bench.process_memory import tree_memory_mib
+from gsam.deploy.k8s import K8sOptions, write_manifests
+from gsam.deploy.triton.repository import Batching, build_repository
 from gsam.export.onnx import export_onnx
 from gsam.model import build_gsam
 from gsam.runtime.backends import load_backend
-from gsam.runtime.bench.process_memory import tree_memory_mib
-from gsam.runtime.k8s import K8sOptions, write_manifests
-from gsam.runtime.triton.repository import Batching, build_repository
-from gsam.runtime.triton.server import TritonServer, free_port
+from gsam.runtime.serving.server import TritonServer, free_port
 
 
 def largest_request(model: str, side: int):

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
+from gsam.bench.sam_baseline import build_sam_baseline
 from gsam.model import build_gsam
 from gsam.model.flops import count_layer_macs, counted_flops
-from gsam.runtime.bench.sam_baseline import build_sam_baseline
 
 
 def macs(model, size: int) -> tuple[float, float]:

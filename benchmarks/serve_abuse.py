@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.serving import readable_dir, serve  # noqa: E402  (the tests' way of running gsam serve as root)
 
-from gsam.runtime.triton.repository import build_repository  # noqa: E402
+from gsam.deploy.triton.repository import build_repository  # noqa: E402
 
 MAX_PIXELS = 1024 * 1024
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gsam.runtime.triton.repository import Batching, build_repository
-from gsam.runtime.triton.server import TritonServer, free_port
+from gsam.deploy.triton.repository import Batching, build_repository
+from gsam.runtime.serving.server import TritonServer, free_port
 
 
 def synthetic_photo(size: int, seed: int = 0) -> np.ndarray:

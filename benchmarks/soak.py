@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gsam.bench.process_memory import descendants, tree_memory_mib
+from gsam.deploy.triton.repository import build_repository
 from gsam.runtime.backends import load_backend
-from gsam.runtime.bench.process_memory import descendants, tree_memory_mib
-from gsam.runtime.triton.repository import build_repository
-from gsam.runtime.triton.serve_process import ServeProcess
-from gsam.runtime.triton.server import GRPC_KEY, SERVING_HEADER
+from gsam.runtime.serving.serve_process import ServeProcess
+from gsam.runtime.serving.server import GRPC_KEY, SERVING_HEADER
 
 SIZES = [(64, 64), (96, 128), (160, 120), (200, 300), (33, 47), (256, 192)]
 ABORT_SIZE = (384, 384)

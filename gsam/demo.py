@@ -119,8 +119,8 @@ def _resumable(config) -> bool:
 
 def _export_and_build(out: Path, run: Path, exporter: str, total: int) -> tuple[Path, Path]:
     """Stages 4-5: the verified ONNX file and the Triton repository built from it."""
+    from gsam.deploy.triton.repository import build_repository
     from gsam.export.onnx import export_checkpoint
-    from gsam.runtime.triton.repository import build_repository
 
     _stage(4, total, f"exporting one ONNX file with dynamic height/width ({exporter} exporter) and verifying it")
     onnx_path = out / "model.onnx"
@@ -140,7 +140,7 @@ def _serve_and_time(out: Path, run: Path, onnx_path: Path, repo: Path, *, spec, 
     from gsam.pixels.masks import overlay
     from gsam.runtime.backends import load_backend
     from gsam.runtime.backends.processing import palette_for, save_png, to_model_input
-    from gsam.runtime.triton.server import TritonServer, free_port
+    from gsam.runtime.serving.server import TritonServer, free_port
 
     from .data.imageio import read_image
 

@@ -176,9 +176,9 @@ def tensorrt_row(pinned: str) -> Row:
 def gpu_stack_report() -> list[Row]:
     """(name, "ok" | "missing" | "skip", detail with the fix) for the driver, torch's CUDA, onnxruntime's CUDA
     provider and TensorRT, read from this machine."""
-    from gsam.runtime.k8s.images import GPU_EXTRA_TENSORRT
-
     import torch
+
+    from gsam.deploy.container.releases import GPU_EXTRA_TENSORRT
 
     driver, on_pci = driver_version(), nvidia_gpus_on_pci()
     rows = [driver_row(driver, on_pci, _torch_cuda_major()), torch_row(driver is not None),

@@ -74,8 +74,8 @@ def _describe_engine(path: Path) -> Description:
 
 
 def _describe_triton_model(path: Path) -> Description:
-    from gsam.runtime.triton.model_config import read_model_config
-    from gsam.runtime.triton.repository import config_facts
+    from gsam.deploy.triton.repository import config_facts
+    from gsam.runtime.serving.model_config import read_model_config
 
     config = read_model_config(path)
     runner = config.backend or config.platform

@@ -239,7 +239,7 @@ def served_memory(models: list[ModelLoad], limits=None) -> MemoryBound:
     """The memory a server of these models needs at its peak: tritonserver, `gsam serve`, each instance's stub
     and model, and for each model the largest legal request (one execution of its batch) in flight at once.
 
-    `limits` (runtime/triton/capacity.py's ServeLimits, resolved): gsam serve's caps. Then the gateway holds
+    `limits` (runtime/serving/capacity.py's ServeLimits, resolved): gsam serve's caps. Then the gateway holds
     at most its body budget (inflated) and its connections' buffers, and tritonserver at most the same
     budget of request bodies waiting for an instance; without them, one request per instance is counted."""
     parts = {"tritonserver": SERVER_BASE, "gsam serve": GATEWAY_BASE}

@@ -25,11 +25,11 @@ LAYERS = [
     ("train", ("gsam.train",)),
     ("export", ("gsam.export",)),
     ("runtime", ("gsam.runtime",)),
-    ("deploy", ("gsam.deploy", "gsam.demo", "gsam.lineage", "gsam.doctor", "gsam.gpu_stack")),
+    ("deploy", ("gsam.deploy", "gsam.bench", "gsam.demo", "gsam.lineage", "gsam.doctor", "gsam.gpu_stack")),
     ("cli", ("gsam.commands", "gsam.cli", "gsam.__main__")),
 ]
 # Run inside Triton's python backend, not imported by gsam: they import gsam.pixels as gsam_pixels.
-TRITON_SIDE = {"gsam.runtime.triton.python_model", "gsam.runtime.triton.compute"}
+TRITON_SIDE = {"gsam.runtime.triton_python.python_model", "gsam.runtime.triton_python.compute"}
 
 
 def _package_modules() -> dict[str, Path]:

@@ -70,7 +70,7 @@ def test_bench_torch_bf16_rows_use_the_bf16_peak(tmp_path, run_and_onnx):
 
 
 def test_rows_pick_their_engines_peak():
-    from gsam.runtime.bench.harness import BenchPlan, Timing, summarize
+    from gsam.bench.harness import BenchPlan, Timing, summarize
 
     peaks = {"torch/fp32": 100.0, "torch/bf16": 400.0, "onnxruntime/fp32": 200.0, "onnxruntime/int8": 800.0}
     plan = BenchPlan([(64, 64)], iters=4)
@@ -118,7 +118,7 @@ def test_bad_arguments_fail_in_one_line(tmp_path, run_and_onnx, args, message):
 
 @pytest.mark.slow
 def test_unreachable_triton_url_fails_in_one_line(tmp_path, run_and_onnx):
-    from gsam.runtime.triton.server import free_port
+    from gsam.runtime.serving.server import free_port
 
     run, onnx_path = run_and_onnx
     result = CliRunner().invoke(cli, ["bench", "--model", str(onnx_path), "--backends", "triton-http", "--url",
@@ -134,7 +134,7 @@ def test_process_tree_memory_counts_grandchildren_and_their_peaks():
     import sys
     import time
 
-    from gsam.runtime.bench.process_memory import descendants, tree_memory_mib
+    from gsam.bench.process_memory import descendants, tree_memory_mib
 
     grandchild = ("import sys, time; block = bytearray(200 * 2**20); block[::4096] = b'x' * len(block[::4096]); "
                   "del block; print('freed', flush=True); time.sleep(30)")

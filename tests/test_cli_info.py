@@ -36,8 +36,8 @@ def test_info_rejects_bad_sizes_in_one_line():
 @pytest.mark.slow
 def test_info_prints_the_lineage_of_every_artifact(tmp_path, trained_run, trained_onnx):
     """run -> ONNX -> Triton model: each artifact names the one it came from, with hashes."""
+    from gsam.deploy.triton.repository import build_repository
     from gsam.io import sha256_file
-    from gsam.runtime.triton.repository import build_repository
 
     checkpoint_sha = sha256_file(trained_run / "best.pt")
     runner = CliRunner()

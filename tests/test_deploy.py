@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gsam.cli import cli
-from gsam.deploy import DeployManifest, deploy, parse_precisions
+from gsam.deploy.folder import DeployManifest, deploy, parse_precisions
 from gsam.errors import GSAMError
 
 
@@ -32,7 +32,7 @@ def test_an_existing_folder_is_never_overwritten(trained_run, tmp_path):
 def test_deploy_writes_a_folder_whose_repository_serves_and_whose_hashes_match(trained_run, tmp_path):
     pytest.importorskip("pytriton", reason="needs the serve extra (nvidia-pytriton)")
     from gsam.runtime.backends import load_backend
-    from gsam.runtime.triton.server import TritonServer, free_port
+    from gsam.runtime.serving.server import TritonServer, free_port
 
     out = tmp_path / "deploy"
     result = CliRunner().invoke(cli, ["deploy", str(trained_run), "--out", str(out)])

@@ -160,9 +160,9 @@ def test_uint8_input_export_verifies_at_unseen_sizes_and_matches_the_float_model
 
 
 def test_triton_configs_of_a_uint8_export_take_uint8(tiny_model, tmp_path):
+    from gsam.deploy.triton.repository import build_repository
     from gsam.export.profiles import parse_profile
-    from gsam.runtime.triton.model_config import read_model_config
-    from gsam.runtime.triton.repository import build_repository
+    from gsam.runtime.serving.model_config import read_model_config
 
     path = tmp_path / "u8.onnx"
     export_onnx(tiny_model, path, exporter="torchscript", input_dtype="uint8", log=lambda s: None)

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from gsam.cli import cli
-from gsam.runtime.triton.body import BodyReader
-from gsam.runtime.triton.limits import (
+from gsam.runtime.serving.body import BodyReader
+from gsam.runtime.serving.limits import (
     InputSpec,
     ModelLimits,
     Refused,
@@ -89,7 +89,7 @@ def test_legal_json_data_passes_flat_or_nested():
 
 
 def test_a_deeply_nested_body_is_refused_by_the_parser_not_by_a_crash():
-    from gsam.runtime.triton.gateway_http import parse_json
+    from gsam.runtime.serving.gateway_http import parse_json
 
     body = b'{"inputs":' + b"[" * 150_000 + b"]" * 150_000 + b"}"  # 300 kB: SIGSEGV in Triton 2.51's parser
     assert "nests too deeply" in refused(parse_json, body, "the inference header").message
@@ -190,8 +190,8 @@ def test_broken_or_unknown_encodings_are_refused(chunks, encoding, fragment, sta
 
 @pytest.fixture(scope="module")
 def repository(tiny_onnx, tmp_path_factory):
+    from gsam.deploy.triton.repository import build_repository
     from gsam.export.profiles import parse_profile
-    from gsam.runtime.triton.repository import build_repository
 
     root = tmp_path_factory.mktemp("gateway") / "triton_models"
     profiles = [parse_profile("min=1x3x64x64,opt=1x3x256x256,max=2x3x512x512")]
@@ -200,7 +200,7 @@ def repository(tiny_onnx, tmp_path_factory):
 
 
 def test_limits_come_from_the_repositorys_configs(repository):
-    from gsam.runtime.triton.limits import load_limits
+    from gsam.runtime.serving.limits import load_limits
 
     limits = load_limits(repository, ["gsam_python", "gsam_image", "gsam_onnx", "gsam_trt"])
     assert limits["gsam_python"] == PYTHON
@@ -213,8 +213,8 @@ def test_each_model_gets_the_smallest_inference_it_takes(repository):
     from google.protobuf import json_format
 
     from gsam.pixels.codec import decode_image
-    from gsam.runtime.triton.model_config import read_model_config
-    from gsam.runtime.triton.probe import probe_for
+    from gsam.runtime.serving.model_config import read_model_config
+    from gsam.runtime.serving.probe import probe_for
 
     def probe(model):
         config = json_format.MessageToDict(read_model_config(repository / model), preserving_proto_field_name=True)
@@ -244,7 +244,7 @@ def fake_bundle(tmp_path, monkeypatch):
 
 
 def test_the_backend_copy_is_reused_only_when_ours_private_and_of_this_wheel(fake_bundle):
-    from gsam.runtime.triton.bundle import MARKER, backend_folder
+    from gsam.runtime.serving.bundle import MARKER, backend_folder
 
     bundle, stub = fake_bundle
     folder, private = backend_folder(bundle, stub)
@@ -280,7 +280,7 @@ def test_bad_ports_fail_in_one_line(repository, args, code, fragment):
 
 
 def test_health_of_an_unreachable_server_is_one_line_and_exit_1():
-    from gsam.runtime.triton.server import free_port
+    from gsam.runtime.serving.server import free_port
 
     result = CliRunner().invoke(cli, ["health", f"127.0.0.1:{free_port()}", "--triton-model", "gsam_python",
                                       "--timeout", "2"])
@@ -289,13 +289,13 @@ def test_health_of_an_unreachable_server_is_one_line_and_exit_1():
 
 
 def test_the_shutdown_steps_fit_in_the_stated_bound():
-    from gsam.runtime.triton.server import DRAIN_S, EXIT_TIMEOUT_S, KILL_AFTER_S, SHUTDOWN_BOUND_S
+    from gsam.runtime.serving.server import DRAIN_S, EXIT_TIMEOUT_S, KILL_AFTER_S, SHUTDOWN_BOUND_S
 
     assert EXIT_TIMEOUT_S < KILL_AFTER_S and DRAIN_S + KILL_AFTER_S + 2 <= SHUTDOWN_BOUND_S < 30
 
 
 def test_probe_arrays_stay_tiny():
-    from gsam.runtime.triton.probe import probe_for
+    from gsam.runtime.serving.probe import probe_for
 
     config = {"name": "m", "backend": "python", "max_batch_size": 8, "input": [{"name": "image"}],
               "parameters": {"min_size": {"string_value": "48"}}}
@@ -338,9 +338,9 @@ class FakeServer:
 
 
 def _supervise(server, monkeypatch, probe_failure=None, seconds=3.0):
-    from gsam.runtime.triton import supervisor
-    from gsam.runtime.triton.probe import Probe, ProbeFailed
-    from gsam.runtime.triton.state import ServingState
+    from gsam.runtime.serving.probe import Probe, ProbeFailed
+    from gsam.runtime.serving.state import ServingState
+    from gsam.runtime.serving import supervisor
 
     def probe(url, probe, timeout, headers):
         if probe_failure:
@@ -362,7 +362,7 @@ def _supervise(server, monkeypatch, probe_failure=None, seconds=3.0):
 
 def test_a_model_that_keeps_failing_is_reloaded_then_its_server_restarted_then_given_up(monkeypatch):
     from gsam.errors import GSAMError
-    from gsam.runtime.triton.supervisor import MAX_RELOADS, MAX_RESTARTS
+    from gsam.runtime.serving.supervisor import MAX_RELOADS, MAX_RESTARTS
 
     server = FakeServer()
     run, state, lines = _supervise(server, monkeypatch, "HTTP 500: Stub process 'gsam_python_0_0' is not healthy.",
@@ -377,7 +377,7 @@ def test_a_model_that_keeps_failing_is_reloaded_then_its_server_restarted_then_g
 
 def test_a_server_that_keeps_crashing_is_given_up_with_its_cause(monkeypatch):
     from gsam.errors import GSAMError
-    from gsam.runtime.triton.supervisor import MAX_RESTARTS
+    from gsam.runtime.serving.supervisor import MAX_RESTARTS
 
     server = FakeServer(alive=False, starts_fail=True)
     run, state, lines = _supervise(server, monkeypatch)
@@ -397,7 +397,7 @@ def test_a_healthy_model_is_ready_and_a_timeout_is_only_busy(monkeypatch):
                                      KeyError("x")])
 def test_no_exception_ends_the_supervisor(monkeypatch, failure):
     """Whatever a probe raises, the loop goes on: logged in one line, no reload, no restart."""
-    from gsam.runtime.triton import supervisor
+    from gsam.runtime.serving import supervisor
 
     server = FakeServer()
     run, state, lines = _supervise(server, monkeypatch, seconds=1.0)
@@ -414,8 +414,8 @@ def test_no_exception_ends_the_supervisor(monkeypatch, failure):
 
 def test_the_supervisors_own_resource_shortage_is_never_the_models(monkeypatch):
     """EMFILE in this process (a probe that cannot open a socket): said, never a reload or a restart."""
-    from gsam.runtime.triton import supervisor
-    from gsam.runtime.triton.probe import ProbeFailed
+    from gsam.runtime.serving.probe import ProbeFailed
+    from gsam.runtime.serving import supervisor
 
     server = FakeServer()
     run, state, lines = _supervise(server, monkeypatch, seconds=1.5)
@@ -431,8 +431,8 @@ def test_the_supervisors_own_resource_shortage_is_never_the_models(monkeypatch):
 
 
 def test_an_impostors_answer_or_an_unknown_model_is_reloaded(monkeypatch):
-    from gsam.runtime.triton import supervisor
-    from gsam.runtime.triton.probe import ProbeFailed
+    from gsam.runtime.serving.probe import ProbeFailed
+    from gsam.runtime.serving import supervisor
 
     for failure in (ProbeFailed("answered with a mask that agrees on 0.0%: not the model the repository holds",
                                 impostor=True), ProbeFailed("HTTP 404: Request for unknown model", status=404)):
@@ -459,7 +459,7 @@ def test_an_impostors_answer_or_an_unknown_model_is_reloaded(monkeypatch):
     (["--user", "no-such-user-29"], "--user no-such-user-29: no such user on this machine"),
 ])
 def test_bad_limits_and_users_fail_in_one_line(repository, args, fragment):
-    from gsam.runtime.triton.server import free_port
+    from gsam.runtime.serving.server import free_port
 
     ports = ["--http-port", str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
     result = CliRunner().invoke(cli, ["serve", "--repo", str(repository), *ports, *args])

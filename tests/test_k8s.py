@@ -15,16 +15,16 @@ from click.testing import CliRunner
 
 from gsam import __version__
 from gsam.cli import cli
+from gsam.deploy.container.recipe import PACKAGES, default_image, parse_image
+from gsam.deploy.container.releases import TENSORRT_BY_RELEASE, check_image, release_for_tensorrt
+from gsam.deploy.k8s import K8sOptions, write_manifests
+from gsam.deploy.k8s.manifests import GRPC_PORT, HTTP_PORT, KUBERNETES_VERSION, METRICS_PORT, QUEUE_METRIC
+from gsam.deploy.k8s.validate import check_inference_service, validate_kubernetes
+from gsam.deploy.triton.repository import build_repository
 from gsam.errors import GSAMError
 from gsam.export.metadata import read_onnx_facts
 from gsam.export.profiles import parse_profile
-from gsam.runtime.k8s import K8sOptions, write_manifests
-from gsam.runtime.k8s.image import PACKAGES, default_image, parse_image
-from gsam.runtime.k8s.images import TENSORRT_BY_RELEASE, check_image, release_for_tensorrt
-from gsam.runtime.k8s.manifests import GRPC_PORT, HTTP_PORT, KUBERNETES_VERSION, METRICS_PORT, QUEUE_METRIC
-from gsam.runtime.k8s.validate import check_inference_service, validate_kubernetes
-from gsam.runtime.triton.repository import build_repository
-from gsam.runtime.triton.server import TritonServer
+from gsam.runtime.serving.server import TritonServer
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="needs the k8s extra")
 # Not imported here: KServe's SDK and tritonclient.grpc cannot share a process (validate.py says why).
@@ -148,7 +148,7 @@ def test_the_pod_runs_locked_down(cpu_repo, tmp_path):
     assert int(result.plan.shm_size[:-2]) <= int(result.plan.memory[:-2])
     assert volumes["model-repository"]["persistentVolumeClaim"]["readOnly"] is True
     assert pod["terminationGracePeriodSeconds"] == 30
-    from gsam.runtime.triton import server
+    from gsam.runtime.serving import server
 
     bound = getattr(server, "SHUTDOWN_BOUND_S", None)  # gsam serve's drain bound, where this gsam has one
     assert bound is None or bound < pod["terminationGracePeriodSeconds"]
@@ -318,9 +318,9 @@ def _deployment_pod(result, out):
 
 
 def test_engines_of_two_gpu_architectures_cannot_share_a_pod():
+    from gsam.deploy.k8s.plan import engine_gpu_of
+    from gsam.deploy.k8s.repository import RepositoryFacts, ServedModel
     from gsam.export.gpu import GpuFacts
-    from gsam.runtime.k8s.plan import engine_gpu_of
-    from gsam.runtime.k8s.repository import RepositoryFacts, ServedModel
 
     def engine(name, gpu):
         return ServedModel(name, "tensorrt_plan", frozenset({"KIND_GPU"}), 1, 1, "10.13.3.9", gpu=gpu)
@@ -414,7 +414,7 @@ def test_the_image_installs_pinned_dependencies_and_gsam_at_build_time(cpu_repo,
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                            "--target", str(target), str(wheels[0])], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert (target / "gsam" / "runtime" / "triton" / "python_model.py").is_file()
+    assert (target / "gsam" / "runtime" / "triton_python" / "python_model.py").is_file()
     assert (target / "gsam" / "pixels" / "codec.py").read_bytes() == \
         (Path(__file__).parents[1] / "gsam" / "pixels" / "codec.py").read_bytes()
     ran = subprocess.run([str(target / "bin" / "gsam"), "--version"], capture_output=True, text=True, timeout=120,
@@ -458,7 +458,7 @@ def _dependency_closure(requirements: list[str]) -> set[str]:
 
 
 def _serving_sources() -> list[Path]:
-    """gsam serve's and gsam health's modules, and the runtime/triton modules they import."""
+    """gsam serve's and gsam health's modules, and the runtime/serving modules they import."""
     import ast
 
     root = Path(__file__).parents[1]
@@ -467,9 +467,9 @@ def _serving_sources() -> list[Path]:
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.ImportFrom) or not node.module:
                 continue
-            inside = path.parent.name == "triton" and node.level == 1  # `from .limits import` in runtime/triton
-            if inside or node.module.startswith("gsam.runtime.triton."):
-                candidate = root / "runtime" / "triton" / (node.module.rsplit(".", 1)[-1] + ".py")
+            inside = path.parent.name == "serving" and node.level == 1  # `from .limits import` in runtime/serving
+            if inside or node.module.startswith("gsam.runtime.serving."):
+                candidate = root / "runtime" / "serving" / (node.module.rsplit(".", 1)[-1] + ".py")
                 if candidate.is_file() and candidate not in sources:
                     sources.append(candidate)
     return sources
@@ -485,7 +485,7 @@ def test_gsam_serve_and_health_need_only_what_the_image_installs(tmp_path):
 
     from packaging.utils import canonicalize_name
 
-    from gsam.runtime.k8s.image import EXTRAS
+    from gsam.deploy.container.recipe import EXTRAS
 
     allowed = _dependency_closure([f"{p}{EXTRAS.get(p, '')}" for p in PACKAGES])
     providers = packages_distributions()
@@ -494,7 +494,7 @@ def test_gsam_serve_and_health_need_only_what_the_image_installs(tmp_path):
     sources = _serving_sources()
     assert sources and sources[0].name == "serve.py"
     outside = []
-    internal = {f"gsam.runtime.triton.{p.stem}" for p in sources if p.parent.name == "triton"}
+    internal = {f"gsam.runtime.serving.{p.stem}" for p in sources if p.parent.name == "serving"}
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
@@ -529,8 +529,8 @@ def test_gsam_serve_and_health_need_only_what_the_image_installs(tmp_path):
 
 
 def test_memory_limit_is_computed_from_each_models_request_bound_tile_and_batch(onnx_file, tmp_path):
+    from gsam.deploy.triton.repository import Batching, Tiling
     from gsam.runtime.memory import served_memory
-    from gsam.runtime.triton.repository import Batching, Tiling
 
     def plan_for(name, max_pixels, **build):
         build_repository(onnx_file, tmp_path / name, max_pixels=max_pixels, log=lambda s: None, **build)
@@ -572,11 +572,11 @@ def test_the_largest_legal_requests_stay_under_the_memory_limit_gsam_writes(onnx
     import numpy as np
     from PIL import Image
 
+    from gsam.bench.process_memory import tree_memory_mib
+    from gsam.deploy.triton.repository import Batching, Tiling
     from gsam.runtime.backends import load_backend
-    from gsam.runtime.bench.process_memory import tree_memory_mib
-    from gsam.runtime.triton.model_config import with_compute_models
-    from gsam.runtime.triton.repository import Batching, Tiling
-    from gsam.runtime.triton.server import free_port
+    from gsam.runtime.serving.model_config import with_compute_models
+    from gsam.runtime.serving.server import free_port
 
     side, batch = (512, 2) if case == "batch" else (192, 1)
     tiling = Tiling(tile=192, overlap=32, max_tiled_pixels=1024 * 1024) if case == "tiled" else Tiling()

@@ -166,8 +166,8 @@ def test_variant_needs_an_fp32_source_and_calibration_for_int8(tmp_path, fp16_va
 
 
 def test_triton_build_of_a_variant_keeps_fp32_io_and_its_facts(tmp_path, int8_variant, trained_onnx):
-    from gsam.runtime.triton.model_config import read_model_config
-    from gsam.runtime.triton.repository import build_repository, config_facts
+    from gsam.deploy.triton.repository import build_repository, config_facts
+    from gsam.runtime.serving.model_config import read_model_config
 
     path, _ = int8_variant
     for model_dir in build_repository(path, tmp_path / "repo"):

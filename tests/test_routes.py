@@ -15,11 +15,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gsam.runtime.triton.admission import Admission
-from gsam.runtime.triton.browser import BrowserGuard, check_body_type
-from gsam.runtime.triton.gateway_http import upstream_url
-from gsam.runtime.triton.limits import Refused
-from gsam.runtime.triton.routes import Route, parse_route
+from gsam.runtime.serving.admission import Admission
+from gsam.runtime.serving.browser import BrowserGuard, check_body_type
+from gsam.runtime.serving.gateway_http import upstream_url
+from gsam.runtime.serving.limits import Refused
+from gsam.runtime.serving.routes import Route, parse_route
 
 VERSIONS = {"gsam_python": frozenset({"1"}), "gsam_image": frozenset({"1"})}
 ALLOWED_UPSTREAM = re.compile(r"/v2(/models/stats|/models/(gsam_python|gsam_image)(/versions/1)?(/infer|/config|/stats)?)?")
@@ -92,8 +92,8 @@ def test_the_routes_and_their_upstream_paths():
 
 
 def test_served_versions_follow_the_version_policy(tmp_path):
-    from gsam.runtime.triton.limits import served_versions
-    from gsam.runtime.triton.model_config import schema
+    from gsam.runtime.serving.limits import served_versions
+    from gsam.runtime.serving.model_config import schema
 
     for name in ("1", "2", "7", "01", "x"):
         (tmp_path / name).mkdir()
@@ -155,7 +155,7 @@ def test_admission_caps_requests_and_bytes_and_releases_once():
 # -- the log drain ----------------------------------------------------------------------------------------------
 
 def test_a_log_file_that_cannot_be_written_is_reported_once_and_recovers(tmp_path, monkeypatch):
-    from gsam.runtime.triton import output_log
+    from gsam.runtime.serving import output_log
 
     said, failing = [], [True]
     real_write = output_log.os.write
@@ -184,7 +184,7 @@ def test_a_log_file_that_cannot_be_written_is_reported_once_and_recovers(tmp_pat
 def test_the_drain_reads_to_the_end_whatever_the_log_does():
     import io
 
-    from gsam.runtime.triton.output_log import OutputLog, drain
+    from gsam.runtime.serving.output_log import OutputLog, drain
 
     class Broken(OutputLog):
         def line(self, text):
@@ -199,7 +199,7 @@ def test_the_drain_reads_to_the_end_whatever_the_log_does():
 # -- fingerprints -----------------------------------------------------------------------------------------------
 
 def test_a_fingerprint_tells_the_model_from_zeros_a_swap_and_fp16_noise():
-    from gsam.runtime.triton.fingerprint import Fingerprint, probe_image
+    from gsam.runtime.serving.fingerprint import Fingerprint, probe_image
 
     assert probe_image(4, 5).tobytes() == probe_image(4, 5).tobytes() and probe_image(4, 5).shape == (4, 5, 3)
     rng = np.random.default_rng(0)
@@ -218,7 +218,7 @@ def test_a_fingerprint_tells_the_model_from_zeros_a_swap_and_fp16_noise():
 
 def test_the_tiny_models_fingerprint_is_not_one_class(tiny_onnx):
     """What makes a constant-mask impostor fail gsam_image's probe (which has no logits to compare)."""
-    from gsam.runtime.triton.fingerprint import reference
+    from gsam.runtime.serving.fingerprint import reference
 
     fingerprint = reference(tiny_onnx, 32, 32)
     assert fingerprint.majority < 0.95 and fingerprint.mask_mismatch(np.zeros((32, 32), int))
@@ -228,7 +228,7 @@ def test_the_tiny_models_fingerprint_is_not_one_class(tiny_onnx):
 
 def test_the_connection_cap_fits_the_open_file_limit():
     from gsam.errors import GSAMError
-    from gsam.runtime.triton.capacity import connection_cap
+    from gsam.runtime.serving.capacity import connection_cap
 
     assert connection_cap(1000, False, 20000) == 1000
     assert connection_cap(1000, False, 1024) == 256  # (1024 - 256 reserved - 2 x 128 backlog) / 2 ports
@@ -241,7 +241,7 @@ def test_the_connection_cap_fits_the_open_file_limit():
 def test_the_gateways_never_hold_the_admin_key(tmp_path):
     """The key that unlocks the model-repository, shared-memory, logging and trace APIs stays in the
     TritonServer object; the gateways and the shared state get the serving key only."""
-    from gsam.runtime.triton.server import ADMIN_APIS, ADMIN_HEADER, SERVING_APIS, SERVING_HEADER, TritonServer
+    from gsam.runtime.serving.server import ADMIN_APIS, ADMIN_HEADER, SERVING_APIS, SERVING_HEADER, TritonServer
 
     server = TritonServer(tmp_path, ["m"], 1, 2, private=True)
     server._admin_key, server.serving_key = "A" * 32, "S" * 32
@@ -253,7 +253,7 @@ def test_the_gateways_never_hold_the_admin_key(tmp_path):
 
 
 def test_a_header_byte_count_is_ascii_digits_only():
-    from gsam.runtime.triton.gateway_http import declared_header_length, parse_json
+    from gsam.runtime.serving.gateway_http import declared_header_length, parse_json
 
     assert declared_header_length("120", 1000) == 120
     for value in ("²", "١٢", "12 ", "-1", "1" * 10, "1001", ""):
@@ -265,7 +265,7 @@ def test_a_header_byte_count_is_ascii_digits_only():
 
 
 def test_float_json_data_must_fit_its_dtype():
-    from gsam.runtime.triton.limits import check_json_data
+    from gsam.runtime.serving.limits import check_json_data
 
     check_json_data([3.0e38], "x", "FP32", [1])
     check_json_data([65504], "x", "FP16", [1])
@@ -275,7 +275,7 @@ def test_float_json_data_must_fit_its_dtype():
 
 
 def test_a_body_that_stalls_is_408_after_the_body_timeout():
-    from gsam.runtime.triton.body import BodyReader
+    from gsam.runtime.serving.body import BodyReader
 
     class Stalled:
         async def readany(self):
@@ -303,7 +303,7 @@ def test_the_pod_memory_limit_follows_the_gateways_caps():
     """The bound `gsam triton k8s` writes adds what the caps let in: the body budget in the gateway and again in
     tritonserver, and every connection's buffers; lower caps, lower bound."""
     from gsam.runtime.memory import GATEWAY_BASE, ModelLoad, PixelCost, served_memory
-    from gsam.runtime.triton.capacity import CONNECTION_BYTES, ServeLimits
+    from gsam.runtime.serving.capacity import CONNECTION_BYTES, ServeLimits
 
     load = ModelLoad("gsam_python", 10 << 20, 3, 512 * 512, 512 * 512, PixelCost(0, 300))
     caps = ServeLimits(max_connections=256).resolved(3 << 20)

@@ -17,8 +17,8 @@ import json
 import os
 import re
 import resource
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gsam.runtime.bench.process_memory import descendants
-from gsam.runtime.triton.repository import build_repository
-from gsam.runtime.triton.server import SHUTDOWN_BOUND_S
 from support.serving import drop_tested, readable_dir, serve
+
+from gsam.bench.process_memory import descendants
+from gsam.deploy.triton.repository import build_repository
+from gsam.runtime.serving.server import SHUTDOWN_BOUND_S
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
 pytestmark = pytest.mark.server
@@ -408,9 +409,9 @@ def test_gsam_health_compares_the_answer_with_the_repository(served, repo):
     """fbc5cf0: `gsam health` exited 0 for the impostor. Here: an answer that is not the fingerprinted one fails."""
     result = gsam("health", served.http_url, "--triton-model", "gsam_python", "--repo", str(repo))
     assert result.returncode == 0 and "as its fingerprint says" in result.stdout, result.stdout + result.stderr
-    from gsam.runtime.triton.fingerprint import PARAMETER, Fingerprint
-    from gsam.runtime.triton.model_config import read_model_config
-    from gsam.runtime.triton.repository import config_text
+    from gsam.deploy.triton.repository import config_text
+    from gsam.runtime.serving.fingerprint import PARAMETER, Fingerprint
+    from gsam.runtime.serving.model_config import read_model_config
 
     other = readable_dir()
     try:  # the same files, another answer on record: as if another model answered under this name

@@ -22,12 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from gsam.cli import cli
-from gsam.runtime.bench.process_memory import descendants, tree_memory_mib
-from gsam.runtime.triton.repository import build_repository
-from gsam.runtime.triton.server import SHUTDOWN_BOUND_S
 from support.serving import readable_dir, serve
+
+from gsam.bench.process_memory import descendants, tree_memory_mib
+from gsam.cli import cli
+from gsam.deploy.triton.repository import build_repository
+from gsam.runtime.serving.server import SHUTDOWN_BOUND_S
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
 pytestmark = pytest.mark.server

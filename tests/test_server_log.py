@@ -7,7 +7,7 @@ profile (instance_state.cc: "Failed to set cuda graph shape for " + instance + t
 
 from __future__ import annotations
 
-from gsam.runtime.triton.server import TritonServer, log_message
+from gsam.runtime.serving.server import TritonServer, log_message
 
 GRAPH_NOISE = [
     'E1207 19:34:38.101010 13549 instance_state.cc:3895] "Failed to set cuda graph shape for gsam_trt_0_0trt failed '

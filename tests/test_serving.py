@@ -10,13 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from support.serving import readable_dir, serve, serve_prefix
 
 from gsam.cli import cli
+from gsam.deploy.triton.repository import build_repository
 from gsam.io import sha256_file
 from gsam.runtime.backends import load_backend
-from gsam.runtime.triton.repository import build_repository
-from gsam.runtime.triton.server import TritonServer, free_port
-from support.serving import readable_dir, serve, serve_prefix
+from gsam.runtime.serving.server import TritonServer, free_port
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
 
@@ -229,7 +229,7 @@ def test_server_follows_its_parent_even_when_the_parent_is_killed(repo):
     import subprocess
     import sys
 
-    script = ("import sys, time\nfrom gsam.runtime.triton.server import TritonServer, free_port\n"
+    script = ("import sys, time\nfrom gsam.runtime.serving.server import TritonServer, free_port\n"
               f"s = TritonServer({str(repo)!r}, ['gsam_python'], free_port(), free_port()).start()\n"
               "print(s.process.pid, flush=True)\ntime.sleep(300)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -433,9 +433,9 @@ tail -c +$((h + 5)) response.bin > mask.png
 
 def test_memory_budget_derives_max_pixels_from_the_measured_cost(served_onnx, tmp_path):
     """The probe sees activation memory grow with pixels; the bound it writes keeps a request within budget."""
+    from gsam.deploy.triton.repository import config_facts
     from gsam.runtime.memory import measure_cost
-    from gsam.runtime.triton.model_config import read_model_config
-    from gsam.runtime.triton.repository import config_facts
+    from gsam.runtime.serving.model_config import read_model_config
 
     cost = measure_cost(served_onnx)
     assert 50 < cost.per_pixel < 5000 and cost.fixed > 0  # the tiny model: about 300 bytes per pixel
@@ -453,7 +453,7 @@ def test_memory_budget_derives_max_pixels_from_the_measured_cost(served_onnx, tm
 @pytest.fixture(scope="module")
 def tiled_server(tmp_path_factory, served_onnx):
     """A repository built with --tile: requests above max_pixels run in tiles instead of being refused."""
-    from gsam.runtime.triton.repository import Tiling
+    from gsam.deploy.triton.repository import Tiling
 
     folder = readable_dir()
     root = folder / "triton_models"
@@ -532,8 +532,8 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
 
     import tritonclient.http as http
 
+    from gsam.bench.process_memory import tree_memory_mib
     from gsam.data.bigimage import write_tiled_tiff
-    from gsam.runtime.bench.process_memory import tree_memory_mib
 
     def server_peak_mib():  # tritonserver and its stub below `gsam serve`, each at its own peak, summed
         return tree_memory_mib(serve.pid, "VmHWM", include_root=False)

@@ -252,7 +252,7 @@ def test_bench_threads_sharing_one_runner_each_execute_on_their_own_context(trt,
     (and stream), so no request's bindings are overwritten by another's before it executes."""
     import numpy as np
 
-    from gsam.runtime.bench.harness import BenchPlan, run_case
+    from gsam.bench.harness import BenchPlan, run_case
 
     clashes: list[str] = []
     runner = _runner(trt, tiny_onnx, context_class=NotReentrant, clashes=clashes)

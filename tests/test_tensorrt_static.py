@@ -353,8 +353,8 @@ def _inside(shape, profile) -> bool:
 
 
 def _warmups(profiles) -> list[list[int]]:
-    from gsam.runtime.triton.model_config import parse_config
-    from gsam.runtime.triton.repository import config_text, tensorrt_config
+    from gsam.deploy.triton.repository import config_text, tensorrt_config
+    from gsam.runtime.serving.model_config import parse_config
 
     facts = _facts()
     config = parse_config(config_text(tensorrt_config("gsam_trt", facts, profiles), "t"))
@@ -414,9 +414,9 @@ ONNXRUNTIME_BACKEND_TRT_KEYS = {
 
 
 def test_onnx_config_takes_one_profile_and_warms_up_inside_it(tiny_onnx):
+    from gsam.deploy.triton.repository import config_text, onnx_config
     from gsam.export.metadata import read_onnx_facts
-    from gsam.runtime.triton.model_config import parse_config
-    from gsam.runtime.triton.repository import config_text, onnx_config
+    from gsam.runtime.serving.model_config import parse_config
 
     facts = read_onnx_facts(tiny_onnx)
     with pytest.raises(GSAMError, match="serves only one profile"):
@@ -432,7 +432,7 @@ def test_onnx_config_takes_one_profile_and_warms_up_inside_it(tiny_onnx):
 
 
 def test_build_writes_gsam_trt_from_profiles_before_the_engine_exists(tiny_onnx, tmp_path):
-    from gsam.runtime.triton.model_config import read_model_config
+    from gsam.runtime.serving.model_config import read_model_config
 
     args = ["triton", "build", str(tiny_onnx), "--repo", str(tmp_path / "repo")]
     for p in TWO_PROFILES:
@@ -450,9 +450,9 @@ def test_build_writes_gsam_trt_from_profiles_before_the_engine_exists(tiny_onnx,
 def test_build_checks_an_engines_sidecar_against_the_profiles(tiny_onnx, tmp_path):
     import json
 
+    from gsam.deploy.triton.repository import build_repository
     from gsam.export.metadata import read_onnx_facts
-    from gsam.runtime.triton.model_config import read_model_config
-    from gsam.runtime.triton.repository import build_repository
+    from gsam.runtime.serving.model_config import read_model_config
 
     engine = tmp_path / "model.plan"
     engine.write_bytes(b"serialized engine bytes")  # the repository writer only copies it

@@ -12,8 +12,7 @@ from click.testing import CliRunner
 from support.tensorrt_stubs import SUPPORTED
 
 from gsam.cli import cli
-from gsam.errors import GSAMError
-from gsam.runtime.k8s.images import (
+from gsam.deploy.container.releases import (
     BY_RELEASE,
     DEFAULT_RELEASE,
     GPU_EXTRA_TENSORRT,
@@ -22,6 +21,7 @@ from gsam.runtime.k8s.images import (
     release_for_tensorrt,
     release_mark,
 )
+from gsam.errors import GSAMError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_an_image_of_a_release_with_unknown_tensorrt_is_accepted_one_outside_the
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("kubernetes_validate", "kserve")),
                     reason="needs the k8s extra")
 def test_triton_k8s_prints_the_tables_mark_for_its_release(tiny_onnx, tmp_path):
-    from gsam.runtime.triton.repository import build_repository
+    from gsam.deploy.triton.repository import build_repository
 
     build_repository(tiny_onnx, tmp_path / "repo", log=lambda s: None)
     result = CliRunner().invoke(cli, ["triton", "k8s", str(tmp_path / "repo"), "--out", str(tmp_path / "deploy")])

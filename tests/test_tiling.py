@@ -246,7 +246,7 @@ def test_6000x6000_tiff_in_bounded_memory(tiny_onnx, tmp_path):
 
 
 def test_triton_build_refuses_tiles_that_cannot_work(tiny_onnx, tmp_path):
-    from gsam.runtime.triton.repository import Tiling, build_repository
+    from gsam.deploy.triton.repository import Tiling, build_repository
 
     for tiling, fragment in [(Tiling(tile=16, overlap=4), "minimum side (32)"), (Tiling(tile=64, overlap=64), "overlap"),
                              (Tiling(tile=512, overlap=64), "above --max-pixels")]:

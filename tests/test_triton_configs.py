@@ -9,12 +9,12 @@ import json
 
 import pytest
 
+from gsam.deploy.triton.compute_target import choose_compute
+from gsam.deploy.triton.repository import config_text, image_config, tensorrt_config
 from gsam.errors import GSAMError
 from gsam.export.metadata import read_onnx_facts
 from gsam.export.profiles import parse_profile
-from gsam.runtime.triton.compute_target import choose_compute
-from gsam.runtime.triton.model_config import parse_config, read_model_config
-from gsam.runtime.triton.repository import config_text, image_config, tensorrt_config
+from gsam.runtime.serving.model_config import parse_config, read_model_config
 
 ONE = [parse_profile("min=1x3x64x64,opt=1x3x128x128,max=1x3x256x256")]
 TWO = [parse_profile("min=1x3x64x64,opt=1x3x128x128,max=1x3x255x255"),
@@ -156,8 +156,8 @@ def test_build_writes_gsam_image_without_a_second_copy_of_the_model(tiny_onnx, t
 
 
 def test_a_server_loading_gsam_image_also_loads_its_compute_model(tiny_onnx, tmp_path):
-    from gsam.runtime.triton.model_config import with_compute_models
-    from gsam.runtime.triton.repository import build_repository
+    from gsam.deploy.triton.repository import build_repository
+    from gsam.runtime.serving.model_config import with_compute_models
 
     build_repository(tiny_onnx, tmp_path / "r", log=lambda s: None)
     assert with_compute_models(tmp_path / "r", ["gsam_image"]) == ["gsam_python", "gsam_image"]

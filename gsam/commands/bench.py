@@ -63,8 +63,8 @@ def bench(backends, model_path, onnx_path, engine, url, triton_model, sizes, bat
     Example: gsam bench --model runs/demo --backends onnxruntime,torch,triton-grpc --sizes 256x256,480x640 --out bench/
     bf16:    gsam bench --model runs/demo --backends torch --amp bf16 --out bench_bf16/
     """
-    from gsam.runtime.bench.harness import BenchPlan
-    from gsam.runtime.bench.runner import BenchRequest, run_bench
+    from gsam.bench.harness import BenchPlan
+    from gsam.bench.runner import BenchRequest, run_bench
 
     plan = BenchPlan(sizes, batch=batch, warmup=warmup, iters=iters, duration=duration, concurrency=concurrency)
     request = BenchRequest(backends, Path(model_path), Path(out), plan, onnx_path=onnx_path, engine=engine, url=url,

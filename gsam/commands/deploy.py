@@ -41,12 +41,12 @@ def deploy(run, out, precisions, min_agreement, max_miou_drop, profiles, onnx_pa
     from gsam.export.gate import GateThresholds
     from gsam.export.profiles import parse_profile
 
-    from ..deploy import MANIFEST_NAME, parse_precisions
-    from ..deploy import deploy as build
+    from ..deploy.folder import MANIFEST_NAME, parse_precisions
+    from ..deploy.folder import deploy as build
 
     options = None
     if k8s:
-        from gsam.runtime.k8s import K8sOptions
+        from gsam.deploy.k8s import K8sOptions
 
         options = K8sOptions(replicas=replicas, gpus_per_replica=gpus_per_replica, storage_uri=storage_uri,
                              image=image)

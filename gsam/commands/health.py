@@ -28,7 +28,7 @@ def health(url, triton_model, timeout, repo) -> None:
 
     Example (a Kubernetes exec probe): gsam health 127.0.0.1:8000 --triton-model gsam_python --repo /models
     """
-    from gsam.runtime.triton.probe import ProbeFailed, config_fingerprint, fetch_config, probe_for, run_probe
+    from gsam.runtime.serving.probe import ProbeFailed, config_fingerprint, fetch_config, probe_for, run_probe
 
     try:
         fingerprint = None
@@ -37,7 +37,7 @@ def health(url, triton_model, timeout, repo) -> None:
 
             from google.protobuf import json_format
 
-            from gsam.runtime.triton.model_config import read_model_config
+            from gsam.runtime.serving.model_config import read_model_config
 
             on_disk = json_format.MessageToDict(read_model_config(Path(repo) / triton_model),
                                                 preserving_proto_field_name=True)

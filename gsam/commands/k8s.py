@@ -50,9 +50,9 @@ def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, imag
 
     Example: gsam triton k8s triton_models --out deploy --replicas 2 --autoscale queue
     """
-    from gsam.runtime.k8s import K8sOptions, write_manifests
-    from gsam.runtime.k8s.images import release_mark
-    from gsam.runtime.k8s.manifests import KUBERNETES_VERSION
+    from gsam.deploy.container.releases import release_mark
+    from gsam.deploy.k8s import K8sOptions, write_manifests
+    from gsam.deploy.k8s.manifests import KUBERNETES_VERSION
 
     options = K8sOptions(
         replicas=replicas, max_replicas=max_replicas, gpus_per_replica=gpus_per_replica,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gsam.runtime.triton.capacity import (
+from gsam.runtime.serving.capacity import (
     BODY_MIB,
     BODY_TIMEOUT_S,
     BODY_TOTAL_S,
@@ -15,6 +15,7 @@ from gsam.runtime.triton.capacity import (
     MAX_CONNECTIONS,
     ServeLimits,
 )
+
 from .options import retired, triton_models_option
 
 PORT = click.IntRange(1, 65535)
@@ -94,8 +95,8 @@ def serve(repo, host, http_port, grpc_port, triton_models, metrics_port, ready_t
 
     Check it from anywhere: gsam health localhost:8000 --triton-model gsam_python
     """
-    from gsam.runtime.triton.model_config import with_compute_models
-    from gsam.runtime.triton.service import ServeOptions, serve_repository
+    from gsam.runtime.serving.model_config import with_compute_models
+    from gsam.runtime.serving.service import ServeOptions, serve_repository
 
     # gsam_image computes through another model (BLS): that one is loaded too, before it
     models = with_compute_models(Path(repo), triton_models)

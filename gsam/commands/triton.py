@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gsam.runtime.triton.compute_target import COMPUTE_MODELS
+from gsam.deploy.triton.compute_target import COMPUTE_MODELS
 
 from .options import profile_option, retired
 
@@ -76,9 +76,9 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
       gsam triton build model.onnx --profile min=1x3x128x128,opt=1x3x512x512,max=1x3x1024x1024
       --profile min=1x3x1024x1024,opt=1x3x1536x1536,max=1x3x2048x2048
     """
+    from gsam.deploy.triton.repository import Batching, Tiling, build_repository
     from gsam.export.metadata import read_onnx_facts
     from gsam.export.profiles import parse_profile
-    from gsam.runtime.triton.repository import Batching, Tiling, build_repository
 
     from ..errors import GSAMError
 

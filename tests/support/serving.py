@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gsam.runtime.triton.serve_process import ServeProcess
+from gsam.runtime.serving.serve_process import ServeProcess
 
 _EXPOSE = r"""
 set -e

@@ -1,1 +1,1 @@
-../../../runtime/triton/python_model.py
+../../../runtime/triton_python/python_model.py

@@ -1,1 +1,1 @@
-../../../runtime/triton/compute.py
+../../../runtime/triton_python/compute.py

@@ -21,19 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import gsam.runtime.triton_python
 from gsam.errors import GSAMError
 from gsam.export.metadata import read_onnx_facts
 from gsam.export.profiles import ShapeProfile, exclusive_shape, format_shape, onnxruntime_trt_options
 from gsam.io import atomic_path, sha256_file, write_text_atomic
 from gsam.model.facts import ModelFacts
+from gsam.runtime.memory import DEFAULT_MAX_PIXELS
+from gsam.runtime.serving.model_config import DEFAULT_MAX_TILED_PIXELS, schema
 
-from ..memory import DEFAULT_MAX_PIXELS
 from .compute_target import ComputeTarget, choose_compute
 from .engine_config import allocation_strategy, engine_batching, graph_batches
-from .model_config import DEFAULT_MAX_TILED_PIXELS, schema
 
-PYTHON_MODEL_SOURCE = Path(__file__).with_name("python_model.py")
-COMPUTE_SOURCE = Path(__file__).with_name("compute.py")
+# The code Triton's python backend loads lives with what runs a model (runtime/triton_python/).
+PYTHON_MODEL_SOURCE = Path(gsam.runtime.triton_python.__file__).with_name("python_model.py")
+COMPUTE_SOURCE = Path(gsam.runtime.triton_python.__file__).with_name("compute.py")
 # gsam.pixels travels beside model.py as the package gsam_pixels (the python model imports nothing else of gsam).
 PIXELS_PACKAGE = "gsam_pixels"
 # With --oversize-tile, the largest image a request may hold (the tiles bound the compute memory; the decoded
@@ -332,8 +334,8 @@ def add_fingerprints(onnx_path: Path, configs: list, log: Callable[[str], None])
     (fingerprint.py), what health probes compare a served model's answer with."""
     from google.protobuf import json_format
 
-    from .fingerprint import PARAMETER, reference
-    from .probe import probe_shape
+    from gsam.runtime.serving.fingerprint import PARAMETER, reference
+    from gsam.runtime.serving.probe import probe_shape
 
     made: dict[tuple[int, int], object] = {}
     for config in configs:

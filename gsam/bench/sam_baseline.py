@@ -15,8 +15,7 @@ from torch import nn
 
 from gsam.model.config import GSAMConfig
 from gsam.model.facts import ModelFacts
-
-from ..backends import Segmenter
+from gsam.runtime.backends import Segmenter
 
 SAM_SIZE = 1024
 

@@ -1,7 +1,7 @@
 """Start and stop a local Triton Inference Server on a gsam model repository.
 
 Uses `tritonserver` from PATH when there is one (an NGC container), otherwise the binary
-bundled in the nvidia-pytriton wheel (runtime/triton/bundle.py). Binds 127.0.0.1 only (HTTP,
+bundled in the nvidia-pytriton wheel (runtime/serving/bundle.py). Binds 127.0.0.1 only (HTTP,
 gRPC and the Prometheus metrics endpoint). The APIs that change the server or reach past the
 models (model repository, shared memory, trace and logging settings) are restricted to a random
 admin key made at each start and held only by this object, which needs it to reload a model: what
@@ -34,7 +34,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-
 from typing import Callable
 
 from gsam.errors import GSAMError

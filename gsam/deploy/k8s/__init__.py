@@ -1,6 +1,6 @@
 """Kubernetes and KServe manifests for a gsam Triton model repository, validated offline.
 
-    from gsam.runtime.k8s import K8sOptions, write_manifests
+    from gsam.deploy.k8s import K8sOptions, write_manifests
     result = write_manifests("triton_models", "deploy", K8sOptions(replicas=2))
 
 options.py (choices and their checks), repository.py (facts read from the repository),

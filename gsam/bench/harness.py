@@ -21,8 +21,8 @@ import numpy as np
 
 from gsam.io import atomic_path, write_text_atomic
 from gsam.model.config import GSAMConfig
+from gsam.runtime.backends import Segmenter
 
-from ..backends import Segmenter
 from .peaks import peak_key
 
 

@@ -83,7 +83,7 @@ class K8sOptions:
         if not NAME_PATTERN.match(self.monitoring_namespace):
             raise GSAMError(f"--monitoring-namespace must be a DNS label; got {self.monitoring_namespace!r}")
         if self.image is not None:
-            from .image import parse_image
+            from gsam.deploy.container.recipe import parse_image
 
             if parse_image(self.image).is_stock_triton:
                 raise GSAMError(f"--image {self.image!r}: NVIDIA's image has neither gsam nor the python models' "

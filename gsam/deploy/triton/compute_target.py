@@ -2,7 +2,7 @@
 
 gsam_image decodes, bounds, tiles and encodes; the network runs in a compute model, called with
 BLS: gsam_trt when the repository has an engine, else gsam_onnx on a GPU host, else gsam_python.
-The choice travels in gsam_image's config parameters (read by runtime/triton/compute.py), with
+The choice travels in gsam_image's config parameters (read by runtime/triton_python/compute.py), with
 what that model takes: its input's name and type (uint8 wherever it takes it, so a tile costs 1
 byte per channel), its largest batch, and for an engine the height and width ranges of its profiles.
 """

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import shlex
 
-from .image import IMAGE_USER
+from gsam.deploy.container.recipe import IMAGE_USER
+
 from .plan import Plan
 
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002

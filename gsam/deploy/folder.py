@@ -21,15 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .errors import GSAMError
-from .io import sha256_file, staged_folder, write_text_atomic
-from .model.run import RunDir
-from .precisions import onnx_precision
+from gsam.errors import GSAMError
+from gsam.io import sha256_file, staged_folder, write_text_atomic
+from gsam.model.run import RunDir
+from gsam.precisions import onnx_precision
 
 if TYPE_CHECKING:
+    from gsam.deploy.k8s import K8sOptions
     from gsam.export.gate import GateThresholds
     from gsam.export.profiles import ShapeProfile
-    from gsam.runtime.k8s import K8sOptions
 
 MANIFEST_NAME = "manifest.json"
 PROFILE_BUCKETS = 3
@@ -106,8 +106,8 @@ def trtexec_lines(variants: dict[str, Path], profiles: list[ShapeProfile], folde
 
 
 def _bench(onnx: Path, profiles: list[ShapeProfile], out: Path, log: Callable[[str], None]) -> None:
-    from gsam.runtime.bench.harness import BenchPlan
-    from gsam.runtime.bench.runner import BenchRequest, run_bench
+    from gsam.bench.harness import BenchPlan
+    from gsam.bench.runner import BenchRequest, run_bench
 
     sizes = list(dict.fromkeys((p.opt[2], p.opt[3]) for p in profiles))
     request = BenchRequest(["onnxruntime", "triton-grpc"], onnx, out, BenchPlan(sizes, warmup=1, iters=3),
@@ -204,7 +204,7 @@ def _write_models(run: Path, stage: Path, wanted: Variants, profiles: list[Shape
 def _write_serving(stage: Path, out: Path, variants: dict[str, Path], profiles: list[ShapeProfile], *,
                    k8s: K8sOptions | None, log: Callable[[str], None]) -> None:
     """profiles.txt, trtexec.sh, the Triton repository and, with `k8s`, the manifests."""
-    from gsam.runtime.triton.repository import build_repository
+    from gsam.deploy.triton.repository import build_repository
 
     write_text_atomic(stage / "profiles.txt", "".join(f"{p.flag()}\n" for p in profiles))
     write_text_atomic(stage / "trtexec.sh", "#!/usr/bin/env bash\n# Run on the GPU host, from this folder.\n"
@@ -213,7 +213,7 @@ def _write_serving(stage: Path, out: Path, variants: dict[str, Path], profiles: 
     log("writing the Triton repository...")
     build_repository(variants["fp32"], stage / "triton_models")
     if k8s is not None:
-        from gsam.runtime.k8s import write_manifests
+        from gsam.deploy.k8s import write_manifests
 
         log("writing Kubernetes and KServe manifests (validated offline)...")
         for note in write_manifests(stage / "triton_models", stage, k8s, repo_label=out / "triton_models").notes:

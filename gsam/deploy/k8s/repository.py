@@ -13,8 +13,7 @@ from pathlib import Path
 from gsam.errors import GSAMError
 from gsam.export.gpu import GpuFacts
 from gsam.export.sidecar import EngineSidecar, sidecar_path
-
-from ..triton.model_config import parse_config
+from gsam.runtime.serving.model_config import parse_config
 
 
 @dataclass(frozen=True)

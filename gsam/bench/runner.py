@@ -12,8 +12,8 @@ from tqdm import tqdm
 
 from gsam.errors import GSAMError
 from gsam.model.config import GSAMConfig
+from gsam.runtime.backends import load_backend
 
-from ..backends import load_backend
 from .harness import (
     BenchPlan,
     CaseResult,
@@ -150,8 +150,8 @@ def _triton_url(request: BenchRequest, onnx: Path | None, stack: contextlib.Exit
     """The given --url, or the HTTP and gRPC addresses of a server started here on the ONNX file."""
     if not request.needs_local_triton:
         return request.url
-    from ..triton.repository import build_repository
-    from ..triton.server import TritonServer, free_port
+    from gsam.deploy.triton.repository import build_repository
+    from gsam.runtime.serving.server import TritonServer, free_port
 
     assert onnx is not None
     build_repository(onnx, request.out / "triton_models")
@@ -265,7 +265,7 @@ def _recording(opener, opened: list):
 
 def _server_split(opened: list, warmup: int) -> dict[str, float] | None:
     """Mean decode/compute/encode ms of gsam_image over the case's timed images (each thread's warm-up images left out)."""
-    from ..backends.triton_client import TritonImageSegmenter
+    from gsam.runtime.backends.triton_client import TritonImageSegmenter
 
     rows = [s for o in opened for s in getattr(o, "split_ms", [])[warmup:]]
     if not rows:

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from gsam import __version__
+from gsam.deploy.container.releases import DEFAULT_RELEASE, TRITON_REGISTRY, check_image, release_for_tensorrt
 from gsam.errors import GSAMError
-
-from .images import DEFAULT_RELEASE, TRITON_REGISTRY, check_image, release_for_tensorrt
 
 DIGEST_PATTERN = re.compile(r"^(?P<name>[^@]+)@(?P<digest>sha256:[0-9a-f]{64})$")
 # A repository without a tag, as it may stand before @sha256:...

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gsam.deploy.container.recipe import base_image, default_image, image_release, parse_image
+from gsam.deploy.container.releases import TENSORRT_BY_RELEASE, choose_image
 from gsam.errors import GSAMError
-
 from gsam.export.gpu import GpuFacts
-
-from ..memory import (
+from gsam.runtime.memory import (
     DEFAULT_MAX_PIXELS,
     MemoryBound,
     ModelLoad,
@@ -24,10 +24,9 @@ from ..memory import (
     measured_cost,
     served_memory,
 )
-from ..triton.capacity import ServeLimits
-from ..triton.model_config import with_compute_models
-from .image import base_image, default_image, image_release, parse_image
-from .images import TENSORRT_BY_RELEASE, choose_image
+from gsam.runtime.serving.capacity import ServeLimits
+from gsam.runtime.serving.model_config import with_compute_models
+
 from .options import K8sOptions
 from .repository import RepositoryFacts, ServedModel
 
@@ -136,7 +135,7 @@ POD_CONNECTIONS = 256
 def pod_limits(repo: RepositoryFacts, models: list[str]) -> ServeLimits:
     """The caps the pod's gsam serve runs with: POD_CONNECTIONS, and gsam serve's defaults, the body budget
     resolved for the loaded models' largest legal request (what gsam serve itself would choose)."""
-    from ..triton.limits import load_limits
+    from gsam.runtime.serving.limits import load_limits
 
     largest = max(model.body_cap for model in load_limits(repo.path, models).values())
     return ServeLimits(max_connections=POD_CONNECTIONS).resolved(largest)
