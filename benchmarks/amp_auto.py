@@ -13,9 +13,6 @@ import argparse
 import statistics
 import time
 
-import gsam  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-
-# isort: split
 import torch
 
 from gsam.demo import DEMO_BATCH, DEMO_CROP
@@ -30,7 +27,8 @@ def stepper(amp: str):
     torch.manual_seed(0)
     device = torch.device("cpu")
     model = build_gsam("tiny", num_classes=3, train_size=DEMO_CROP).requires_grad_(True)
-    optimizer, scaler, loss_fn = torch.optim.Adam(model.parameters(), 1e-3), grad_scaler(device, amp), SegmentationLoss(3, 255)
+    optimizer, scaler = torch.optim.Adam(model.parameters(), 1e-3), grad_scaler(device, amp)
+    loss_fn = SegmentationLoss(3, 255)
     images = torch.rand(DEMO_BATCH, 3, *DEMO_CROP) * 255
     target = torch.randint(0, 3, (DEMO_BATCH, *DEMO_CROP))
 

@@ -16,9 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import gsam  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-
-# isort: split
 import torch
 
 from gsam.data.dataset import SegmentationDataset

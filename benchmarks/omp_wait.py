@@ -1,10 +1,10 @@
-"""What OpenMP's wait policy costs torch on this CPU, idle and beside another busy process.
+"""How many threads torch should use on a shared machine, and whether OpenMP's wait policy matters.
 
-gsam sets OMP_WAIT_POLICY=PASSIVE (gsam/__init__.py). This runs the same work, tiny-model training steps
-and inference, in fresh processes under ACTIVE (threads spin while they wait) and PASSIVE (they sleep),
-first on an otherwise idle machine, then beside one other busy process (a second job on a shared box),
-and prints the median seconds and the PASSIVE/ACTIVE ratio of each. The wait policy is read when
-OpenMP loads, hence a process per measurement.
+The evidence behind gsam.machine.choose_threads (one thread per core other work leaves idle): the same
+work, tiny-model training steps and inference, in fresh processes under OpenMP's default wait policy,
+ACTIVE (threads spin while they wait) and PASSIVE (they sleep), and with one thread, first on an
+otherwise idle machine, then beside one and two other busy processes, printing the median seconds of
+each. The wait policy is read when OpenMP loads, hence a process per measurement.
 
     python benchmarks/omp_wait.py --threads 2
 """
@@ -51,7 +51,9 @@ def spin(stop) -> None:
 
 
 def measure(policy: str, threads: int, repeats: int) -> dict:
-    env = {**os.environ, "OMP_WAIT_POLICY": policy}
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if policy != "unset":
+        env["OMP_WAIT_POLICY"] = policy
     result = subprocess.run([sys.executable, "-c", WORK, str(threads), str(repeats)], env=env, check=True,
                             capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -65,21 +67,23 @@ def main() -> None:
     from gsam.machine import cpu_facts
 
     print(f"{cpu_facts().describe()}; {args.threads} torch threads; median of {args.repeats}\n")
-    print("| machine | work | ACTIVE s | PASSIVE s | PASSIVE / ACTIVE |\n|---|---|---|---|---|")
-    for label, busy in (("idle", 0), ("one other busy process", 1)):
+    cases = [("unset", args.threads), ("ACTIVE", args.threads), ("PASSIVE", args.threads), ("unset", 1)]
+    names = [f"{policy}, {threads} thread{'s' * (threads > 1)}" for policy, threads in cases]
+    print("| machine | work | " + " | ".join(f"{name} s" for name in names) + " |\n|---|---|"
+          + "---|" * len(cases))
+    for label, busy in (("idle", 0), ("one other busy process", 1), ("two other busy processes", 2)):
         stop = multiprocessing.Event()
         spinners = [multiprocessing.Process(target=spin, args=(stop,)) for _ in range(busy)]
         for process in spinners:
             process.start()
         try:
-            active, passive = measure("ACTIVE", args.threads, args.repeats), measure("PASSIVE", args.threads, args.repeats)
+            results = [measure(policy, threads, args.repeats) for policy, threads in cases]
         finally:
             stop.set()
             for process in spinners:
                 process.join()
-        for work in active:
-            print(f"| {label} | {work} | {active[work]:.3f} | {passive[work]:.3f} | {passive[work] / active[work]:.2f} |",
-                  flush=True)
+        for work in results[0]:
+            print(f"| {label} | {work} | " + " | ".join(f"{r[work]:.3f}" for r in results) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class GSAMGroup(click.Group):
     """Turns user-fixable errors into one line on stderr and exit code 1 (--debug shows the traceback)."""
 
     def invoke(self, ctx: click.Context):
+        from .machine import apply_thread_choice
+
+        apply_thread_choice()  # before any command imports torch
         try:
             return super().invoke(ctx)
         except (GSAMError, ValueError, OSError) as exc:  # OSError: unwritable/missing paths, busy devices

@@ -12,7 +12,7 @@ DEMO_SIZES = [(96, 128), (200, 150), (257, 331)]
 # The demo's dataset and training recipe: shared with the test that holds it to its mIoU.
 DEMO_DATA = dict(num_classes=3, train=48, val=8, min_size=64, max_size=160, seed=0)
 DEMO_EPOCHS = 30
-DEMO_CROP = (72, 72)
+DEMO_CROP = (80, 80)
 
 
 DEMO_BATCH = 4

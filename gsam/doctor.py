@@ -13,7 +13,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-from .machine import FLAGS_THAT_MATTER, cpu_facts
+from .machine import FLAGS_THAT_MATTER, apply_thread_choice, cpu_facts
 
 
 def _version(package: str) -> str | None:
@@ -87,13 +87,8 @@ def _choices(torch_facts: dict, ort_facts: dict, trt_facts: dict) -> dict:
     amp = choose_amp("auto", device)
     scheme, scheme_why = choose_int8_scheme("auto", "tensorrt" if trt_facts.get("version") and device.type == "cuda"
                                             else "onnxruntime")
-    cpu = cpu_facts()
-    threads = {"value": f"torch {torch_facts['threads']}, onnxruntime {cpu.cores}",
-               "reason": f"one per core this process may use ({cpu.cores})"}
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > cpu.cores:
-        threads["reason"] += (f"; the load average is {load:.1f} on {cpu.cores} cores, so other work competes "
-                              "for them: fewer threads (gsam bench --threads 1) can be faster")
+    count, why = apply_thread_choice()
+    threads = {"value": count, "reason": why}
     if device.type == "cuda" and trt_facts.get("version"):
         backend = ("tensorrt", "a GPU and TensorRT: engines from `gsam export tensorrt`")
     elif device.type == "cuda" and "CUDAExecutionProvider" in ort_facts["providers"]:

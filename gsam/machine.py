@@ -88,6 +88,58 @@ def cpu_facts() -> CpuFacts:
                     flags=tuple(f for f in FLAGS_THAT_MATTER if f in flags))
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot, from /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
+
+
+def busy_cores(sample_s: float = 0.1) -> float:
+    """How many cores other work keeps busy right now: /proc/stat sampled over `sample_s` (the 1-minute
+    load average where there is no /proc; it lags by a minute, so it is only the fallback)."""
+    before = _cpu_times()
+    if before is None:
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return 0.0
+    time.sleep(sample_s)
+    after = _cpu_times()
+    idle, total = after[0] - before[0], after[1] - before[1]
+    return max(0.0, 1 - idle / total) * cpu_facts().cores if total > 0 else 0.0
+
+
+def choose_threads() -> tuple[int, str]:
+    """Threads for torch (and onnxruntime) in a command: one per core that other work leaves idle.
+
+    An OpenMP team waits for its slowest thread at every operation, so a thread on a core another
+    process keeps busy stalls the rest: beside one busy process a tiny-model training step took 0.59 s
+    with 2 threads and 0.18 s with 1, while on an idle machine 2 threads took 0.11 s (BENCHMARKS.md).
+    """
+    cores, busy = cpu_facts().cores, busy_cores()
+    threads = max(1, min(cores, cores - int(round(busy))))
+    if threads == cores:
+        return threads, f"{cores} cores, {busy:.1f} busy with other work: one thread per core"
+    return threads, (f"{cores} cores, {busy:.1f} busy with other work: {threads} thread(s), one per idle core "
+                     "(a thread on a busy core stalls its team at every operation)")
+
+
+def apply_thread_choice() -> tuple[int, str]:
+    """Set OMP_NUM_THREADS (and MKL's) for this process and its children from choose_threads, unless the user
+    or a launcher such as torchrun set it; torch reads it when it starts, so call before importing torch.
+    Returns the count in force and why."""
+    given = os.environ.get("OMP_NUM_THREADS")
+    if given is not None and given != os.environ.get("GSAM_THREADS_CHOSEN"):
+        return int(given) if given.isdigit() else 0, f"OMP_NUM_THREADS={given}, set before gsam started"
+    threads, reason = choose_threads() if given is None else (int(given), os.environ["GSAM_THREADS_REASON"])
+    os.environ.update(OMP_NUM_THREADS=str(threads), GSAM_THREADS_CHOSEN=str(threads), GSAM_THREADS_REASON=reason)
+    os.environ.setdefault("MKL_NUM_THREADS", str(threads))
+    return threads, reason
+
+
 def cache_dir() -> Path:
     """Where measured probes are kept: $GSAM_CACHE_DIR, else $XDG_CACHE_HOME/gsam, else ~/.cache/gsam."""
     if os.environ.get("GSAM_CACHE_DIR"):

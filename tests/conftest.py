@@ -1,17 +1,13 @@
 """Shared fixtures: tiny models and generated data, built on the fly, the costly ones once per run.
 
 Every pytest-xdist worker gets an equal share of the cores for torch (one each on a 2-core machine),
-so parallel workers never oversubscribe them; gsam is imported before torch so its OpenMP threads
-wait passively (gsam/__init__.py).
+so parallel workers never oversubscribe them (an OpenMP thread on a busy core stalls its whole team).
 """
 
 from __future__ import annotations
 
 import os
 
-import gsam  # noqa: F401  (before torch: sets OMP_WAIT_POLICY)
-
-# isort: split
 import pytest
 import torch
 from support.shared import build_once, worker_count

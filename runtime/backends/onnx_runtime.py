@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,9 @@ class OnnxRuntimeSegmenter(Segmenter):
         path = Path(path)
         self.facts = read_onnx_facts(path)
         options = ort.SessionOptions()
+        # onnxruntime ignores OMP_NUM_THREADS; gsam's commands set it to the cores other work leaves idle
+        # (gsam.machine.choose_threads), and onnxruntime's pool stalls on busy cores as OpenMP's does
+        threads = threads or int(os.environ.get("GSAM_THREADS_CHOSEN", "0") or 0)
         if threads:
             options.intra_op_num_threads = threads
         chain = execution_providers(providers, profiles, cache_dir or str(path.parent / "trt_cache"), fp16)
