@@ -27,7 +27,10 @@ import torch
 from gsam.export.gate_data import load_gate_images, run_data_folder
 from gsam.export.metadata import read_onnx_facts, rewrite_onnx_facts
 from gsam.export.onnx import export_checkpoint, export_onnx
-from gsam.export.precision import GateThresholds, convert_fp16, make_variant, quantize_int8
+from gsam.export.fp16 import convert_fp16
+from gsam.export.gate import GateThresholds
+from gsam.export.int8 import quantize_int8
+from gsam.export.variants import make_variant
 from gsam.model import build_gsam
 from gsam.runtime.backends import load_backend
 

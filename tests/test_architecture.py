@@ -240,3 +240,19 @@ def test_no_function_takes_more_than_five_positional_arguments():
     wide = [f"{name}.{node.name}: {positional(node)}" for name, node in _functions()
             if positional(node) > 5 and not is_command(node)]
     assert wide == []
+
+
+def test_every_benchmark_script_imports_what_exists():
+    """benchmarks/ is run by hand, not by the suite: a name it imports from gsam that moved or vanished would
+    only show the day someone reruns it (benchmarks/precision.py once imported a module split a round before)."""
+    import importlib
+
+    missing = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "gsam":
+                module = importlib.import_module(node.module)
+                missing += [f"{path.name}: {node.module}.{alias.name}" for alias in node.names
+                            if not hasattr(module, alias.name)
+                            and importlib.util.find_spec(f"{node.module}.{alias.name}") is None]
+    assert missing == []
