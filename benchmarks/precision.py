@@ -95,9 +95,9 @@ def main() -> None:
                     files[precision] = folder / f"{precision}.onnx"
                     started = time.perf_counter()
                     report = make_variant(fp32, files[precision], precision.split("-")[0], reference=reference,
-                                          images=gate_data.images, labels=gate_data.labels,
-                                          calib_images=gate_data.calib_images, thresholds=GateThresholds(),
-                                          log=lambda s: None, int8_scheme=INT8_SCHEME.get(precision, "tensorrt"))
+                                          candidate=lambda path: load_backend("onnxruntime", path), data=gate_data,
+                                          thresholds=GateThresholds(), log=lambda s: None,
+                                          int8_scheme=INT8_SCHEME.get(precision, "tensorrt"))
                     gate_rows.append(f"| tiny (trained run) | {precision} | {len(gate_data.images)} + {len(report.rows) - len(gate_data.images)} "
                                      f"| {report.mask_agreement:.4%} | {100 * report.reference_miou:.2f} | "
                                      f"{100 * report.variant_miou:.2f} | {report.miou_drop:+.2f} | "
