@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from click.testing import CliRunner
 
@@ -47,7 +49,8 @@ def test_info_prints_the_lineage_of_every_artifact(tmp_path, trained_run, traine
 
     result = runner.invoke(cli, ["info", str(trained_onnx), "--size", "64x96"])
     assert result.exit_code == 0, result.output
-    assert f"exported from  best.pt (sha256 {checkpoint_sha}, epoch 10, val mIoU" in result.output
+    # the best epoch depends on the run, so only its shape is checked
+    assert re.search(rf"exported from  best\.pt \(sha256 {checkpoint_sha}, epoch \d+, val mIoU", result.output)
     assert "token grid" in result.output and "precision      fp32" in result.output
 
     repo = tmp_path / "repo"
