@@ -31,29 +31,6 @@ def collect_images(paths: list[str]) -> list[Path]:
     return images
 
 
-def open_segmenter(backend: str, paths: tuple[str, ...], url: str | None, *, triton_model: str, device: str,
-                   amp: str = "auto", timeout: float = 600.0):
-    """(segmenter, image paths): local backends take the model as the first path, Triton ones a URL."""
-    from gsam.runtime.backends import guess_backend, load_backend
-
-    from ..errors import GSAMError
-
-    if backend.startswith("triton"):
-        if not url:
-            raise GSAMError(f"--backend {backend} needs --url, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
-        if backend == "triton-image" and triton_model == "gsam_python":
-            triton_model = "gsam_image"  # the default names the tensor model; this backend needs the image one
-        return load_backend(backend, url, model=triton_model, timeout=timeout), list(paths)
-    if len(paths) < 2:
-        raise GSAMError("give the model (run directory, .pt, .onnx or .plan) and then one or more images or folders")
-    kind = guess_backend(paths[0]) if backend == "auto" else backend
-    if amp not in ("off", "auto") and kind != "torch":
-        raise GSAMError(f"--amp {amp} applies to the torch backend only (a run directory or .pt); "
-                        f"{paths[0]} runs on {kind}")
-    options = {"device": device, "amp": amp} if kind == "torch" else {}
-    return load_backend(kind, paths[0], **options), list(paths[1:])
-
-
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @out_option("Writes OUT/masks and OUT/overlays.", type=click.Path(file_okay=False))
@@ -94,100 +71,24 @@ def predict(paths, out, backend, url, triton_model, device, amp, alpha, tile, ov
     """
     from tqdm import tqdm
 
-    segmenter, image_args = open_segmenter(backend, paths, url, triton_model=triton_model, device=device, amp=amp,
-                                           timeout=timeout)
-    if hasattr(segmenter, "amp_choice"):
-        click.echo(segmenter.amp_choice.line(), err=True)
-        if segmenter.amp_choice.warning:
-            click.echo(segmenter.amp_choice.warning, err=True)
-    try:
-        images = collect_images(image_args)
-        writer = _MaskWriter(segmenter, Path(out), alpha, max_image_pixels, _tiling(segmenter, tile, overlap, tile_above))
-        for path in tqdm(images, desc=f"predict ({segmenter.name})", unit="img"):
-            note = writer.write(path)
+    from gsam.runtime.predictor import load
+
+    from ..errors import GSAMError
+
+    if backend.startswith("triton") and not url:
+        raise GSAMError(f"--backend {backend} needs --url, e.g. localhost:8000 (HTTP) or localhost:8001 (gRPC)")
+    if not backend.startswith("triton") and len(paths) < 2:
+        raise GSAMError("give the model (run directory, .pt, .onnx or .plan) and then one or more images or folders")
+    target, image_args = (url, list(paths)) if backend.startswith("triton") else (paths[0], list(paths[1:]))
+    images = collect_images(image_args)
+    predictor = load(target, None if backend == "auto" else backend, triton_model=triton_model, device=device, amp=amp,
+                     timeout=timeout, tile=tile, overlap=overlap, tile_above=tile_above,
+                     max_image_pixels=max_image_pixels, alpha=alpha, command="gsam predict")
+    for note in predictor.notes:
+        click.echo(note, err=True)
+    with predictor:
+        for path in tqdm(images, desc=f"predict ({predictor.name})", unit="img"):
+            note = predictor.write(path, out)
             if note:
                 tqdm.write(note)
-    finally:
-        segmenter.close()
-    click.echo(f"wrote {len(images)} masks to {writer.out / 'masks'} and overlays to {writer.out / 'overlays'}")
-
-
-def _tiling(segmenter, tile: int | None, overlap: int, tile_above: int | None):
-    """(tiled segmenter, pixels above which images are tiled; 0 = every image): --tile, --tile-above, or
-    the threshold that half the free memory allows for this model."""
-    from gsam.runtime.backends.tiled import TiledSegmenter
-    from gsam.runtime.memory import default_tile, default_tile_above
-
-    if tile_above is None and tile is None:
-        tile_above, how = default_tile_above(segmenter.facts.model_name)
-        click.echo(f"--tile-above {tile_above} ({how}); larger images are tiled", err=True)
-    tile_side = tile or default_tile(tile_above, segmenter.facts.min_size)
-    if not tile and overlap >= tile_side:  # automatic tiles smaller than the default overlap
-        overlap = tile_side // 4
-    return TiledSegmenter(segmenter, tile_side, overlap), (0 if tile else tile_above)
-
-
-class _MaskWriter:
-    """One image file -> OUT/masks/NAME.png (or .tif) and OUT/overlays/NAME.png: sent as encoded bytes
-    to a backend that takes them, in tiles above the threshold, else whole."""
-
-    def __init__(self, segmenter, out: Path, alpha: float, max_image_pixels: int | None, tiling) -> None:
-        from gsam.runtime.backends.processing import palette_for
-
-        from ..errors import GSAMError
-
-        self.segmenter, self.out, self.alpha, self.max_image_pixels = segmenter, out, alpha, max_image_pixels
-        self.tiled, self.tile_above = tiling
-        self.palette = palette_for(segmenter.facts.num_classes, segmenter.facts.palette)
-        self.used: set[str] = set()
-        try:
-            for sub in ("masks", "overlays"):
-                (out / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise GSAMError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
-
-    def write(self, path: Path) -> str | None:
-        """Write one image's mask and overlay; returns a note for the log, if any."""
-        from gsam.runtime.large_image import predict_tiled
-
-        from ..data.imageio import image_size
-        from ..errors import GSAMError
-
-        height, width = image_size(path, self.max_image_pixels)
-        min_size = self.segmenter.facts.min_size
-        if min(height, width) < min_size:
-            raise GSAMError(f"{path}: image {height}x{width} is below the model's minimum side of {min_size} pixels")
-        name = path.stem
-        while name in self.used:
-            name += "_"
-        self.used.add(name)
-        if self.segmenter.takes_encoded:  # the file's own bytes go on the wire; the server bounds them
-            return self._write_encoded(path, name)
-        if height * width > self.tile_above:
-            predict_tiled(self.tiled, path, self.out / "masks" / name, self.out / "overlays" / name, self.palette,
-                          alpha=self.alpha, max_image_pixels=self.max_image_pixels)
-            if self.tile_above:
-                return (f"{path}: {height}x{width} is above --tile-above {self.tile_above}: tiles of "
-                        f"{self.tiled.tiles.size} overlapping by {self.tiled.tiles.overlap}")
-            return None
-        from gsam.runtime.backends.processing import to_model_input
-
-        from ..data.imageio import read_image
-
-        image = read_image(path, self.max_image_pixels)
-        self._save(name, image, self.segmenter(to_model_input(image))["mask"][0])
-        return None
-
-    def _write_encoded(self, path: Path, name: str) -> None:
-        from ..pixels.codec import decode_image
-
-        data = path.read_bytes()
-        mask = self.segmenter.segment_encoded(data)
-        self._save(name, decode_image(data), mask)  # the image as the server saw it (EXIF orientation applied)
-
-    def _save(self, name: str, image, mask) -> None:
-        from gsam.pixels.masks import overlay
-        from gsam.runtime.backends.processing import save_png
-
-        save_png(mask, self.out / "masks" / f"{name}.png")
-        save_png(overlay(image, mask, self.palette, self.alpha), self.out / "overlays" / f"{name}.png")
+    click.echo(f"wrote {len(images)} masks to {Path(out) / 'masks'} and overlays to {Path(out) / 'overlays'}")

@@ -33,3 +33,12 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: flo
         blended = part.astype(np.float32) * (1 - alpha) + colorize(labels, palette).astype(np.float32) * alpha
         picture[y:y + rows] = np.where((labels > 0)[:, :, None], blended, part).round()
     return picture
+
+
+def logits_to_probabilities(logits: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Per-class probabilities along `axis`: softmax, or sigmoid for a single channel (the foreground's). float32."""
+    logits = np.asarray(logits, dtype=np.float32)
+    if logits.shape[axis] == 1:
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gsam.data.palette import default_palette
 from gsam.io import atomic_path
 from gsam.pixels.codec import encode_png
 
@@ -17,11 +16,6 @@ def to_model_input(images: np.ndarray | list[np.ndarray]) -> np.ndarray:
     if batch.ndim != 4 or batch.shape[-1] != 3:
         raise ValueError(f"expected RGB images (H, W, 3); got array shape {batch.shape}")
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
-
-
-def palette_for(num_classes: int, palette=None) -> np.ndarray:
-    colours = list(palette) if palette else default_palette(max(num_classes, 2))
-    return np.array(colours, dtype=np.uint8)
 
 
 def save_png(array: np.ndarray, path: str | Path) -> None:
