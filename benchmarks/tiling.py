@@ -48,7 +48,7 @@ def agreement(run_dir: str, cases: list[tuple[int, int, int, int]], seam: int = 
     from gsam.data.synth import make_sample
     from gsam.pixels.tiling import tile_layout, tile_starts
     from gsam.runtime.backends import load_backend
-    from gsam.runtime.backends.processing import to_model_input
+    from gsam.model.segmenter import to_model_input
     from gsam.runtime.backends.tiled import TiledSegmenter
 
     def near_edge(length, tile, overlap):

@@ -1,8 +1,8 @@
 """The export gate for precision variants: a candidate against a reference on real images, in figures.
 
-The gate does not load what it runs: the caller hands it Segments (a callable from float32
-[N, 3, H, W] to {"logits", "mask"} with the model's `facts`), because the backends that run
-ONNX files and PyTorch checkpoints live in gsam.runtime, a layer above this one.
+The gate does not load what it runs: the caller hands it Segmenters (gsam.model.segmenter, the one
+interface every backend implements), because the backends that run ONNX files and PyTorch
+checkpoints live in gsam.runtime, a layer above this one.
 `gsam.runtime.backends.gate_runners()` gives the usual pair.
 """
 
@@ -10,31 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 
 from gsam.errors import GSAMError
-from gsam.model.facts import ModelFacts
+from gsam.model.segmenter import Segmenter, to_model_input
 from gsam.precisions import PRECISIONS
-
-
-class Segments(Protocol):
-    """What the gate runs: a gsam.runtime Segmenter, or anything with the same call and facts."""
-
-    facts: ModelFacts
-
-    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
 class GateRunners:
     """How to run the two sides: `reference(run)` for the trained PyTorch model, `candidate(onnx)` for a file."""
 
-    reference: Callable[[Path], Segments]
-    candidate: Callable[[Path], Segments]
+    reference: Callable[[Path], Segmenter]
+    candidate: Callable[[Path], Segmenter]
 
 
 @dataclass(frozen=True)
@@ -127,11 +117,6 @@ class GateReport:
         return "\n".join(lines)
 
 
-def as_batch(image: np.ndarray) -> np.ndarray:
-    """uint8 RGB [H, W, 3] -> float32 [1, 3, H, W]."""
-    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
-
-
 def check_images(images: list[np.ndarray], what: str, min_size: int) -> None:
     for i, image in enumerate(images):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -147,7 +132,7 @@ def _resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
-def run_gate(variant: Segments, reference: Segments, images: list[np.ndarray], labels: list[np.ndarray] | None,
+def run_gate(variant: Segmenter, reference: Segmenter, images: list[np.ndarray], labels: list[np.ndarray] | None,
              verify_sizes: list[tuple[int, int]]) -> GateReport:
     """Run the variant and the reference on the same images; figures, no decision.
 
@@ -166,7 +151,7 @@ def run_gate(variant: Segments, reference: Segments, images: list[np.ndarray], l
     agree = {"labelled": 0, "unseen size": 0}
     pixels = dict(agree)
     for kind, image, label in cases:
-        batch = as_batch(image)
+        batch = to_model_input(image)
         expected, got = reference(batch), variant(batch)
         error = float(np.abs(got["logits"].astype(np.float32) - expected["logits"]).max())
         same = int((got["mask"] == expected["mask"]).sum())

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .gate import as_batch
+from gsam.model.segmenter import to_model_input
+
 from .onnx import ExportError
 from .onnx_graph import first_convolutions
 
@@ -26,7 +27,7 @@ class _ImageReader:
         image = next(self._images, None)
         if image is None:
             return None
-        batch = as_batch(image)
+        batch = to_model_input(image)
         return {"image": batch.astype(np.uint8) if self._uint8 else batch}
 
 

@@ -20,18 +20,19 @@ import onnx
 from gsam.errors import GSAMError
 from gsam.io import sha256_file, staged_file
 from gsam.model.facts import ModelFacts
+from gsam.model.segmenter import Segmenter
 from gsam.precisions import VARIANT_PRECISIONS
 
 from .fp16 import convert_fp16
-from .gate import GateReport, GateRunners, GateThresholds, Segments, check_images, run_gate
+from .gate import GateReport, GateRunners, GateThresholds, check_images, run_gate
 from .gate_data import GateImages, load_gate_images, run_data_folder
 from .int8 import INT8_SCHEMES, quantize_int8
 from .metadata import read_onnx_facts, rewrite_onnx_facts
 from .onnx import DEFAULT_VERIFY_SIZES, ExportError, ExportReport, export_checkpoint
 
 
-def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference: Segments,
-                 candidate: Callable[[Path], Segments], data: GateImages, thresholds: GateThresholds | None = None,
+def make_variant(fp32_onnx: Path, out: Path, precision: str, *, reference: Segmenter,
+                 candidate: Callable[[Path], Segmenter], data: GateImages, thresholds: GateThresholds | None = None,
                  log: Callable[[str], None] = print, verify_sizes: list[tuple[int, int]] | None = None,
                  int8_scheme: str = "tensorrt") -> GateReport:
     """Make the `precision` variant of `fp32_onnx`, gate it against `reference` and only then write `out`.
@@ -106,7 +107,7 @@ def _convert(fp32_onnx: Path, staged: Path, precision: str, facts: ModelFacts, *
     return variant_facts
 
 
-def _gate(staged: Path, candidate: Callable[[Path], Segments], reference: Segments, data: GateImages,
+def _gate(staged: Path, candidate: Callable[[Path], Segmenter], reference: Segmenter, data: GateImages,
           sizes: list[tuple[int, int]]) -> GateReport:
     try:
         variant = candidate(staged)

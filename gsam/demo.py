@@ -62,7 +62,7 @@ def run_demo(out: Path, epochs: int, exporter: str, repeats: int) -> None:
         click.echo("  " + f"{name:<13}" + "".join(f"{v:11.1f}" for v in values))
     click.echo(f"\ndone in {time.perf_counter() - started:.0f} s. Everything is in {out}/:\n"
                f"  data/ (dataset)  run/ (checkpoints, metrics.jsonl, curves.png)  model.onnx\n"
-               f"  triton_models/ (repository)  predictions/triton-*/ (masks, overlays)  triton.log")
+               f"  triton_models/ (repository)  predictions/triton-*/ (masks/, overlays/)  triton.log")
     click.echo(NEXT_STEPS)
 
 
@@ -133,35 +133,32 @@ def _export_and_build(out: Path, run: Path, exporter: str, total: int) -> tuple[
 
 
 def _serve_and_time(out: Path, run: Path, onnx_path: Path, repo: Path, *, spec, repeats: int) -> dict[str, list[float]]:
-    """Stage 6: every backend on the same images; Triton's masks and overlays are written. Median ms per size."""
+    """Stage 6: every backend on the same images through the one Predictor `gsam.load` gives; Triton's masks
+    and overlays are written. Median ms per size."""
     import numpy as np
     from PIL import Image
 
-    from gsam.pixels.masks import overlay
-    from gsam.runtime.backends import load_backend
-    from gsam.runtime.backends.processing import palette_for, save_png, to_model_input
+    from gsam.model.segmenter import to_model_input
+    from gsam.runtime.predictor import load
     from gsam.runtime.serving.server import TritonServer, free_port
+    from gsam.runtime.triton_names import TENSOR_MODEL
 
     from .data.imageio import read_image
 
     source = Image.fromarray(read_image(sorted((out / "data" / "val" / "images").glob("*.png"))[0]))
     images = {(h, w): np.asarray(source.resize((w, h), Image.BILINEAR)) for h, w in DEMO_SIZES}
-    palette = palette_for(spec.num_classes, spec.palette)
     latencies: dict[str, list[float]] = {}
-    with TritonServer(repo, ["gsam_python"], free_port(), free_port(), log_path=out / "triton.log") as server:
+    with TritonServer(repo, [TENSOR_MODEL], free_port(), free_port(), log_path=out / "triton.log") as server:
         click.echo(f"  ready: HTTP {server.http_url}, gRPC {server.grpc_url}")
-        backends = {"torch": load_backend("torch", run), "onnxruntime": load_backend("onnxruntime", onnx_path),
-                    "triton-http": load_backend("triton-http", server.http_url),
-                    "triton-grpc": load_backend("triton-grpc", server.grpc_url)}
-        for name, segmenter in backends.items():
+        targets = {"torch": (run, "torch"), "onnxruntime": (onnx_path, "onnxruntime"),
+                   "triton-http": (server.http_url, "triton-http"), "triton-grpc": (server.grpc_url, "triton-grpc")}
+        for name, (target, backend) in targets.items():
             latencies[name] = []
-            for (h, w), image in images.items():
-                batch = to_model_input(image)
-                mask = segmenter(batch)["mask"][0]
-                if name.startswith("triton"):
-                    save_png(mask, out / "predictions" / name / f"mask_{h}x{w}.png")
-                    save_png(overlay(image, mask, palette), out / "predictions" / name / f"overlay_{h}x{w}.png")
-                latencies[name].append(_median_ms(segmenter, batch, repeats))
-            segmenter.close()
+            with load(target, backend, device="cpu", tile_above=1 << 30) as predictor:
+                for (h, w), image in images.items():
+                    result = predictor.predict(image, name=f"{h}x{w}")
+                    if name.startswith("triton"):
+                        result.save(out / "predictions" / name)
+                    latencies[name].append(_median_ms(predictor.segmenter, to_model_input(image), repeats))
     click.echo("  Triton stopped")
     return latencies

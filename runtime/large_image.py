@@ -14,7 +14,7 @@ import numpy as np
 from gsam.data.bigimage import TIFF_ABOVE_PIXELS, TiffRows, open_rows, write_tiled_tiff
 from gsam.pixels.masks import logits_to_mask, mask_dtype, overlay
 
-from .backends.processing import save_png
+from gsam.data.imageio import save_png
 from .backends.tiled import TiledSegmenter
 
 OVERLAY_BAND = 512  # rows per step of the overlay pass

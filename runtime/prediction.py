@@ -12,7 +12,7 @@ from gsam.data.bigimage import TIFF_ABOVE_PIXELS, write_tiled_tiff
 from gsam.errors import GSAMError
 from gsam.pixels.masks import overlay
 
-from .backends.processing import save_png
+from gsam.data.imageio import save_png
 
 BAND = 512  # rows per step when a large mask or overlay is written as a tiled TIFF
 

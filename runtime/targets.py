@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from gsam.errors import GSAMError
 
 from .backends import BACKENDS, load_backend
-from .backends.base import Segmenter
+from gsam.model.segmenter import Segmenter
 from .triton_names import IMAGE_MODEL, TENSOR_MODEL
 
 RUNNABLE = "a run directory, .pt, .onnx, .plan or a Triton URL (host:port)"

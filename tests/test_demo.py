@@ -20,4 +20,4 @@ def test_demo_runs_the_whole_chain(tmp_path):
     for name in ("run/best.pt", "run/metrics.jsonl", "model.onnx", "triton_models/gsam_python/config.pbtxt"):
         assert (out / name).is_file(), name
     for protocol in ("triton-http", "triton-grpc"):
-        assert len(list((out / "predictions" / protocol).glob("mask_*.png"))) == 3
+        assert len(list((out / "predictions" / protocol).glob("masks/*.png"))) == 3

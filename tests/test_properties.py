@@ -14,7 +14,8 @@ from gsam.data.imageio import ImageReadError, read_image
 from gsam.errors import GSAMError
 from gsam.pixels.masks import logits_to_mask, overlay
 from gsam.runtime.backends import load_backend
-from gsam.runtime.backends.processing import palette_for, to_model_input
+from gsam.data.palette import default_palette
+from gsam.model.segmenter import to_model_input
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -38,7 +39,7 @@ def test_processing_keeps_sizes_and_value_ranges(h, w, batch, classes, seed):
     mask = logits_to_mask(logits)
     assert mask.shape == (batch, h, w) and mask.dtype == np.int32
     assert mask.min() >= 0 and mask.max() <= max(classes - 1, 1)
-    blended = overlay(images[0], mask[0], palette_for(classes))
+    blended = overlay(images[0], mask[0], np.array(default_palette(max(classes, 2)), dtype=np.uint8))
     assert blended.shape == (h, w, 3) and blended.dtype == np.uint8
     np.testing.assert_array_equal(blended[mask[0] == 0], images[0][mask[0] == 0])
 

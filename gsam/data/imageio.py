@@ -127,3 +127,12 @@ def image_size(path: str | Path, max_pixels: int | None = None) -> tuple[int, in
                 return img.height, img.width
     except DECODE_ERRORS as exc:
         raise ImageReadError(f"{path}: cannot read image ({_reason(exc)})") from None
+
+
+def save_png(array: np.ndarray, path: str | Path) -> None:
+    """Atomic PNG write of a mask or an RGB image; class-id masks above 255 classes are saved as 16-bit."""
+    from ..io import atomic_path
+    from ..pixels.codec import encode_png
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encode_png(array, compress_level=6))

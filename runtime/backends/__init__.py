@@ -14,7 +14,7 @@ from pathlib import Path
 from gsam.errors import GSAMError
 from gsam.export.gate import GateRunners
 
-from .base import Segmenter
+from gsam.model.segmenter import Segmenter
 
 # name -> (module, class, fixed keyword arguments)
 BACKENDS: dict[str, tuple[str, str, dict]] = {

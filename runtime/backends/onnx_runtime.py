@@ -12,7 +12,7 @@ from gsam.export.metadata import read_onnx_facts
 from gsam.export.profiles import ShapeProfile, onnxruntime_trt_options
 from gsam.pixels.convert import as_input_dtype
 
-from .base import Segmenter
+from gsam.model.segmenter import Segmenter
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 

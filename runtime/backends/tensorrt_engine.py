@@ -30,7 +30,7 @@ from gsam.export.profiles import ShapeProfile, format_shape, select_profile
 from gsam.export.sidecar import EngineSidecar
 from gsam.export.tensorrt import require_tensorrt
 
-from .base import Segmenter
+from gsam.model.segmenter import Segmenter
 
 if TYPE_CHECKING:
     import tensorrt as trt

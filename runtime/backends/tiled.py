@@ -14,7 +14,7 @@ import numpy as np
 from gsam.errors import GSAMError
 from gsam.pixels import tiling
 
-from .base import Segmenter
+from gsam.model.segmenter import Segmenter
 
 DEFAULT_OVERLAP = 128
 

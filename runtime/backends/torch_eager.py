@@ -8,7 +8,7 @@ import numpy as np
 
 from gsam.model.run import load_trained
 
-from .base import Segmenter
+from gsam.model.segmenter import Segmenter
 
 
 class TorchSegmenter(Segmenter):

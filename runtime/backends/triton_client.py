@@ -8,7 +8,7 @@ from gsam.errors import GSAMError
 from gsam.model.facts import ModelFacts
 from gsam.pixels.convert import as_input_dtype, is_whole_uint8
 
-from .base import Segmenter
+from gsam.model.segmenter import Segmenter
 
 
 class TritonSegmenter(Segmenter):

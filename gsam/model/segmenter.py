@@ -1,4 +1,6 @@
-"""The one interface every way of running a gsam model implements.
+"""The one interface every way of running a gsam model implements (gsam.runtime.backends), and the one
+conversion from pictures to its input. It sits in the model layer so the export gate, below the runtime,
+names the same thing it is handed.
 
     segmenter = load_backend("onnxruntime", "model.onnx")
     out = segmenter(images)          # float32 [N, 3, H, W], RGB 0..255
@@ -13,6 +15,14 @@ import numpy as np
 from gsam.errors import GSAMError
 from gsam.model.facts import ModelFacts
 from gsam.pixels.masks import logits_to_mask
+
+
+def to_model_input(images: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    """uint8 RGB (H, W, 3), or a list of same-size ones -> float32 [N, 3, H, W] in 0..255."""
+    batch = np.stack(images) if isinstance(images, list) else images[None] if images.ndim == 3 else images
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ValueError(f"expected RGB images (H, W, 3); got array shape {batch.shape}")
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
 class Segmenter:
