@@ -62,7 +62,8 @@ def artifact_kind(target) -> str:
 def wrong_kind(target, kind: str, command: str, takes: str) -> GSAMError:
     """One line: what was given, what `command` takes, and where the given kind goes instead."""
     hint = ELSEWHERE.get(kind, "").format(path=target, parent=Path(target).parent)
-    return GSAMError(f"{target}: a {kind}; {command} takes {takes}" + (f" ({hint})" if hint else ""))
+    article = "an" if kind[0] in "aeiouAEIO" else "a"
+    return GSAMError(f"{target}: {article} {kind}; {command} takes {takes}" + (f" ({hint})" if hint else ""))
 
 
 def open_segmenter(target, backend: str | None = None, *, command: str = "gsam.load", triton_model: str | None = None,

@@ -490,6 +490,27 @@ def test_a_repository_built_with_tiles_tiles_large_requests_like_the_local_runti
         _images((1, 3, 64, 80)))["mask"])
 
 
+def test_load_of_a_running_server_gives_the_local_masks_whole_tiled_and_bytes_in(tiled_server, served_onnx, tmp_path):
+    """gsam.load on a URL: tensors over gRPC, the file's own bytes to gsam_image; a 150x220 image is above the
+    repository's max_pixels, so the server tiles it as the local predictor with the same tile does."""
+    import gsam
+    from PIL import Image
+
+    rgb = np.random.default_rng(4).integers(0, 256, (150, 220, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "big.png")
+    Image.fromarray(rgb[:80, :90]).save(tmp_path / "small.png")
+    with gsam.load(served_onnx, tile=96, overlap=32) as local:
+        want = {name: local.predict(tmp_path / f"{name}.png").mask for name in ("big", "small")}
+    for url in (f"grpc://{tiled_server.grpc_url}/gsam_python", f"http://{tiled_server.http_url}/gsam_image"):
+        with gsam.load(url, tile_above=1 << 30) as served:  # the server bounds and tiles, not this client
+            for name, mask in want.items():
+                np.testing.assert_array_equal(served.predict(tmp_path / f"{name}.png").mask, mask)
+    result = CliRunner().invoke(cli, ["predict", "--backend", "triton-image", "--url", tiled_server.http_url,
+                                      str(tmp_path / "big.png"), "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(_decode_png((tmp_path / "cli" / "masks" / "big.png").read_bytes()), want["big"])
+
+
 def _successes(server, model):
     """Successful requests a model has executed (warm-ups included): compare before and after."""
     import tritonclient.http as http
