@@ -23,8 +23,6 @@ from typing import NamedTuple
 
 from gsam.errors import GSAMError
 
-# The default request bound of a served model (2048 x 2048).
-DEFAULT_MAX_PIXELS = 2048 * 2048
 PROBE_SIDES = (256, 512)
 MEMORY_FRACTION = 0.5  # `gsam predict` leaves half of what is free to the rest of the machine
 DEFAULT_TILE = 1024

@@ -335,36 +335,15 @@ def _datatype(config_type: int) -> str:
     return "BYTES" if name == "STRING" else name
 
 
-def _profile_pixels(config, model_dir: Path) -> int:
-    """Models without max_pixels (gsam_onnx, gsam_trt): the largest N x H x W of their TensorRT profiles."""
-    shapes: list[list[int]] = []
-    for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
-        text = accelerator.parameters.get("trt_profile_max_shapes", "")
-        shapes += [[int(d) for d in part.split(":")[-1].split("x")] for part in text.split(",") if "x" in part]
-    if config.platform == "tensorrt_plan":
-        from gsam.export.sidecar import EngineSidecar
-
-        versions = sorted((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-        if versions and (versions[-1] / "model.plan.json").is_file():
-            shapes += [list(p.max) for p in EngineSidecar.read(versions[-1] / "model.plan").profiles]
-    return max((s[0] * s[2] * s[3] for s in shapes if len(s) == 4), default=0)
-
-
 def model_limits(config, model_dir: Path) -> ModelLimits:
     """A served model's limits from its config (the repository's config.pbtxt, parsed)."""
-    from gsam.runtime.memory import DEFAULT_MAX_PIXELS
+    from .model_config import request_bounds
 
-    from .model_config import DEFAULT_MAX_TILED_PIXELS
-
-    params = {k: v.string_value for k, v in config.parameters.items()}
+    bounds = request_bounds(config, model_dir)
     batch = [-1] if config.max_batch_size > 0 else []
     inputs = {i.name: InputSpec(i.name, _datatype(i.data_type), tuple(batch + list(i.dims))) for i in config.input}
-    max_pixels = int(params.get("max_pixels") or 0) or _profile_pixels(config, model_dir) or DEFAULT_MAX_PIXELS
-    tiled = 0
-    if int(params.get("tile") or 0):  # a tiling model without a bound of its own gets the build's default
-        tiled = int(params.get("max_tiled_pixels") or 0) or DEFAULT_MAX_TILED_PIXELS
-    return ModelLimits(config.name, inputs, tuple(o.name for o in config.output), config.max_batch_size, max_pixels,
-                       tiled)
+    return ModelLimits(config.name, inputs, tuple(o.name for o in config.output), config.max_batch_size,
+                       bounds.max_pixels, bounds.max_tiled_pixels)
 
 
 def load_limits(repo: Path, models: list[str]) -> dict[str, ModelLimits]:

@@ -9,10 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gsam.errors import GSAMError
-
-# With --oversize-tile, the largest image a request may hold (the tiles bound the compute memory; the decoded
-# image and its mask still scale with it).
-DEFAULT_MAX_TILED_PIXELS = 100_000_000
+from gsam.pixels.bounds import BoundsError, RequestBounds
 
 
 def schema():
@@ -50,3 +47,28 @@ def with_compute_models(repo: str | Path, models: list[str]) -> list[str]:
                 needed.append(compute.string_value)
         needed.append(model)
     return list(dict.fromkeys(needed))
+
+
+def profile_pixels(config, model_dir: Path) -> int:
+    """The largest N x H x W of a model's TensorRT profiles (gsam_onnx's accelerator, gsam_trt's engine
+    sidecar in its newest version folder); 0 without any."""
+    shapes: list[list[int]] = []
+    for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
+        text = accelerator.parameters.get("trt_profile_max_shapes", "")
+        shapes += [[int(d) for d in part.split(":")[-1].split("x")] for part in text.split(",") if "x" in part]
+    if config.platform == "tensorrt_plan":
+        from gsam.export.sidecar import EngineSidecar
+
+        versions = sorted((p for p in Path(model_dir).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+        if versions and (versions[-1] / "model.plan.json").is_file():
+            shapes += [list(p.max) for p in EngineSidecar.read(versions[-1] / "model.plan").profiles]
+    return max((s[0] * s[2] * s[3] for s in shapes if len(s) == 4), default=0)
+
+
+def request_bounds(config, model_dir: Path) -> RequestBounds:
+    """A served model's request bounds, read by gsam.pixels.bounds from its parsed config.pbtxt."""
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    try:
+        return RequestBounds.read(params, config.max_batch_size, profile_pixels(config, model_dir))
+    except BoundsError as exc:
+        raise GSAMError(f"{Path(model_dir) / 'config.pbtxt'}: {exc}") from None

@@ -16,8 +16,9 @@ apart by their config's inputs:
   `compute_model` parameter: gsam_trt, gsam_onnx or gsam_python) with BLS, uint8 where the compute
   model takes it; each batch of tiles is one call. An empty `compute_model` runs onnxruntime here.
 
-Every request is bounded by the `max_pixels` parameter (pixels of one request, all of its
-images together); a request outside the bounds gets INVALID_ARG (HTTP 400), never a crash.
+Every request is bounded by the `max_pixels` parameter (pixels of one request, all of its images
+together; read, with the tiling, by gsam_pixels.bounds, the one reader of that contract); a request
+outside the bounds gets INVALID_ARG (HTTP 400), never a crash.
 Only the outputs a request asks for are computed and returned.
 """
 
@@ -32,7 +33,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compute import BlsCompute, ComputeError, OnnxCompute  # noqa: E402  (copied beside this file)
-from gsam_pixels import codec, masks, tiling  # noqa: E402  (gsam.pixels, copied beside this file)
+from gsam_pixels import bounds, codec, masks, tiling  # noqa: E402  (gsam.pixels, copied beside this file)
 
 TENSOR_INPUTS = {"image": np.float32, "image_uint8": np.uint8}
 FILE_OBJECT = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
@@ -48,12 +49,11 @@ class TritonPythonModel:
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         self.name = config["name"]
         self.min_size = int(params.get("min_size", "32"))
-        self.max_pixels = int(params.get("max_pixels", "0") or 0)
-        # Built with --oversize-tile: requests above max_pixels run tile by tile (memory bounded by the tile)
-        # instead of being refused, up to max_tiled_pixels.
-        self.tile = int(params.get("tile", "0") or 0)
-        self.tile_overlap = int(params.get("tile_overlap", "0") or 0)
-        self.max_tiled_pixels = int(params.get("max_tiled_pixels", "0") or 0)
+        # The request-bound contract, read by the one module that writes it. Built with --oversize-tile,
+        # requests above max_pixels run tile by tile (memory bounded by the tile), up to max_tiled_pixels.
+        self.bounds = bounds.RequestBounds.read(params, int(config.get("max_batch_size", 0)))
+        self.max_pixels, self.tile = self.bounds.max_pixels, self.bounds.tile
+        self.tile_overlap, self.max_tiled_pixels = self.bounds.tile_overlap, self.bounds.max_tiled_pixels
         self.tiles = tiling.Tiles(self.tile, self.tile_overlap, self.min_size) if self.tile else None
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.encoded = any(i["name"] == "image_bytes" for i in config.get("input", []))

@@ -16,7 +16,6 @@ from gsam.deploy.container.releases import TENSORRT_BY_RELEASE, choose_image
 from gsam.errors import GSAMError
 from gsam.export.gpu import GpuFacts
 from gsam.runtime.memory import (
-    DEFAULT_MAX_PIXELS,
     MemoryBound,
     ModelLoad,
     PixelCost,
@@ -109,22 +108,18 @@ def model_load(model: ServedModel, gpus: int) -> ModelLoad:
     """A served model's memory inputs, from its config: request bound, tiling, batch, instances, and the
     per-pixel cost of its ONNX file measured in onnxruntime (python-backend models only)."""
     python = model.backend == "python"
-    max_pixels = model.int_parameter("max_pixels") or (0 if python else model.profile_pixels or DEFAULT_MAX_PIXELS)
+    bounds = model.bounds
+    max_pixels = bounds.max_pixels
     if max_pixels == 0:
         raise GSAMError(f"{model.name}: its config sets no max_pixels, so no request is bounded and no memory limit "
                         "follows; rebuild with `gsam triton build --max-pixels N`, or pass --memory")
-    request_pixels = max_pixels
-    if model.int_parameter("tile"):
-        request_pixels = model.int_parameter("max_tiled_pixels")
-        if request_pixels == 0:
-            raise GSAMError(f"{model.name}: tiled requests have no max_tiled_pixels bound; rebuild with "
-                            "`gsam triton build --max-tiled-pixels N`, or pass --memory")
+    request_pixels = bounds.request_pixels
     cost = known_cost(model.parameters.get("model_name", ""))
     if python and model.onnx is not None:
         cost = measured_cost(model.onnx)
     instances = model.instances * (max(gpus, 1) if model.needs_gpu else 1)
     return ModelLoad(model.name, model.model_bytes, model.int_parameter("num_classes") or 1, max_pixels,
-                     max(request_pixels, max_pixels), cost if python else PixelCost(0, 0.0), instances,
+                     request_pixels, cost if python else PixelCost(0, 0.0), instances,
                      max(1, model.max_batch_size), model.encoded, python)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from gsam.errors import GSAMError
 from gsam.export.gpu import GpuFacts
 from gsam.export.sidecar import EngineSidecar, sidecar_path
-from gsam.runtime.serving.model_config import parse_config
+from gsam.pixels.bounds import RequestBounds
+from gsam.runtime.serving.model_config import parse_config, request_bounds
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class ServedModel:
     max_batch_size: int = 0
     encoded: bool = False  # takes encoded image bytes (gsam_image)
     onnx: Path | None = None  # the version folder's model.onnx, if any
-    profile_pixels: int = 0  # the largest N x H x W of an engine's profiles (gsam_trt)
+    bounds: RequestBounds = RequestBounds(0)  # what one request may hold (gsam.pixels.bounds)
     gpu: GpuFacts | None = None  # the GPU the engine was built on, from its sidecar (gsam_trt)
 
     @property
@@ -63,13 +64,6 @@ def _kind_name(kind: int) -> str:
     from tritonclient.grpc import model_config_pb2
 
     return model_config_pb2.ModelInstanceGroup.Kind.Name(kind)
-
-
-def _profile_pixels(version_dir: Path) -> int:
-    if not sidecar_path(version_dir / "model.plan").is_file():
-        return 0
-    profiles = EngineSidecar.read(version_dir / "model.plan").profiles
-    return max((p.max[0] * p.max[2] * p.max[3] for p in profiles), default=0)
 
 
 def _engine_gpu(version_dir: Path) -> GpuFacts | None:
@@ -117,7 +111,7 @@ def read_model(folder: Path) -> ServedModel:
                        instances=sum(group.count or 1 for group in config.instance_group) or 1,
                        max_batch_size=config.max_batch_size, encoded=any(i.name == "image_bytes" for i in config.input),
                        onnx=onnx if onnx.is_file() else None,
-                       profile_pixels=_profile_pixels(version_dir) if backend == "tensorrt_plan" else 0,
+                       bounds=request_bounds(config, folder),
                        gpu=_engine_gpu(version_dir) if backend == "tensorrt_plan" else None)
 
 

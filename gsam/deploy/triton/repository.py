@@ -27,8 +27,9 @@ from gsam.export.metadata import read_onnx_facts
 from gsam.export.profiles import ShapeProfile, exclusive_shape, format_shape, onnxruntime_trt_options
 from gsam.io import atomic_path, sha256_file, write_text_atomic
 from gsam.model.facts import ModelFacts
-from gsam.runtime.memory import DEFAULT_MAX_PIXELS
-from gsam.runtime.serving.model_config import DEFAULT_MAX_TILED_PIXELS, schema
+from gsam.pixels.bounds import DEFAULT_TILE_OVERLAP, RequestBounds
+from gsam.runtime.serving.model_config import schema
+from gsam.runtime.triton_names import ENGINE_MODEL, IMAGE_MODEL, ONNX_MODEL, TENSOR_MODEL
 
 from .compute_target import ComputeTarget, choose_compute
 from .engine_config import allocation_strategy, engine_batching, graph_batches
@@ -38,24 +39,19 @@ PYTHON_MODEL_SOURCE = Path(gsam.runtime.triton_python.__file__).with_name("pytho
 COMPUTE_SOURCE = Path(gsam.runtime.triton_python.__file__).with_name("compute.py")
 # gsam.pixels travels beside model.py as the package gsam_pixels (the python model imports nothing else of gsam).
 PIXELS_PACKAGE = "gsam_pixels"
-# With --oversize-tile, the largest image a request may hold (the tiles bound the compute memory; the decoded
-# image and its mask still scale with it).
 
 
 @dataclass(frozen=True)
 class Tiling:
-    """Requests above max_pixels run in overlapping tiles instead of being refused (`--oversize-tile`)."""
+    """Requests above max_pixels run in overlapping tiles instead of being refused (`--oversize-tile`);
+    with the bound, written by gsam.pixels.bounds (None: its default)."""
 
     tile: int = 0  # 0: refuse requests above max_pixels
-    overlap: int = 128
-    max_tiled_pixels: int = DEFAULT_MAX_TILED_PIXELS
+    overlap: int = DEFAULT_TILE_OVERLAP
+    max_tiled_pixels: int | None = None  # the largest image a tiled request may hold
 
-    def parameters(self) -> dict[str, str]:
-        return {"tile": str(self.tile), "tile_overlap": str(self.overlap if self.tile else 0),
-                "max_tiled_pixels": str(self.max_tiled_pixels if self.tile else 0)}
+
 WARMUP_SHAPE = (1, 3, 64, 96)
-MODEL_NAMES = ("gsam_python", "gsam_image", "gsam_onnx", "gsam_trt")
-PYTHON_MODELS = ("gsam_python", "gsam_image")
 
 
 @dataclass(frozen=True)
@@ -141,8 +137,8 @@ def add_profile_warmups(config, profiles: list[ShapeProfile]) -> None:
         _add_warmup_request(config, f"warmup_profile_{i}_{format_shape(shape)}", shape)
 
 
-def python_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool = False, max_pixels: int = 0,
-                  batching: Batching | None = Batching(), tiling: Tiling = Tiling()):
+def python_config(name: str, facts: ModelFacts, *, bounds: RequestBounds, instances: int = 1, gpu: bool = False,
+                  batching: Batching | None = Batching()):
     """Tensors in: `image` (FP32) or `image_uint8` (UINT8), one of the two per request (Triton
     types each input once, so the two dtypes are two optional inputs); the model converts either to
     what the ONNX file takes."""
@@ -155,13 +151,13 @@ def python_config(name: str, facts: ModelFacts, *, instances: int = 1, gpu: bool
         config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
         config.dynamic_batching.preferred_batch_size.extend(batching.preferred)
     add_instances(config, instances, gpu)
-    set_parameters(config, {"intra_op_threads": "0", "max_pixels": str(max_pixels), **tiling.parameters()})
+    set_parameters(config, {"intra_op_threads": "0", **bounds.parameters()})
     add_warmup(config, facts)
     return config
 
 
-def image_config(name: str, facts: ModelFacts, *, compute: ComputeTarget, instances: int = 1, gpu: bool = False,
-                 max_pixels: int = 0, tiling: Tiling = Tiling()):
+def image_config(name: str, facts: ModelFacts, *, compute: ComputeTarget, bounds: RequestBounds | None = None,
+                 instances: int = 1, gpu: bool = False):
     """Encoded image bytes in (`image_bytes`, TYPE_STRING), the mask as PNG bytes out (`mask_png`,
     `overlay_png` and the decode/compute/encode split `timings_ms` when a request asks for them); class
     names, palette and the compute model it sends pixels to in the parameters."""
@@ -172,9 +168,9 @@ def image_config(name: str, facts: ModelFacts, *, compute: ComputeTarget, instan
     config.output.add(name="overlay_png", data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name="timings_ms", data_type=mc.TYPE_FP32, dims=[3])
     set_parameters(config, facts.to_metadata())
-    set_parameters(config, {"intra_op_threads": "0", "max_pixels": str(max_pixels),
-                            "overlay_palette": json.dumps([list(c) for c in facts.colours]), **tiling.parameters(),
-                            **compute.parameters()})
+    bounds = bounds or RequestBounds.build(input_dtype=facts.input_dtype)
+    set_parameters(config, {"intra_op_threads": "0", **bounds.parameters(),
+                            "overlay_palette": json.dumps([list(c) for c in facts.colours]), **compute.parameters()})
     add_instances(config, instances, gpu and not compute.model)  # BLS: the compute model holds the device
     return config
 
@@ -279,7 +275,7 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
     """Write gsam_python, gsam_image and gsam_onnx, and gsam_trt when an engine or profiles are given.
     Returns the model folders.
 
-    `max_pixels`: the most pixels one request may hold (None: DEFAULT_MAX_PIXELS). gsam_trt's
+    `max_pixels`: the most pixels one request may hold (None: gsam.pixels.bounds' default). gsam_trt's
     config needs only the engine's profiles, so it can be written from `trt_profiles` before the
     engine exists (engines are often built on the GPU host with trtexec); an engine given with
     them must have been built with the same profiles. `compute_model` (COMPUTE_MODELS) is where
@@ -289,15 +285,16 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
     if version < 1:
         raise GSAMError(f"--model-version must be >= 1; got {version}")
     facts = read_onnx_facts(onnx_path).with_lineage(onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path))
-    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-    _check_bounds(facts, max_pixels, tiling)
+    bounds = RequestBounds.build(max_pixels, tiling.tile, tiling.overlap, tiling.max_tiled_pixels,
+                                 input_dtype=facts.input_dtype)
+    _check_bounds(facts, bounds)
     external = onnx_path.with_name(onnx_path.name + ".data")
     onnx_files = {"model.onnx": onnx_path, **({external.name: external} if external.exists() else {})}
     trt_profiles = list(trt_profiles or [])
     engine_profiles, engine_files = _engine_inputs(Path(engine) if engine else None, trt_profiles)
     trt_config = None  # made before anything is written or said: a bad set of profiles writes nothing
     if engine_profiles:
-        trt_config = tensorrt_config("gsam_trt", facts, engine_profiles, instances=instances, cuda_graphs=cuda_graphs)
+        trt_config = tensorrt_config(ENGINE_MODEL, facts, engine_profiles, instances=instances, cuda_graphs=cuda_graphs)
     elif cuda_graphs:
         raise GSAMError("--cuda-graphs applies to gsam_trt: give --engine or --profile")
     if len(trt_profiles) > 1:
@@ -305,14 +302,14 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
             f"({trt_profiles[0].name}); gsam_trt serves all {len(trt_profiles)}")
     compute = choose_compute(compute_model, facts, engine_profiles=engine_profiles, gpu=gpu,
                              python_max_batch=batching.max_batch_size if batching else 0,
-                             tile_pixels=tiling.tile ** 2, max_pixels=max_pixels)
+                             tile_pixels=bounds.tile ** 2, max_pixels=bounds.max_pixels)
     log(f"gsam_image: computes in {compute.model or 'its own onnxruntime session'}"
         + (f" ({compute.input} {compute.input_dtype}, batches of up to {compute.max_batch})" if compute.model else ""))
     code = {"model.py": PYTHON_MODEL_SOURCE, "compute.py": COMPUTE_SOURCE, **pixels_files()}
-    shared = dict(instances=instances, gpu=gpu, max_pixels=max_pixels, tiling=tiling)
-    configs = [python_config("gsam_python", facts, batching=batching, **shared),
-               image_config("gsam_image", facts, compute=compute, **shared),
-               onnx_config("gsam_onnx", facts, instances=instances, trt_profiles=trt_profiles[:1],
+    shared = dict(instances=instances, gpu=gpu, bounds=bounds)
+    configs = [python_config(TENSOR_MODEL, facts, batching=batching, **shared),
+               image_config(IMAGE_MODEL, facts, compute=compute, **shared),
+               onnx_config(ONNX_MODEL, facts, instances=instances, trt_profiles=trt_profiles[:1],
                            accelerator_precision=accelerator_precision)]
     add_fingerprints(onnx_path, configs + ([trt_config] if trt_config is not None else []), log)
     written = [
@@ -325,7 +322,7 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
         written.append(_write_model(repo, trt_config, version, engine_files, engine.name if engine else onnx_path.name))
         if not engine:
             log(f"gsam_trt: config written for {len(engine_profiles)} profile(s); put an engine built with exactly "
-                f"these profiles, in this order, at {repo / 'gsam_trt' / str(version) / 'model.plan'}")
+                f"these profiles, in this order, at {repo / ENGINE_MODEL / str(version) / 'model.plan'}")
     return written
 
 
@@ -344,17 +341,18 @@ def add_fingerprints(onnx_path: Path, configs: list, log: Callable[[str], None])
             made[shape] = reference(onnx_path, *shape)
         fingerprint = made[shape]
         set_parameters(config, {PARAMETER: fingerprint.to_text()})
-        if config.name == "gsam_image" and fingerprint.majority > 0.99:
+        if config.name == IMAGE_MODEL and fingerprint.majority > 0.99:
             log(f"gsam_image: its fingerprint mask is {fingerprint.majority:.0%} one class: a model answering that "
                 "class everywhere would pass its health probe")
 
 
-def _check_bounds(facts: ModelFacts, max_pixels: int, tiling: Tiling) -> None:
-    if tiling.tile and (tiling.tile < facts.min_size or not 0 <= tiling.overlap < tiling.tile):
-        raise GSAMError(f"--oversize-tile {tiling.tile} --overlap {tiling.overlap}: the tile must be >= the model's "
+def _check_bounds(facts: ModelFacts, bounds: RequestBounds) -> None:
+    max_pixels, tile, overlap = bounds.max_pixels, bounds.tile, bounds.tile_overlap
+    if tile and (tile < facts.min_size or not 0 <= overlap < tile):
+        raise GSAMError(f"--oversize-tile {tile} --overlap {overlap}: the tile must be >= the model's "
                         f"minimum side ({facts.min_size}) and the overlap smaller than the tile")
-    if tiling.tile and tiling.tile ** 2 > max_pixels:
-        raise GSAMError(f"--oversize-tile {tiling.tile}: one tile ({tiling.tile ** 2} pixels) is above --max-pixels "
+    if tile and tile ** 2 > max_pixels:
+        raise GSAMError(f"--oversize-tile {tile}: one tile ({tile ** 2} pixels) is above --max-pixels "
                         f"{max_pixels}")
     if max_pixels < facts.min_size ** 2:
         raise GSAMError(f"--max-pixels {max_pixels} is below one minimum-size image ({facts.min_size}x{facts.min_size})")
