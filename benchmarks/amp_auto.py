@@ -18,7 +18,7 @@ import torch
 from gsam.demo import DEMO_BATCH, DEMO_CROP
 from gsam.machine import cpu_facts
 from gsam.model import build_gsam
-from gsam.train.amp import autocast, choose_amp, grad_scaler
+from gsam.amp import autocast, choose_amp, grad_scaler
 from gsam.train.losses import SegmentationLoss
 
 

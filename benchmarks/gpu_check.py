@@ -211,7 +211,7 @@ def training(report: Report, device: torch.device, smoke: bool, batch: int) -> N
 
 def _latency(model, image: torch.Tensor, amp: str, iters: int, warmup: int) -> tuple[float, float]:
     """(median ms, peak GiB allocated (nan on the CPU)) of one forward pass under `amp`."""
-    from gsam.train.amp import autocast
+    from gsam.amp import autocast
 
     cuda = image.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)

@@ -60,7 +60,7 @@ def _sam(decoder_only: bool):
 def step(case: str, crop: int, batch: int, amp: str, *, steps: int, warmup: int, device: str = "cuda",
          gsam_model: str = "vit_b") -> tuple[float, float, float]:
     """(median seconds per step, peak GiB allocated on CUDA (nan on the CPU), trainable parameters in millions)."""
-    from gsam.train.amp import autocast, check_amp, grad_scaler
+    from gsam.amp import autocast, check_amp, grad_scaler
 
     dev = torch.device(device)
     cuda = dev.type == "cuda"

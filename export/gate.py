@@ -141,7 +141,7 @@ def run_gate(variant: Segmenter, reference: Segmenter, images: list[np.ndarray],
     activations outside the calibrated ranges and says little about either."""
     import torch
 
-    from gsam.train.metrics import ConfusionMatrix
+    from gsam.data.metrics import ConfusionMatrix
 
     report = GateReport(Path(), variant.facts.precision)
     k = max(variant.facts.num_classes, 2)

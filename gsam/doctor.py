@@ -81,7 +81,7 @@ def _choices(torch_facts: dict, ort_facts: dict, trt_facts: dict) -> dict:
 
     from gsam.export.int8_choice import choose_int8_scheme
 
-    from .train.amp import choose_amp
+    from .amp import choose_amp
 
     device = torch.device("cuda" if torch_facts["gpus"] else "cpu")
     amp = choose_amp("auto", device)

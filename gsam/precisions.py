@@ -41,7 +41,7 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in (
 ONNX_PRECISIONS = tuple(name for name, p in PRECISIONS.items() if p.onnx)
 VARIANT_PRECISIONS = tuple(name for name in ONNX_PRECISIONS if name != "fp32")
 AMP_MODES = ("off", *(name for name, p in PRECISIONS.items() if p.amp))
-# What --amp takes: a mode, or auto (the default: measured per device, see gsam.train.amp).
+# What --amp takes: a mode, or auto (the default: measured per device, see gsam.amp).
 AMP_CHOICES = ("auto", *AMP_MODES)
 
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # depth (inside functions too): data comes before the model, the model before training, and so on down the
 # flow to the commands. gsam.pixels sits at the bottom because the Triton python models run it without gsam.
 LAYERS = [
-    ("foundation", ("gsam", "gsam.errors", "gsam.io", "gsam.device", "gsam.precisions", "gsam.pixels",
+    ("foundation", ("gsam", "gsam.errors", "gsam.io", "gsam.device", "gsam.precisions", "gsam.amp", "gsam.pixels",
                     "gsam.machine")),
     ("data", ("gsam.data",)),
     ("model", ("gsam.model",)),

@@ -70,7 +70,7 @@ def test_torch_on_cuda_agrees_with_the_cpu(request, amp):
     need("torchvision", "the model's CNN branch")
     import copy
 
-    from gsam.train.amp import autocast
+    from gsam.amp import autocast
 
     tiny_model = request.getfixturevalue("tiny_model")
     sizes = [(70, 90), (97, 130)]

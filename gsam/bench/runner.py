@@ -135,7 +135,7 @@ def _torch_amp(request: BenchRequest, log: Callable[[str], None]):
         return None
     import torch
 
-    from gsam.train.amp import choose_amp
+    from gsam.amp import choose_amp
 
     choice = choose_amp(request.amp, torch.device("cpu"))
     log(f"torch backend: {choice.line()}")

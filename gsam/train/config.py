@@ -25,7 +25,7 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     device: str = "auto"
-    amp: str = "auto"  # auto: bf16 where measured faster on the device, else fp32 (gsam.train.amp)
+    amp: str = "auto"  # auto: bf16 where measured faster on the device, else fp32 (gsam.amp)
     workers: int = 2
     seed: int = 0
     val_every: int = 1

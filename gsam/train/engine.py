@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .amp import autocast
+from ..amp import autocast
 from .distributed import DistContext
-from .metrics import ConfusionMatrix
+from ..data.metrics import ConfusionMatrix
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,

@@ -30,7 +30,7 @@ from ..model.checkpoint import load_sam_checkpoint, read_gsam_checkpoint, save_g
 from ..model.gsam import GSAM
 from ..model.run import RunDir
 from ..model.trainable import count_parameters
-from .amp import choose_amp, grad_scaler
+from ..amp import choose_amp, grad_scaler
 from .config import TrainConfig
 from .curves import plot_curves
 from .distributed import DistContext

@@ -13,7 +13,7 @@ from gsam.model.segmenter import Segmenter
 
 class TorchSegmenter(Segmenter):
     """`amp` "bf16" (CPU or CUDA) or "fp16" (CUDA) runs the forward pass under autocast; "auto" (the default)
-    picks bf16 only where it is measured faster on this device (gsam.train.amp.choose_amp)."""
+    picks bf16 only where it is measured faster on this device (gsam.amp.choose_amp)."""
 
     name = "torch"
 
@@ -21,7 +21,7 @@ class TorchSegmenter(Segmenter):
         import torch
 
         from gsam.device import resolve_device
-        from gsam.train.amp import choose_amp
+        from gsam.amp import choose_amp
 
         self.torch = torch
         self.device = resolve_device(device)
@@ -31,7 +31,7 @@ class TorchSegmenter(Segmenter):
         self.model.to(self.device)
 
     def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        from gsam.train.amp import autocast
+        from gsam.amp import autocast
 
         torch = self.torch
         with torch.inference_mode(), autocast(self.device, self.amp):

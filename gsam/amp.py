@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import GSAMError
-from ..precisions import AMP_CHOICES
+from .errors import GSAMError
+from .precisions import AMP_CHOICES
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 BF16_MIN_SPEEDUP = 1.3  # a CPU without native bf16 kernels must measure at least this much faster
@@ -44,7 +44,7 @@ def check_amp(amp: str, device: torch.device, flag: str = "--amp") -> None:
 
 def _cpu_bf16_verdict() -> tuple[bool, str]:
     """(bf16 is worth it, the measured reason) for this CPU."""
-    from ..machine import cpu_bf16_speedup, torch_native_bf16
+    from .machine import cpu_bf16_speedup, torch_native_bf16
 
     native, speedup = torch_native_bf16(), cpu_bf16_speedup()["speedup"]
     kernels = "native bf16 kernels" if native else "no native bf16 kernels"
