@@ -14,7 +14,8 @@ PIPELINE = """\b
 The pipeline, one command per stage (gsam demo runs them all on generated data):
   gsam data synth  generate a demo dataset (or bring DATA/{train,val}/{images,masks})
   gsam train       fine-tune on random crops, validate on whole images
-  gsam eval        per-class IoU and mIoU of a run
+  gsam eval        per-class IoU and mIoU of a run or any artifact (ONNX, engine, server URL)
+  gsam compare     runs or artifacts side by side: per-class IoU, mask agreement, latency, a plot
   gsam predict     masks and overlays through any backend
   gsam export      ONNX with dynamic height/width (verified), TensorRT engines
   gsam triton      write a Triton model repository from the ONNX file
@@ -60,6 +61,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register_commands() -> None:
     """One module per command group under gsam/commands; each imports its heavy libraries lazily."""
     from .commands.bench import bench
+    from .commands.compare import compare
     from .commands.data import data
     from .commands.demo import demo
     from .commands.deploy import deploy
@@ -75,8 +77,8 @@ def _register_commands() -> None:
     from .commands.train import train
     from .commands.triton import triton
 
-    for command in (demo, data, train, evaluate, predict, export, triton, serve, health, deploy, bench, info,
-                    doctor, import_reference_command):
+    for command in (demo, data, train, evaluate, compare, predict, export, triton, serve, health, deploy, bench,
+                    info, doctor, import_reference_command):
         cli.add_command(command)
     triton.add_command(k8s)
 
