@@ -193,6 +193,24 @@ def test_cli_build_and_predict_over_grpc(server, tmp_path, synth_data):
     assert result.exit_code == 1 and "cannot reach Triton" in result.output
 
 
+def test_eval_and_compare_of_a_running_server_match_the_onnx_file(server, served_onnx, synth_data, tmp_path):
+    """`gsam eval URL` scores what the server answers: the same table as the ONNX file it serves."""
+    def table(args):
+        result = CliRunner().invoke(cli, ["eval", *args, "--data", str(synth_data), "--out", str(tmp_path / "e.json")])
+        assert result.exit_code == 0, result.output
+        return [line for line in result.output.splitlines()
+                if line.split()[:1] in (["background"], ["disc"], ["square"], ["mIoU"])]
+
+    local = table([str(served_onnx)])
+    assert len(local) == 4
+    assert table([f"http://{server.http_url}/gsam_image"]) == local
+    assert table([f"grpc://{server.grpc_url}", "--triton-model", "gsam_python"]) == local
+    result = CliRunner().invoke(cli, ["compare", str(served_onnx), f"http://{server.http_url}/gsam_image",
+                                      "--data", str(synth_data), "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    assert "100.0000%" in next(line for line in result.output.splitlines() if line.startswith("agreement"))
+
+
 def test_random_requests_never_take_the_server_down(server):
     """hypothesis: random shapes and dtypes; each gets a response (result or error), then a valid request works."""
     import tritonclient.grpc as grpc
