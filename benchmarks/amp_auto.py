@@ -15,10 +15,10 @@ import time
 
 import torch
 
+from gsam.amp import autocast, choose_amp, grad_scaler
 from gsam.demo import DEMO_BATCH, DEMO_CROP
 from gsam.machine import cpu_facts
 from gsam.model import build_gsam
-from gsam.amp import autocast, choose_amp, grad_scaler
 from gsam.train.losses import SegmentationLoss
 
 

@@ -30,11 +30,12 @@ from gsam.export.onnx import export_onnx
 from gsam.model import build_gsam
 from gsam.runtime.backends import load_backend
 from gsam.runtime.serving.server import TritonServer, free_port
+from gsam.runtime.triton_names import IMAGE_MODEL, TENSOR_MODEL
 
 
 def largest_request(model: str, side: int):
     """A callable sending the largest legal request of `model` to a server."""
-    if model == "gsam_python":
+    if model == TENSOR_MODEL:
         image = np.random.default_rng(0).uniform(0, 255, (1, 3, side, side)).astype(np.float32)
         return lambda server: load_backend("triton-grpc", server.grpc_url, model=model, timeout=900)(image)
     buffer = io.BytesIO()
@@ -77,7 +78,7 @@ def main() -> None:
         del model
         onnx_mb = sum(p.stat().st_size for p in Path(tmp).glob("model.onnx*")) / 2**20
         for side in (int(s) for s in args.sides.split(",")):
-            for served in ("gsam_python", "gsam_image"):
+            for served in (TENSOR_MODEL, IMAGE_MODEL):
                 rows.append(measure(onnx_path, Path(tmp), side, served))
                 print(json.dumps(rows[-1]), flush=True)
     result = {"model": args.model, "onnx_mb": round(onnx_mb, 1), "largest_legal_requests": rows}

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.serving import readable_dir, serve  # noqa: E402  (the tests' way of running gsam serve as root)
 
 from gsam.deploy.triton.repository import build_repository  # noqa: E402
+from gsam.runtime.triton_names import TENSOR_MODEL
 
 MAX_PIXELS = 1024 * 1024
 
@@ -171,7 +172,7 @@ def stalled_uploads(served, count: int) -> dict:
 
 
 def sigterm_under_load(repo: Path, args: tuple[str, ...], requests: int) -> dict:
-    served = serve(repo, ["gsam_python"], args=args).start()
+    served = serve(repo, [TENSOR_MODEL], args=args).start()
     with ThreadPoolExecutor(requests) as pool:
         flying = [pool.submit(infer, served.http_port, (1, 3, 1024, 1024)) for _ in range(requests)]
         while not any(f.done() and f.result() == 200 for f in flying):
@@ -205,7 +206,7 @@ def main() -> None:
         repo = folder / "triton_models"
         build_repository(onnx, repo, max_pixels=MAX_PIXELS, log=lambda s: None)
         args = tuple(options.serve_args)
-        with serve(repo, ["gsam_python"], args=args) as served:
+        with serve(repo, [TENSOR_MODEL], args=args) as served:
             idle = idle_connections(served, options.idle)
             stalled = stalled_uploads(served, options.stalled)
             alive = served.process.poll() is None

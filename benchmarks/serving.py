@@ -31,6 +31,7 @@ import numpy as np
 
 from gsam.deploy.triton.repository import Batching, build_repository
 from gsam.runtime.serving.server import TritonServer, free_port
+from gsam.runtime.triton_names import IMAGE_MODEL, TENSOR_MODEL
 
 
 def synthetic_photo(size: int, seed: int = 0) -> np.ndarray:
@@ -88,11 +89,11 @@ def wire_table(server: TritonServer, size: int, iters: int) -> str:
     tensor = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
     jpeg = jpeg_bytes(rgb)
     cases = [
-        ("FP32 tensor in, logits+mask out", "gsam_python", request_body("image", tensor.astype(np.float32), "FP32",
+        ("FP32 tensor in, logits+mask out", TENSOR_MODEL, request_body("image", tensor.astype(np.float32), "FP32",
                                                                          ["logits", "mask"])),
-        ("FP32 tensor in, mask out", "gsam_python", request_body("image", tensor.astype(np.float32), "FP32", ["mask"])),
-        ("UINT8 tensor in, mask out", "gsam_python", request_body("image_uint8", tensor, "UINT8", ["mask"])),
-        ("gsam_image: JPEG in, PNG out", "gsam_image",
+        ("FP32 tensor in, mask out", TENSOR_MODEL, request_body("image", tensor.astype(np.float32), "FP32", ["mask"])),
+        ("UINT8 tensor in, mask out", TENSOR_MODEL, request_body("image_uint8", tensor, "UINT8", ["mask"])),
+        ("gsam_image: JPEG in, PNG out", IMAGE_MODEL,
          request_body("image_bytes", np.array([jpeg], dtype=np.object_), "BYTES", ["mask_png"])),
     ]
     rows = [f"| request ({size}x{size}) | request bytes | response bytes | p50 ms | runs |", "|---|---:|---:|---:|---:|"]
@@ -113,12 +114,12 @@ def throughput(server: TritonServer, size: int, concurrency: int, requests: int)
     images = [np.random.default_rng(i).integers(0, 256, (1, 3, size, size), dtype=np.uint8) for i in range(requests)]
     bodies = [request_body("image_uint8", x, "UINT8", ["mask"]) for x in images]
     stats = httpclient.InferenceServerClient(server.http_url)
-    before = stats.get_inference_statistics("gsam_python")["model_stats"][0]
+    before = stats.get_inference_statistics(TENSOR_MODEL)["model_stats"][0]
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda b: post(server.http_url, "gsam_python", *b), bodies))
+        list(pool.map(lambda b: post(server.http_url, TENSOR_MODEL, *b), bodies))
     wall = time.perf_counter() - start
-    after = stats.get_inference_statistics("gsam_python")["model_stats"][0]
+    after = stats.get_inference_statistics(TENSOR_MODEL)["model_stats"][0]
     return (requests / wall, int(after["inference_count"]) - int(before["inference_count"]),
             int(after["execution_count"]) - int(before["execution_count"]))
 
@@ -129,7 +130,7 @@ def throughput_table(onnx: Path, work: Path, size: int, requests: int, levels: l
     for label, batching in (("on (max batch 8, 2 ms)", Batching(8, (), 2000)), ("off", None)):
         repo = work / f"repo-{'on' if batching else 'off'}"
         build_repository(onnx, repo, batching=batching)
-        with TritonServer(repo, ["gsam_python"], free_port(), free_port(), log_path=work / "triton.log") as server:
+        with TritonServer(repo, [TENSOR_MODEL], free_port(), free_port(), log_path=work / "triton.log") as server:
             throughput(server, size, 1, 2)  # warm-up
             for level in levels:
                 rate, inferences, executions = throughput(server, size, level, requests)
@@ -145,7 +146,7 @@ def bls_table(onnx: Path, work: Path, sizes: list[int], iters: int) -> str:
     servers = {}
     for name, compute in (("bls", "auto"), ("in-process", "in-process")):
         build_repository(onnx, work / f"repo-{name}", compute_model=compute, log=lambda s: None)
-        servers[name] = TritonServer(work / f"repo-{name}", ["gsam_python", "gsam_image"], free_port(), free_port(),
+        servers[name] = TritonServer(work / f"repo-{name}", [TENSOR_MODEL, IMAGE_MODEL], free_port(), free_port(),
                                      log_path=work / f"triton-{name}.log").start()
     try:
         for size in sizes:
@@ -158,10 +159,10 @@ def bls_table(onnx: Path, work: Path, sizes: list[int], iters: int) -> str:
                               + " |")
             times: dict[str, list[float]] = {name: [] for name in servers}
             for name, server in servers.items():  # warm-up
-                post(server.http_url, "gsam_image", *jpeg)
+                post(server.http_url, IMAGE_MODEL, *jpeg)
             for _ in range(iters):
                 for name, server in servers.items():
-                    times[name].append(post(server.http_url, "gsam_image", *jpeg)[1] * 1000)
+                    times[name].append(post(server.http_url, IMAGE_MODEL, *jpeg)[1] * 1000)
             bls, local = (np.percentile(times[n], [50, 99]) for n in ("bls", "in-process"))
             time_rows.append(f"| {size}x{size} | {bls[0]:.0f} | {bls[1]:.0f} | {local[0]:.0f} | {local[1]:.0f} | "
                              f"{bls[0] / local[0]:.3f} |")
@@ -197,7 +198,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         build_repository(args.onnx, work / "repo")
-        with TritonServer(work / "repo", ["gsam_python", "gsam_image"], free_port(), free_port(),
+        with TritonServer(work / "repo", [TENSOR_MODEL, IMAGE_MODEL], free_port(), free_port(),
                           log_path=work / "triton.log") as server:
             wire = wire_table(server, args.size, args.iters)
         batching = throughput_table(args.onnx, work, args.batch_size, args.requests, levels)

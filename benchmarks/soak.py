@@ -29,6 +29,7 @@ from gsam.deploy.triton.repository import build_repository
 from gsam.runtime.backends import load_backend
 from gsam.runtime.serving.serve_process import ServeProcess
 from gsam.runtime.serving.server import GRPC_KEY, SERVING_HEADER
+from gsam.runtime.triton_names import IMAGE_MODEL, TENSOR_MODEL
 
 SIZES = [(64, 64), (96, 128), (160, 120), (200, 300), (33, 47), (256, 192)]
 ABORT_SIZE = (384, 384)
@@ -50,7 +51,7 @@ def impatient_client(url_http: str, url_grpc: str, stop: threading.Event, counts
             request.set_data_from_numpy(image)
             try:
                 extra = {"client_timeout": 0.02} if module is grpc else {}
-                client.infer("gsam_python", [request], **extra)
+                client.infer(TENSOR_MODEL, [request], **extra)
                 counts["completed"] += 1
             except Exception:
                 counts["aborted"] += 1
@@ -114,7 +115,7 @@ def _infer(module, client, image: np.ndarray, headers: dict) -> None:
     """What gsam's Triton client sends: FP32 in, logits and mask out."""
     tensor = module.InferInput("image", list(image.shape), "FP32")
     tensor.set_data_from_numpy(image)
-    client.infer("gsam_python", [tensor], outputs=[module.InferRequestedOutput("logits"),
+    client.infer(TENSOR_MODEL, [tensor], outputs=[module.InferRequestedOutput("logits"),
                                                    module.InferRequestedOutput("mask")], headers=headers)
 
 
@@ -190,7 +191,7 @@ def stub_recovery(served: ServeProcess) -> dict:
         time.sleep(0.1)
     return {"answered_again_after_s": round(time.monotonic() - killed, 1), "failed_requests": failures,
             "ready_503_until_s": round(not_ready, 1),
-            "log": [line for line in served.lines if "gsam_python" in line and ("probe" in line or "reload" in line)]}
+            "log": [line for line in served.lines if TENSOR_MODEL in line and ("probe" in line or "reload" in line)]}
 
 
 def soak_phase(served: ServeProcess, requests: int, threads: int, time_limit: float, aborts: int) -> dict:
@@ -239,7 +240,7 @@ def soak(onnx_path: Path, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "triton_models"
         build_repository(onnx_path, repo, log=lambda s: None)
-        with ServeProcess(repo, ["gsam_python", "gsam_image"]) as served:
+        with ServeProcess(repo, [TENSOR_MODEL, IMAGE_MODEL]) as served:
             pid = served.process.pid  # gsam serve itself (the gateway): the tree without its children
             gateway_start = tree_memory_mib(pid) - tree_memory_mib(pid, include_root=False)
             report = soak_phase(served, args.requests, args.threads, args.time_limit, args.aborts)

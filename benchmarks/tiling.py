@@ -46,9 +46,9 @@ def agreement(run_dir: str, cases: list[tuple[int, int, int, int]], seam: int = 
     import numpy as np
 
     from gsam.data.synth import make_sample
+    from gsam.model.segmenter import to_model_input
     from gsam.pixels.tiling import tile_layout, tile_starts
     from gsam.runtime.backends import load_backend
-    from gsam.model.segmenter import to_model_input
     from gsam.runtime.backends.tiled import TiledSegmenter
 
     def near_edge(length, tile, overlap):

@@ -21,8 +21,8 @@ import torch
 
 def step_seconds(name: str, crop: int, batch: int, steps: int, warmup: int, amp: str, threads: int) -> tuple[float, float]:
     """(median seconds per step, peak resident GiB of this process)."""
-    from gsam.model import build_gsam
     from gsam.amp import autocast, check_amp, grad_scaler
+    from gsam.model import build_gsam
     from gsam.train.losses import SegmentationLoss
 
     torch.set_num_threads(threads)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from gsam.data.bigimage import TIFF_ABOVE_PIXELS, TiffRows, open_rows, write_tiled_tiff
+from gsam.data.imageio import save_png
 from gsam.pixels.masks import logits_to_mask, mask_dtype, overlay
 
-from gsam.data.imageio import save_png
 from .backends.tiled import TiledSegmenter
 
 OVERLAY_BAND = 512  # rows per step of the overlay pass

@@ -34,9 +34,6 @@ class PixelCost:
     per_pixel: float  # peak resident bytes added per input pixel
     measured: bool = True
 
-    def bytes_for(self, pixels: int) -> int:
-        return int(self.fixed + self.per_pixel * pixels)
-
     def pixels_within(self, budget_bytes: int) -> int:
         """The most pixels whose peak stays within the budget, rounded down to a multiple of 1024."""
         return max(0, int((budget_bytes - self.fixed) / self.per_pixel)) // 1024 * 1024

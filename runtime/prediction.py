@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from gsam.data.bigimage import TIFF_ABOVE_PIXELS, write_tiled_tiff
+from gsam.data.imageio import save_png
 from gsam.errors import GSAMError
 from gsam.pixels.masks import overlay
-
-from gsam.data.imageio import save_png
 
 BAND = 512  # rows per step when a large mask or overlay is written as a tiled TIFF
 

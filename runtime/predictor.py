@@ -19,10 +19,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from gsam.errors import GSAMError
+from gsam.model.segmenter import Segmenter, to_model_input
 from gsam.pixels.masks import logits_to_mask, logits_to_probabilities, mask_dtype
 
-from gsam.model.segmenter import Segmenter
-from gsam.model.segmenter import to_model_input
 from .backends.tiled import DEFAULT_OVERLAP, TiledSegmenter
 from .image_source import ImageSource, image_source
 from .prediction import Prediction

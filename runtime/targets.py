@@ -13,9 +13,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gsam.errors import GSAMError
+from gsam.model.segmenter import Segmenter
 
 from .backends import BACKENDS, load_backend
-from gsam.model.segmenter import Segmenter
 from .triton_names import IMAGE_MODEL, TENSOR_MODEL
 
 RUNNABLE = "a run directory, .pt, .onnx, .plan or a Triton URL (host:port)"

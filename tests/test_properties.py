@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gsam.data.imageio import ImageReadError, read_image
+from gsam.data.palette import default_palette
 from gsam.errors import GSAMError
+from gsam.model.segmenter import to_model_input
 from gsam.pixels.masks import logits_to_mask, overlay
 from gsam.runtime.backends import load_backend
-from gsam.data.palette import default_palette
-from gsam.model.segmenter import to_model_input
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -511,8 +511,9 @@ def test_a_repository_built_with_tiles_tiles_large_requests_like_the_local_runti
 def test_load_of_a_running_server_gives_the_local_masks_whole_tiled_and_bytes_in(tiled_server, served_onnx, tmp_path):
     """gsam.load on a URL: tensors over gRPC, the file's own bytes to gsam_image; a 150x220 image is above the
     repository's max_pixels, so the server tiles it as the local predictor with the same tile does."""
-    import gsam
     from PIL import Image
+
+    import gsam
 
     rgb = np.random.default_rng(4).integers(0, 256, (150, 220, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "big.png")

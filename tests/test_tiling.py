@@ -104,8 +104,8 @@ def seam_distance(length: int, tile: int, overlap: int) -> np.ndarray:
 def test_medium_image_tiled_agrees_with_whole(trained_run):
     """Trained tiny model, 512x512 generated image, tiles of 256 with the default overlap of 128."""
     from gsam.data.synth import make_sample
-    from gsam.runtime.backends import load_backend
     from gsam.model.segmenter import to_model_input
+    from gsam.runtime.backends import load_backend
     from gsam.runtime.backends.tiled import DEFAULT_OVERLAP, TiledSegmenter
 
     backend = load_backend("torch", trained_run)
@@ -125,8 +125,8 @@ def test_predict_tiled_through_the_cli(tiny_onnx, tmp_path):
     import tifffile
     from PIL import Image
 
-    from gsam.runtime.backends import load_backend
     from gsam.model.segmenter import to_model_input
+    from gsam.runtime.backends import load_backend
 
     image = np.random.default_rng(3).integers(0, 255, (160, 200, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "strips.tif", image, compression="zlib", rowsperstrip=16)

@@ -14,9 +14,9 @@ from PIL import Image
 
 from gsam.cli import cli
 from gsam.data.dataset import SegmentationDataset
+from gsam.data.metrics import ConfusionMatrix
 from gsam.model.checkpoint import load_gsam_checkpoint, read_gsam_checkpoint
 from gsam.train.config import TrainConfig
-from gsam.data.metrics import ConfusionMatrix
 from gsam.train.trainer import train
 
 

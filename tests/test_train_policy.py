@@ -24,8 +24,8 @@ def test_random_vit_trains_too(tmp_path, synth_data, capsys):
 def test_one_bf16_autocast_step_on_the_cpu_moves_fp32_weights():
     """bf16 on a CPU, whatever its speed there: two steps of the tiny model at 64x64 keep fp32 weights that
     move and stay finite."""
-    from gsam.model import build_gsam
     from gsam.amp import grad_scaler
+    from gsam.model import build_gsam
     from gsam.train.engine import train_one_epoch
     from gsam.train.losses import SegmentationLoss
 

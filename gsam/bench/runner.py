@@ -13,6 +13,7 @@ from tqdm import tqdm
 from gsam.errors import GSAMError
 from gsam.model.config import GSAMConfig
 from gsam.runtime.backends import load_backend
+from gsam.runtime.triton_names import IMAGE_MODEL, TENSOR_MODEL
 
 from .harness import (
     BenchPlan,
@@ -40,7 +41,7 @@ class BenchRequest:
     onnx_path: str | None = None  # use this ONNX file instead of exporting
     engine: str | None = None  # TensorRT engine for the tensorrt backend
     url: str | None = None  # a running Triton server; without it one is started from the ONNX file
-    triton_model: str = "gsam_python"
+    triton_model: str = TENSOR_MODEL
     threads: int | None = None
     baseline: str | None = None  # "sam-vit-b": SAM ViT-B at a fixed 1024x1024
     amp: str = "auto"
@@ -155,7 +156,7 @@ def _triton_url(request: BenchRequest, onnx: Path | None, stack: contextlib.Exit
 
     assert onnx is not None
     build_repository(onnx, request.out / "triton_models")
-    models = list(dict.fromkeys([request.triton_model, *(["gsam_image", "gsam_python"] if "triton-image" in
+    models = list(dict.fromkeys([request.triton_model, *([IMAGE_MODEL, TENSOR_MODEL] if "triton-image" in
                                                           request.backends else [])]))
     server = stack.enter_context(TritonServer(request.out / "triton_models", models, free_port(), free_port(),
                                               log_path=request.out / "triton.log"))
@@ -217,7 +218,7 @@ def _opener(request: BenchRequest, backend: str, onnx: Path | None, server_url):
     protocol = "http" if backend == "triton-image" else backend.split("-")[1]
     target = server_url[protocol] if isinstance(server_url, dict) else server_url
     if backend == "triton-image":
-        model = "gsam_image" if request.triton_model == "gsam_python" else request.triton_model
+        model = IMAGE_MODEL if request.triton_model == TENSOR_MODEL else request.triton_model
         options = {"model": model, "record_split": True}
     else:
         options = {"model": request.triton_model}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import click
 
+from gsam.runtime.triton_names import TENSOR_MODEL
+
 from ..device import DEVICE_HELP, check_device_name
 from ..errors import GSAMError
 from ..precisions import AMP_CHOICES
@@ -146,7 +148,7 @@ def gate_options(command):
                              "0.99 int8].")(command)
 
 
-def triton_model_option(default: str = "gsam_python"):
+def triton_model_option(default: str = TENSOR_MODEL):
     return click.option("--triton-model", default=default, show_default=True,
                         help="Model name inside the Triton server (gsam_python, gsam_image, gsam_onnx or gsam_trt).")
 

@@ -67,10 +67,6 @@ class Header:
     bits: int = 8
     frames: int = 1  # animation frames or TIFF pages: more than one is refused
 
-    @property
-    def decoded_bytes(self) -> int:
-        return self.height * self.width * self.samples * math.ceil(self.bits / 8)
-
 
 def sniff(head: bytes) -> str:
     """The format from the first bytes: PNG, JPEG or TIFF; ImageRequestError naming anything else."""

@@ -11,8 +11,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..amp import autocast
-from .distributed import DistContext
 from ..data.metrics import ConfusionMatrix
+from .distributed import DistContext
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,

@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from ..amp import choose_amp, grad_scaler
 from ..data.dataset import ClassSpec, SegmentationDataset, open_dataset_spec
 from ..data.transforms import ResizeTransform, TrainTransform
 from ..device import resolve_device
@@ -30,7 +31,6 @@ from ..model.checkpoint import load_sam_checkpoint, read_gsam_checkpoint, save_g
 from ..model.gsam import GSAM
 from ..model.run import RunDir
 from ..model.trainable import count_parameters
-from ..amp import choose_amp, grad_scaler
 from .config import TrainConfig
 from .curves import plot_curves
 from .distributed import DistContext

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from gsam.errors import GSAMError
 from gsam.export.gate import GateRunners
-
 from gsam.model.segmenter import Segmenter
 
 # name -> (module, class, fixed keyword arguments)

@@ -10,9 +10,8 @@ import numpy as np
 from gsam.errors import GSAMError
 from gsam.export.metadata import read_onnx_facts
 from gsam.export.profiles import ShapeProfile, onnxruntime_trt_options
-from gsam.pixels.convert import as_input_dtype
-
 from gsam.model.segmenter import Segmenter
+from gsam.pixels.convert import as_input_dtype
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 

@@ -29,7 +29,6 @@ from gsam.export.gpu import check_engine_gpu, cuda_gpu
 from gsam.export.profiles import ShapeProfile, format_shape, select_profile
 from gsam.export.sidecar import EngineSidecar
 from gsam.export.tensorrt import require_tensorrt
-
 from gsam.model.segmenter import Segmenter
 
 if TYPE_CHECKING:

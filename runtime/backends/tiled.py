@@ -12,9 +12,8 @@ from typing import Iterator
 import numpy as np
 
 from gsam.errors import GSAMError
-from gsam.pixels import tiling
-
 from gsam.model.segmenter import Segmenter
+from gsam.pixels import tiling
 
 DEFAULT_OVERLAP = 128
 

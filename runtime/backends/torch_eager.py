@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from gsam.model.run import load_trained
-
 from gsam.model.segmenter import Segmenter
 
 
@@ -20,8 +19,8 @@ class TorchSegmenter(Segmenter):
     def __init__(self, path: str | Path, device: str = "cpu", amp: str = "auto") -> None:
         import torch
 
-        from gsam.device import resolve_device
         from gsam.amp import choose_amp
+        from gsam.device import resolve_device
 
         self.torch = torch
         self.device = resolve_device(device)

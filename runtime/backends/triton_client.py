@@ -6,13 +6,13 @@ import numpy as np
 
 from gsam.errors import GSAMError
 from gsam.model.facts import ModelFacts
-from gsam.pixels.convert import as_input_dtype, is_whole_uint8
-
 from gsam.model.segmenter import Segmenter
+from gsam.pixels.convert import as_input_dtype, is_whole_uint8
+from gsam.runtime.triton_names import IMAGE_MODEL, TENSOR_MODEL
 
 
 class TritonSegmenter(Segmenter):
-    def __init__(self, url: str, model: str = "gsam_python", protocol: str = "grpc", timeout: float = 120.0) -> None:
+    def __init__(self, url: str, model: str = TENSOR_MODEL, protocol: str = "grpc", timeout: float = 120.0) -> None:
         if protocol == "grpc":
             import tritonclient.grpc as client
         else:
@@ -82,7 +82,7 @@ class TritonImageSegmenter(TritonSegmenter):
     takes_encoded = True
     SPLIT = ("decode", "compute", "encode")  # the server's timings_ms output, in this order
 
-    def __init__(self, url: str, model: str = "gsam_image", timeout: float = 120.0, record_split: bool = False) -> None:
+    def __init__(self, url: str, model: str = IMAGE_MODEL, timeout: float = 120.0, record_split: bool = False) -> None:
         super().__init__(url, model=model, protocol="http", timeout=timeout)
         self.name = "triton-image"
         self.record_split = record_split

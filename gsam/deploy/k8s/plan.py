@@ -25,6 +25,7 @@ from gsam.runtime.memory import (
 )
 from gsam.runtime.serving.capacity import ServeLimits
 from gsam.runtime.serving.model_config import with_compute_models
+from gsam.runtime.triton_names import ENGINE_MODEL, TENSOR_MODEL
 
 from .options import K8sOptions
 from .repository import RepositoryFacts, ServedModel
@@ -98,7 +99,7 @@ class Plan:
 
 
 def default_models(repo: RepositoryFacts) -> list[str]:
-    for name in ("gsam_trt", "gsam_python"):
+    for name in (ENGINE_MODEL, TENSOR_MODEL):
         if name in repo.models:
             return [name]
     return [sorted(repo.models)[0]]

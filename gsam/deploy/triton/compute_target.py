@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from gsam.errors import GSAMError
 from gsam.export.profiles import ShapeProfile
 from gsam.model.facts import ModelFacts
+from gsam.runtime.triton_names import ENGINE_MODEL, ONNX_MODEL, TENSOR_MODEL
 
 from .engine_config import engine_batching
 
-COMPUTE_MODELS = ("auto", "gsam_trt", "gsam_onnx", "gsam_python", "in-process")
+COMPUTE_MODELS = ("auto", ENGINE_MODEL, ONNX_MODEL, TENSOR_MODEL, "in-process")
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,16 @@ def choose_compute(requested: str, facts: ModelFacts, *, engine_profiles: list[S
     if requested not in COMPUTE_MODELS:
         raise GSAMError(f"--compute-model {requested!r}: expected one of {', '.join(COMPUTE_MODELS)}")
     if requested == "auto":
-        requested = "gsam_trt" if engine_profiles else "gsam_onnx" if gpu else "gsam_python"
+        requested = ENGINE_MODEL if engine_profiles else ONNX_MODEL if gpu else TENSOR_MODEL
     if requested == "in-process":
         return ComputeTarget()
-    if requested == "gsam_python":
+    if requested == TENSOR_MODEL:
         by_pixels = max(1, max_pixels // tile_pixels) if tile_pixels else 1
-        return ComputeTarget("gsam_python", "image_uint8", "uint8", min(python_max_batch or by_pixels, by_pixels))
-    if requested == "gsam_onnx":
-        return ComputeTarget("gsam_onnx", "image", facts.input_dtype, 1)
+        return ComputeTarget(TENSOR_MODEL, "image_uint8", "uint8", min(python_max_batch or by_pixels, by_pixels))
+    if requested == ONNX_MODEL:
+        return ComputeTarget(ONNX_MODEL, "image", facts.input_dtype, 1)
     if not engine_profiles:
         raise GSAMError("--compute-model gsam_trt needs gsam_trt in the repository: give --engine or --profile")
     ranges = tuple((p.min[2], p.min[3], p.max[2], p.max[3]) for p in engine_profiles)
-    return ComputeTarget("gsam_trt", "image", facts.input_dtype,
+    return ComputeTarget(ENGINE_MODEL, "image", facts.input_dtype,
                          max(1, engine_batching(engine_profiles).max_batch_size), ranges)
