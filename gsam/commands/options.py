@@ -34,6 +34,7 @@ VOCABULARY = {
     "--max-batch": "the largest batch one execution takes (1 = no batching)",
     "--amp": "torch autocast: auto (bf16 where measured faster on this device), off, bf16 (CPU or CUDA) or fp16 (CUDA)",
     "--data": "a dataset folder (DATA/{train,val}/{images,masks})",
+    "--split": "which split of the dataset to score: train, val or test",
     "--sizes": "image sizes HEIGHTxWIDTH, comma-separated",
     "--url": "a Triton server's address host:port",
     "--timeout": "seconds one request to a server may take",
