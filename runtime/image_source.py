@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gsam.data.bigimage import ArrayRows, open_rows
+from gsam.data.large_image import ArrayRows, open_rows
 from gsam.data.imageio import image_size, read_image
 from gsam.errors import GSAMError
 from gsam.pixels.codec import ImageRequestError, decode_image

@@ -24,7 +24,7 @@ from gsam.pixels.masks import logits_to_mask, logits_to_probabilities, mask_dtyp
 
 from .backends.tiled import DEFAULT_OVERLAP, TiledSegmenter
 from .image_source import ImageSource, image_source
-from .prediction import Prediction
+from .prediction import Prediction, predict_tiled
 from .targets import open_segmenter
 
 
@@ -114,8 +114,6 @@ class Predictor:
     def write(self, image, out: str | Path, name: str | None = None) -> str | None:
         """Segment one image straight to OUT/masks and OUT/overlays; above the threshold the image is read and
         the mask written band by band, so memory depends on the tile. Returns a note for the log, if any."""
-        from .large_image import predict_tiled
-
         source = self._source(image, name)
         source.name = self._unique(source.name)
         if not self.tiles(source) or source.path is None:

@@ -573,7 +573,7 @@ def test_a_36_megapixel_image_goes_through_gsam_serve_in_bounded_memory(served_o
     import tritonclient.http as http
 
     from gsam.bench.process_memory import tree_memory_mib
-    from gsam.data.bigimage import write_tiled_tiff
+    from gsam.data.large_image import write_tiled_tiff
 
     def server_peak_mib():  # tritonserver and its stub below `gsam serve`, each at its own peak, summed
         return tree_memory_mib(serve.pid, "VmHWM", include_root=False)

@@ -153,10 +153,10 @@ def test_predict_tiled_through_the_cli(tiny_onnx, tmp_path):
 def test_big_masks_are_written_as_tiled_tiffs(tiny_onnx, tmp_path, monkeypatch):
     import tifffile
 
-    from gsam.data import bigimage
+    from gsam.data import large_image
 
-    monkeypatch.setattr(bigimage, "TIFF_ABOVE_PIXELS", 100 * 100)
-    monkeypatch.setattr("gsam.runtime.large_image.TIFF_ABOVE_PIXELS", 100 * 100)
+    monkeypatch.setattr(large_image, "TIFF_ABOVE_PIXELS", 100 * 100)
+    monkeypatch.setattr("gsam.runtime.prediction.TIFF_ABOVE_PIXELS", 100 * 100)
     image = np.random.default_rng(4).integers(0, 255, (140, 300, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "contiguous.tif", image)
     result = CliRunner().invoke(cli, ["predict", str(tiny_onnx), str(tmp_path / "contiguous.tif"),
@@ -223,7 +223,7 @@ BIG_TIFF_PEAK_BOUND = 1.5 * 2**30
 def test_6000x6000_tiff_in_bounded_memory(tiny_onnx, tmp_path):
     import tifffile
 
-    from gsam.data.bigimage import write_tiled_tiff
+    from gsam.data.large_image import write_tiled_tiff
 
     side = 6000
     rng = np.random.default_rng(6)
