@@ -95,10 +95,10 @@ def plan_precision(onnx_precision: str, requested: str | None) -> str | None:
     if requested in (None, onnx_precision):
         return None
     if onnx_precision != "fp32":
-        raise GSAMError(f"the ONNX file is already {onnx_precision}; build it without --{requested}, or start "
+        raise GSAMError(f"the ONNX file is already {onnx_precision}; build it without --precision {requested}, or start "
                         f"from the fp32 export")
     if requested != "fp16":
-        raise GSAMError(f"--{requested} is not a build option: export an {requested} ONNX with "
+        raise GSAMError(f"--precision {requested} is not a build option: export an {requested} ONNX with "
                         f"`gsam export onnx --precision {requested}` and build that")
     return requested
 

@@ -21,7 +21,7 @@ def run_and_onnx(trained_run, trained_onnx):
 def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx):
     run, onnx_path = run_and_onnx
     out = tmp_path / "bench"
-    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--onnx", str(onnx_path), "--backends",
+    result = CliRunner().invoke(cli, ["bench", str(run), "--onnx", str(onnx_path), "--backends",
                                       "onnxruntime,torch", "--sizes", "64x64,96x160", "--iters", "3", "--warmup", "1",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -60,7 +60,7 @@ def test_bench_onnxruntime_and_torch_writes_every_report(tmp_path, run_and_onnx)
 def test_bench_torch_bf16_rows_use_the_bf16_peak(tmp_path, run_and_onnx):
     run, _ = run_and_onnx
     out = tmp_path / "bench"
-    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--backends", "torch", "--amp", "bf16",
+    result = CliRunner().invoke(cli, ["bench", str(run), "--backends", "torch", "--amp", "bf16",
                                       "--sizes", "64x64", "--iters", "2", "--warmup", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
@@ -90,7 +90,7 @@ def test_rows_pick_their_engines_peak():
 def test_bench_through_a_real_triton_server_at_concurrency_2(tmp_path, run_and_onnx):
     run, onnx_path = run_and_onnx
     out = tmp_path / "bench"
-    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--onnx", str(onnx_path), "--backends",
+    result = CliRunner().invoke(cli, ["bench", str(run), "--onnx", str(onnx_path), "--backends",
                                       "triton-grpc,triton-http", "--sizes", "64x96", "--iters", "6", "--warmup", "1",
                                       "--concurrency", "1,2", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -111,7 +111,7 @@ def test_bench_through_a_real_triton_server_at_concurrency_2(tmp_path, run_and_o
 @pytest.mark.slow
 def test_bad_arguments_fail_in_one_line(tmp_path, run_and_onnx, args, message):
     run, onnx_path = run_and_onnx
-    result = CliRunner().invoke(cli, ["bench", "--model", str(run), "--onnx", str(onnx_path), "--out",
+    result = CliRunner().invoke(cli, ["bench", str(run), "--onnx", str(onnx_path), "--out",
                                       str(tmp_path / "b"), *args])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
@@ -121,7 +121,7 @@ def test_unreachable_triton_url_fails_in_one_line(tmp_path, run_and_onnx):
     from gsam.runtime.serving.server import free_port
 
     run, onnx_path = run_and_onnx
-    result = CliRunner().invoke(cli, ["bench", "--model", str(onnx_path), "--backends", "triton-http", "--url",
+    result = CliRunner().invoke(cli, ["bench", str(onnx_path), "--backends", "triton-http", "--url",
                                       f"127.0.0.1:{free_port()}", "--sizes", "64x64", "--out", str(tmp_path / "b")])
     assert result.exit_code == 1 and "cannot reach Triton" in result.output
 

@@ -378,7 +378,7 @@ def test_image_by_digest_is_what_the_pods_run(cpu_repo, gpu_repo, tmp_path):
 def test_cli_writes_manifests_and_prints_one_line_errors(cpu_repo, tmp_path):
     runner = CliRunner()
     out = tmp_path / "deploy"
-    result = runner.invoke(cli, ["triton", "k8s", str(cpu_repo), "--out", str(out), "--replicas", "3",
+    result = runner.invoke(cli, ["triton", "k8s", "--repo", str(cpu_repo), "--out", str(out), "--replicas", "3",
                                  "--memory", "3Gi", "--namespace", "vision"])
     assert result.exit_code == 0, result.output
     assert "kubectl apply -f" in result.output
@@ -386,8 +386,8 @@ def test_cli_writes_manifests_and_prints_one_line_errors(cpu_repo, tmp_path):
     assert deployment["metadata"]["namespace"] == "vision" and deployment["spec"]["replicas"] == 3
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "3Gi"
     for args, message in ((["--replicas", "0"], "--replicas must be"), (["--gpus-per-replica", "1"], "KIND_CPU only"),
-                          (["--image", "triton:v2"], "--image")):
-        result = runner.invoke(cli, ["triton", "k8s", str(cpu_repo), "--out", str(tmp_path / "bad"), *args])
+                          (["--container-image", "triton:v2"], "--container-image")):
+        result = runner.invoke(cli, ["triton", "k8s", "--repo", str(cpu_repo), "--out", str(tmp_path / "bad"), *args])
         assert result.exit_code == 1
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0]

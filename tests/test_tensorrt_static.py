@@ -497,7 +497,8 @@ def test_onnxruntime_tensorrt_provider_takes_one_profile():
 def test_fp16_on_an_fp32_export_converts_through_the_gate_before_trtexec(tiny_onnx, tmp_path):
     from gsam.export.metadata import read_onnx_facts
 
-    args = ["export", "tensorrt", str(tiny_onnx), "--out", str(tmp_path / "tiny.plan"), "--fp16", "--print-trtexec"]
+    args = ["export", "tensorrt", str(tiny_onnx), "--out", str(tmp_path / "tiny.plan"), "--precision", "fp16",
+            "--print-trtexec"]
     for p in TWO_PROFILES:
         args += ["--profile", p.flag()]
     result = CliRunner().invoke(cli, args)

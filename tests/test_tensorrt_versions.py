@@ -76,6 +76,6 @@ def test_triton_k8s_prints_the_tables_mark_for_its_release(tiny_onnx, tmp_path):
     from gsam.deploy.triton.repository import build_repository
 
     build_repository(tiny_onnx, tmp_path / "repo", log=lambda s: None)
-    result = CliRunner().invoke(cli, ["triton", "k8s", str(tmp_path / "repo"), "--out", str(tmp_path / "deploy")])
+    result = CliRunner().invoke(cli, ["triton", "k8s", "--repo", str(tmp_path / "repo"), "--out", str(tmp_path / "deploy")])
     assert result.exit_code == 0, result.output
     assert f"note: {release_mark(DEFAULT_RELEASE)}" in result.output.splitlines()

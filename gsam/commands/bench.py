@@ -32,10 +32,9 @@ def _backend_list(ctx, param, value):
 
 
 @click.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
 @click.option("--backends", default="onnxruntime,torch", show_default=True, callback=_backend_list,
               help=f"Comma-separated, timed in this order; ratios are to the first. One of: {', '.join(LOCAL + TRITON)}.")
-@click.option("--model", "model_path", required=True, type=MODEL,
-              help="Run directory or .pt (torch; exported for the others), or a gsam .onnx file.")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), help="Use this ONNX file instead of exporting.")
 @click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine for the tensorrt backend.")
 @click.option("--url", help="Triton server (host:port) for triton-*; default: start one from the ONNX file.")
@@ -51,17 +50,19 @@ def _backend_list(ctx, param, value):
 @amp_option("Run the torch backend under autocast: bf16 on the CPU (compared with torch's bf16 matmul rate).")
 @out_option("Writes bench.json, bench.csv, PNG plots.", type=click.Path(file_okay=False))
 @retired("--backend", "was renamed --backends (a comma-separated list)")
+@retired("--model", "is now the first argument, as in predict, eval and export: gsam bench MODEL ...")
 def bench(backends, model_path, onnx_path, engine, url, triton_model, sizes, batch, warmup, iters, duration,
           concurrency, threads, baseline, amp, out) -> None:
-    """Latency (p50/p90/p99) and throughput of each backend at each size and concurrency.
+    """Latency (p50/p90/p99) and throughput of each backend at each size and concurrency for MODEL (a run
+    directory or .pt, torch, exported for the others; or a gsam .onnx file).
 
     All backends see the same seeded images. Each row also reports FLOPs per image, the
     achieved GFLOP/s and its fraction of the matmul rate its own engine reaches at its
     precision, measured in the same run (torch fp32/bf16, onnxruntime fp32/int8).
 
     \b
-    Example: gsam bench --model runs/demo --backends onnxruntime,torch,triton-grpc --sizes 256x256,480x640 --out bench/
-    bf16:    gsam bench --model runs/demo --backends torch --amp bf16 --out bench_bf16/
+    Example: gsam bench runs/demo --backends onnxruntime,torch,triton-grpc --sizes 256x256,480x640 --out bench/
+    bf16:    gsam bench runs/demo --backends torch --amp bf16 --out bench_bf16/
     """
     from gsam.bench.harness import BenchPlan
     from gsam.bench.runner import BenchRequest, run_bench

@@ -6,7 +6,7 @@ import click
 
 from ..model.facts import INPUT_DTYPES
 from ..precisions import ONNX_PRECISIONS, PRECISIONS
-from .options import SIZE_LIST, gate_options, out_option, profile_option, retired
+from .options import SIZE_LIST, gate_options, out_option, precision_option, profile_option, retired
 
 
 @click.group()
@@ -26,9 +26,8 @@ def export() -> None:
 @click.option("--input-dtype", type=click.Choice(list(INPUT_DTYPES)), default="float32", show_default=True,
               help="The image input's type: uint8 casts inside the graph, so a request carries 1 byte per channel "
                    "instead of 4 (TensorRT takes UINT8 as a network input).")
-@click.option("--precision", type=click.Choice(list(ONNX_PRECISIONS)), default="fp32", show_default=True,
-              help="; ".join(f"{name}: {PRECISIONS[name].onnx}" for name in ONNX_PRECISIONS)
-              + ". I/O stays fp32/int32.")
+@precision_option("; ".join(f"{name}: {PRECISIONS[name].onnx}" for name in ONNX_PRECISIONS)
+                  + ". I/O stays fp32/int32.")
 @click.option("--calib-images", type=click.IntRange(1), default=32, show_default=True,
               help="int8: number of training images to calibrate on.")
 @click.option("--int8-scheme", type=click.Choice(["auto", "tensorrt", "cpu"]), default="auto", show_default=True,
@@ -93,29 +92,31 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
 @click.argument("onnx_path", type=click.Path(dir_okay=False))
 @out_option("Engine file (.plan); a .plan.json sidecar is written beside it.", type=click.Path(dir_okay=False))
 @profile_option("Optimization profile; repeat for several (narrow profiles are faster than one wide one).")
-@click.option("--fp16", is_flag=True, help="From an fp32 ONNX: convert to fp16 with fp32 islands (checked against "
-              "fp32 on the CPU), then build. An fp16 or int8 ONNX needs no flag.")
+@precision_option("fp16 from an fp32 ONNX: convert to fp16 with fp32 islands (checked against fp32 on the CPU), "
+                  "then build [default: the ONNX file's own precision; an fp16 or int8 ONNX builds as it is].",
+                  default=None)
 @click.option("--converted", type=click.Path(dir_okay=False),
-              help="Where --fp16 writes the converted ONNX [default: OUT with .fp16.onnx].")
+              help="Where --precision fp16 writes the converted ONNX [default: OUT with .fp16.onnx].")
 @click.option("--workspace", type=float, default=4.0, show_default=True, help="Builder workspace in GiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Reuse and update this timing cache file.")
 @click.option("--tf32", is_flag=True, help="Let fp32 layers compute in TF32 (faster on Ampere and later, inputs "
               "rounded to 10-bit mantissas; recorded in the sidecar). Off: fp32 is fp32.")
 @click.option("--print-trtexec", is_flag=True, help="Print the equivalent trtexec command and exit (needs no "
-              "TensorRT; with --fp16 the converted ONNX is written first).")
+              "TensorRT; with --precision fp16 the converted ONNX is written first).")
+@retired("--fp16", "was renamed --precision fp16", is_flag=True)
 @retired("--bf16", "was removed: no gate can check a bf16 ONNX file on a CPU; export fp16 (or use --amp bf16 "
          "with the torch backend)", is_flag=True)
-def export_tensorrt_command(onnx_path, out, profiles, fp16, converted, workspace, timing_cache, tf32,
+def export_tensorrt_command(onnx_path, out, profiles, precision, converted, workspace, timing_cache, tf32,
                             print_trtexec) -> None:
     """Build a strongly typed TensorRT (10 or 11) engine from a gsam ONNX file with one or more shape profiles.
 
     The engine computes in the ONNX's precision: build an fp16 or int8 export as it is, or
-    pass --fp16 with an fp32 export to convert it first.
+    pass --precision fp16 with an fp32 export to convert it first.
 
     \b
     Example: gsam export tensorrt model.onnx --out model.plan
       --profile min=1x3x128x128,opt=1x3x512x512,max=1x3x1024x1024
-      --profile min=1x3x1024x1024,opt=1x3x1536x1536,max=1x3x2048x2048 --fp16
+      --profile min=1x3x1024x1024,opt=1x3x1536x1536,max=1x3x2048x2048 --precision fp16
 
     Example: gsam export tensorrt model.fp16.onnx --out model.plan --profile ... --print-trtexec
     """
@@ -136,7 +137,7 @@ def export_tensorrt_command(onnx_path, out, profiles, fp16, converted, workspace
     facts = read_onnx_facts(onnx_path)
     check_engine_source(facts, onnx_path)
     parsed = [parse_profile(p, facts.min_size) for p in profiles]
-    target = plan_precision(facts.precision, "fp16" if fp16 else None)
+    target = plan_precision(facts.precision, precision)
     settings = BuildSettings(parsed, target or facts.precision, workspace, timing_cache, tf32=tf32)
     converted = (converted or str(Path(out).with_suffix(f".{target}.onnx"))) if target else None
     if print_trtexec:

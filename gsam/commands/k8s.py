@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import click
 
-from .options import out_option, retired, triton_models_option
+from .options import out_option, repo_option, retired, triton_models_option
 
 
 @click.command("k8s")
-@click.argument("repo", type=click.Path(file_okay=False))
+@click.argument("given", required=False, metavar="", callback=lambda ctx, param, value: _retired_repo(ctx, value))
+@repo_option("The model repository `gsam triton build` wrote.")
 @out_option("Folder for k8s/ and kserve/.", type=click.Path(file_okay=False))
 @click.option("--replicas", type=int, default=1, show_default=True, help="Replicas at start (the HPA's minimum).")
 @click.option("--max-replicas", type=int, help="The HPA's maximum.  [default: 4 x --replicas]")
 @click.option("--gpus-per-replica", type=int,
               help="nvidia.com/gpu per pod.  [default: 1 when a loaded model runs on KIND_GPU, else 0]")
 @triton_models_option("Models to load, comma-separated.  [default: gsam_trt if present, else gsam_python]")
-@click.option("--image", help="The image the pods run, built from OUT/image/Dockerfile: REPOSITORY:YY.MM-py3[-...] "
+@click.option("--container-image", "image", help="The container image the pods run, built from OUT/image/Dockerfile: "
+                                                "REPOSITORY:YY.MM-py3[-...] "
                               "(the tag names the Triton release), optionally @sha256:DIGEST to pin the build, or "
                               "REPOSITORY@sha256:DIGEST.  [default: gsam-triton:YY.MM-py3-gsamVERSION, FROM the NGC "
                               "tritonserver release whose TensorRT built gsam_trt, else the newest known]")
@@ -36,9 +38,10 @@ from .options import out_option, retired, triton_models_option
 @click.option("--monitoring-namespace", default="monitoring", show_default=True,
               help="The NetworkPolicy admits the metrics port only from pods of this namespace.")
 @retired("--triton-model", "was renamed --triton-models (a comma-separated list)")
-def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, image, storage_uri, memory, cpu, name,
+@retired("--image", "was renamed --container-image (an image elsewhere in gsam is a picture)")
+def k8s(given, repo, out, replicas, max_replicas, gpus_per_replica, triton_models, image, storage_uri, memory, cpu, name,
         namespace, autoscale, target_cpu, target_queue_us, client_label, monitoring_namespace) -> None:
-    """Write Kubernetes manifests (k8s/), a KServe InferenceService (kserve/) and the image to build (image/) for REPO.
+    """Write Kubernetes manifests (k8s/), a KServe InferenceService (kserve/) and the image to build (image/) for --repo.
 
     Everything is read from the repository `gsam triton build` wrote: model names, instance
     kinds (GPUs are refused for CPU-only models), the engine's TensorRT version (which picks the
@@ -48,7 +51,7 @@ def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, imag
     manifest is checked against the Kubernetes schemas and KServe's SDK before it is written; no
     cluster is contacted.
 
-    Example: gsam triton k8s triton_models --out deploy --replicas 2 --autoscale queue
+    Example: gsam triton k8s --repo triton_models --out deploy --replicas 2 --autoscale queue
     """
     from gsam.deploy.container.releases import release_mark
     from gsam.deploy.k8s import K8sOptions, write_manifests
@@ -68,3 +71,10 @@ def k8s(repo, out, replicas, max_replicas, gpus_per_replica, triton_models, imag
     click.echo(f"note: {release_mark(result.plan.release)}")
     click.echo(f"validated offline against the Kubernetes {KUBERNETES_VERSION} schemas and KServe's SDK (no cluster "
                f"contacted); apply with: kubectl apply -f {out}/k8s")
+
+
+def _retired_repo(ctx: click.Context, value: str | None) -> None:
+    """The repository was once positional; every command now takes it as --repo."""
+    if value is not None:
+        raise click.UsageError(f"the repository is given as --repo now, as in every command: gsam triton k8s "
+                               f"--repo {value} ...", ctx)

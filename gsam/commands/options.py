@@ -32,6 +32,7 @@ VOCABULARY = {
     "--tile": "run every image in overlapping tiles of at most TILE x TILE pixels",
     "--overlap": "pixels neighbouring tiles share",
     "--max-batch": "the largest batch one execution takes (1 = no batching)",
+    "--precision": "one precision of the precision table: fp32, fp16 or int8",
     "--amp": "torch autocast: auto (bf16 where measured faster on this device), off, bf16 (CPU or CUDA) or fp16 (CUDA)",
     "--data": "a dataset folder (DATA/{train,val}/{images,masks})",
     "--split": "which split of the dataset to score: train, val or test",
@@ -47,7 +48,7 @@ VOCABULARY = {
     "--token-stride": "pixels per token: 8 (the paper's grid) or 16 (SAM's)",
     "--min-agreement": "a variant's gate: least fraction of mask pixels equal to the fp32 model's",
     "--max-miou-drop": "a variant's gate: largest val mIoU drop in points against the fp32 model",
-    "--image": "a Triton container image REPOSITORY:YY.MM-py3 (or @sha256:DIGEST)",
+    "--container-image": "a Triton container image REPOSITORY:YY.MM-py3 (or @sha256:DIGEST)",
     "--replicas": "pods at start",
     "--gpus-per-replica": "nvidia.com/gpu per pod",
     "--storage-uri": "where pods read the repository: pvc://, s3://, gs:// or as://",
@@ -167,6 +168,20 @@ AMP_HELP = ("auto runs bf16 where it is measured faster on this device (a GPU wi
 
 def amp_option(help_text: str = "Torch backend: mixed precision (autocast)."):
     return click.option("--amp", type=AMP, default="auto", show_default=True, help=f"{help_text} {AMP_HELP}")
+
+
+def repo_option(help_text: str, default: str | None = "triton_models"):
+    """--repo: a Triton model repository folder, the same way in every command."""
+    return click.option("--repo", default=default, show_default=default is not None, type=click.Path(file_okay=False),
+                        help=help_text)
+
+
+def precision_option(help_text: str, default: str | None = "fp32"):
+    """--precision: one precision of the table in gsam/precisions.py, the same choices in every command."""
+    from ..precisions import ONNX_PRECISIONS
+
+    return click.option("--precision", type=click.Choice(list(ONNX_PRECISIONS)), default=default,
+                        show_default=default is not None, help=help_text)
 
 
 def retired(old: str, hint: str, is_flag: bool = False):

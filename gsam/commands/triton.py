@@ -6,7 +6,7 @@ import click
 
 from gsam.deploy.triton.compute_target import COMPUTE_MODELS
 
-from .options import profile_option, retired
+from .options import precision_option, profile_option, retired
 
 
 @click.group()
@@ -26,8 +26,8 @@ def triton() -> None:
 @click.option("--gpu", is_flag=True, help="gsam_python on KIND_GPU with onnxruntime's CUDA provider.")
 @profile_option("An engine profile (repeatable): writes gsam_trt's config (before the engine exists, or checked "
                 "against --engine's sidecar) and gives gsam_onnx the TensorRT accelerator with the first.")
-@click.option("--accelerator-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
-              help="The precision gsam_onnx's TensorRT accelerator builds in.")
+@precision_option("The precision gsam_onnx's TensorRT accelerator builds in: fp32 or fp16 (an int8 ONNX serves "
+                  "as it is; int8 here is refused).")
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Most pixels one request may hold (N x H x W); larger ones get HTTP 400. "
                    "[default: 4194304 = 2048x2048, or derived from --memory-budget]")
@@ -53,10 +53,11 @@ def triton() -> None:
 @click.option("--cuda-graphs", is_flag=True, help="gsam_trt: capture CUDA graphs at each profile's opt shape "
               "(needs profiles with max batch >= 2; Triton runs a graph only for a request of exactly that shape).")
 @retired("--version", "was renamed --model-version (gsam --version prints gsam's own version)")
-@retired("--fp16", "was renamed --accelerator-precision fp16", is_flag=True)
+@retired("--fp16", "was renamed --precision fp16", is_flag=True)
+@retired("--accelerator-precision", "was renamed --precision")
 @retired("--tile", "was renamed --oversize-tile (in predict and eval, --tile tiles every image)")
 @retired("--max-image-pixels", "was renamed --max-tiled-pixels")
-def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profiles, accelerator_precision, max_pixels,
+def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profiles, precision, max_pixels,
                  memory_budget, max_batch, preferred, queue_delay_us, oversize_tile, overlap, max_tiled_pixels,
                  compute_model, cuda_graphs) -> None:
     """Write or update a model repository: gsam_python, gsam_image, gsam_onnx (and gsam_trt with --engine or --profile).
@@ -84,6 +85,9 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
 
     if max_pixels and memory_budget:
         raise GSAMError("give --max-pixels or --memory-budget, not both")
+    if precision == "int8":
+        raise GSAMError("--precision int8: onnxruntime's TensorRT accelerator builds fp32 or fp16; an int8 ONNX file "
+                        "(gsam export onnx --precision int8) serves as it is with --precision fp32")
     if preferred and max_batch == 1:
         raise GSAMError("--preferred-batch needs the dynamic batcher: give --max-batch 2 or more")
     if memory_budget:
@@ -95,7 +99,7 @@ def triton_build(onnx_path, repo, engine, model_version, instances, gpu, profile
     written = build_repository(
         onnx_path, repo, engine=engine, version=model_version, instances=instances, gpu=gpu,
         trt_profiles=[parse_profile(p, min_size) for p in profiles] or None,
-        accelerator_precision=accelerator_precision, max_pixels=max_pixels,
+        accelerator_precision=precision, max_pixels=max_pixels,
         batching=Batching(max_batch, tuple(preferred), queue_delay_us) if max_batch > 1 else None,
         tiling=Tiling(oversize_tile or 0, overlap, max_tiled_pixels), compute_model=compute_model,
         cuda_graphs=cuda_graphs, log=click.echo)

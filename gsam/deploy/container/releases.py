@@ -108,7 +108,7 @@ def release_for_tensorrt(tensorrt_version: str) -> str:
         unknown = ", ".join(r.release for r in RELEASES if not r.tensorrt)
         raise GSAMError(f"gsam_trt was built with TensorRT {tensorrt_version}, which no known Triton release ships "
                         f"(known: {known}; unknown for {unknown}); rebuild the engine in a tritonserver container, or "
-                        "pass --image with the release you checked ships it")
+                        "pass --container-image with the release you checked ships it")
     return max(releases)
 
 
@@ -120,7 +120,7 @@ def check_image(image: str) -> re.Match:
     """The parsed reference, or GSAMError when the image or its tag is not in the YY.MM-variant form."""
     match = IMAGE_PATTERN.match(image)
     if match is None or "py3" not in match["tag"]:
-        raise GSAMError(f"--image {image!r}: expected REPOSITORY:YY.MM-py3 (a Triton container tag such as "
+        raise GSAMError(f"--container-image {image!r}: expected REPOSITORY:YY.MM-py3 (a Triton container tag such as "
                         f"{TRITON_REGISTRY}:{DEFAULT_RELEASE}-py3, or your image built FROM it with the same "
                         "YY.MM-...py3 tag), so the Triton release and its TensorRT are known")
     return match
@@ -148,12 +148,12 @@ def choose_image(image: str | None, tensorrt_version: str | None) -> tuple[str, 
     release = release_of(image)
     if tensorrt_version:
         if release not in BY_RELEASE:
-            raise GSAMError(f"--image {image!r}: release {release} is not in the TensorRT table, so it cannot be "
+            raise GSAMError(f"--container-image {image!r}: release {release} is not in the TensorRT table, so it cannot be "
                             f"checked against the engine's TensorRT {tensorrt_version}; known releases: "
                             f"{RELEASES[0].release} to {RELEASES[-1].release}")
         shipped = BY_RELEASE[release].tensorrt
         if shipped and not _same_build(shipped, tensorrt_version):
-            raise GSAMError(f"--image {image!r}: Triton {release} ships TensorRT {shipped} but gsam_trt was built with "
+            raise GSAMError(f"--container-image {image!r}: Triton {release} ships TensorRT {shipped} but gsam_trt was built with "
                             f"TensorRT {tensorrt_version}; use {TRITON_REGISTRY}:"
                             f"{release_for_tensorrt(tensorrt_version)}-py3 or rebuild the engine")
     return image, release

@@ -86,7 +86,7 @@ class K8sOptions:
             from gsam.deploy.container.recipe import parse_image
 
             if parse_image(self.image).is_stock_triton:
-                raise GSAMError(f"--image {self.image!r}: NVIDIA's image has neither gsam nor the python models' "
+                raise GSAMError(f"--container-image {self.image!r}: NVIDIA's image has neither gsam nor the python models' "
                                 "dependencies; build DIR/image/Dockerfile (FROM that image) and pass the result")
 
     @property

@@ -146,7 +146,7 @@ def memory_bound(repo: RepositoryFacts, models: list[str], gpus: int,
 
 def pick_image(image: str | None, tensorrt_version: str | None) -> tuple[str, str]:
     """(the image the pods run, the Triton release it is built FROM). A tag states the release, which must
-    ship the engine's TensorRT; a digest alone, or no --image, means the Dockerfile's release."""
+    ship the engine's TensorRT; a digest alone, or no --container-image, means the Dockerfile's release."""
     ref = parse_image(image) if image else None
     if ref is not None and ref.release is not None:
         choose_image(f"{ref.repository}:{ref.tag}", tensorrt_version)
@@ -172,7 +172,7 @@ def make_plan(repo: RepositoryFacts, options: K8sOptions) -> Plan:
     trt_versions = {repo.models[m].tensorrt_version for m in models if repo.models[m].backend == "tensorrt_plan"}
     if None in trt_versions and options.image is None:
         raise GSAMError(f"{repo.path}/gsam_trt: no model.plan.json sidecar states the engine's TensorRT version; "
-                        "rebuild with `gsam triton build --engine` or pass --image")
+                        "rebuild with `gsam triton build --engine` or pass --container-image")
     trt_versions.discard(None)
     if len(trt_versions) > 1:
         raise GSAMError(f"the loaded engines were built with different TensorRT versions: {sorted(trt_versions)}")

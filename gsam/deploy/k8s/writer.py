@@ -48,7 +48,7 @@ def _notes(plan: Plan, repo: Path) -> list[str]:
               f"(memory from {plan.memory_source}{_bound_summary(plan)})"]
     if plan.options.image is None or parse_image(plan.image).digest is None:
         notes.append(f"build and push the image from image/ beside k8s/ (docker build -t REGISTRY/{plan.image} "
-                     "image/); then regenerate with --image REGISTRY/NAME:TAG@sha256:DIGEST so every pod runs that "
+                     "image/); then regenerate with --container-image REGISTRY/NAME:TAG@sha256:DIGEST so every pod runs that "
                      "very build")
     if plan.pvc_name and plan.storage_uri is None:
         notes.append(f"copy {repo} into the PersistentVolumeClaim {plan.pvc_name} (k8s/pvc.yaml) before "
