@@ -319,7 +319,7 @@ def _deployment_pod(result, out):
 
 def test_engines_of_two_gpu_architectures_cannot_share_a_pod():
     from gsam.deploy.k8s.plan import engine_gpu_of
-    from gsam.deploy.k8s.repository import RepositoryFacts, ServedModel
+    from gsam.deploy.k8s.repository_facts import RepositoryFacts, ServedModel
     from gsam.export.gpu import GpuFacts
 
     def engine(name, gpu):

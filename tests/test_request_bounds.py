@@ -40,7 +40,7 @@ def _triton_side_bounds(model_dir, monkeypatch):
 
 def test_changing_the_one_default_moves_builder_triton_side_gateway_and_k8s_plan(tiny_onnx, tmp_path, monkeypatch):
     from gsam.deploy.k8s.plan import model_load
-    from gsam.deploy.k8s.repository import read_repository
+    from gsam.deploy.k8s.repository_facts import read_repository
     from gsam.deploy.triton.repository import build_repository
     from gsam.runtime.serving.limits import load_limits
 

@@ -9,7 +9,7 @@ Service, HPA, PVC), kserve.py (InferenceService), validate.py (schemas, KServe S
 writer.py (validate, then write atomically).
 """
 
-from .options import K8sOptions
+from .settings import K8sOptions
 from .writer import K8sResult, write_manifests
 
 __all__ = ["K8sOptions", "K8sResult", "write_manifests"]

@@ -27,8 +27,8 @@ from gsam.runtime.serving.capacity import ServeLimits
 from gsam.runtime.serving.model_config import with_compute_models
 from gsam.runtime.triton_names import ENGINE_MODEL, TENSOR_MODEL
 
-from .options import K8sOptions
-from .repository import RepositoryFacts, ServedModel
+from .repository_facts import RepositoryFacts, ServedModel
+from .settings import K8sOptions
 
 
 @dataclass(frozen=True)
