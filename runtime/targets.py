@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from gsam.errors import GSAMError
 from gsam.model.segmenter import Segmenter
 
-from .backends import BACKENDS, load_backend
+from .backends import BACKENDS, guess_backend, load_backend
 from .triton_names import IMAGE_MODEL, TENSOR_MODEL
 
 RUNNABLE = "a run directory, .pt, .onnx, .plan or a Triton URL (host:port)"
@@ -74,10 +74,7 @@ def open_segmenter(target, backend: str | None = None, *, command: str = "gsam.l
         raise GSAMError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if is_url(target) or (backend or "").startswith("triton"):
         return _open_triton(str(target), backend, triton_model, options)
-    kind = artifact_kind(target)
-    if kind not in KIND_BACKEND:
-        raise wrong_kind(target, kind, command, RUNNABLE)
-    kind_backend = backend or KIND_BACKEND[kind]
+    kind_backend = backend or guess_backend(target)
     options.pop("timeout", None)  # a server's; local backends have none
     if kind_backend != "torch":
         for name in ("device", "amp"):
@@ -85,6 +82,9 @@ def open_segmenter(target, backend: str | None = None, *, command: str = "gsam.l
             if name == "amp" and value not in (None, "off", "auto"):
                 raise GSAMError(f"--amp {value} applies to the torch backend only (a run directory or .pt); "
                                 f"{target} runs on {kind_backend}")
+    kind = artifact_kind(target)
+    if kind not in KIND_BACKEND:
+        raise wrong_kind(target, kind, command, RUNNABLE)
     return load_backend(kind_backend, target, **options)
 
 

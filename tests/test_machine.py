@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from gsam import machine
 from gsam.cli import cli
-from gsam.train import amp as amp_module
+from gsam import amp as amp_module
 
 CPU = torch.device("cpu")
 

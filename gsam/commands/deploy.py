@@ -26,7 +26,8 @@ from .options import gate_options, out_option, profile_option, retired
 @click.option("--replicas", type=int, default=1, show_default=True, help="With --k8s: replicas at start.")
 @click.option("--gpus-per-replica", type=int, help="With --k8s: nvidia.com/gpu per pod [default: from the models].")
 @click.option("--storage-uri", help="With --k8s: where pods read the repository (pvc://, s3://, gs://, as://).")
-@click.option("--container-image", help="With --k8s: the Triton image REPOSITORY:YY.MM-py3.")
+@click.option("--container-image", "image", help="With --k8s: the Triton container image REPOSITORY:YY.MM-py3.")
+@retired("--image", "was renamed --container-image (an image elsewhere in gsam is a picture)")
 @retired("--precision", "was renamed --precisions (a comma-separated list)")
 @retired("--profiles", "was replaced by --profile, repeated once per profile (none: suggested from the dataset)")
 def deploy(run, out, precisions, min_agreement, max_miou_drop, profiles, onnx_path, bench, k8s, replicas,

@@ -80,13 +80,13 @@ def predict(paths, out, backend, url, triton_model, device, amp, alpha, tile, ov
     if not backend.startswith("triton") and len(paths) < 2:
         raise GSAMError("give the model (run directory, .pt, .onnx or .plan) and then one or more images or folders")
     target, image_args = (url, list(paths)) if backend.startswith("triton") else (paths[0], list(paths[1:]))
-    images = collect_images(image_args)
     predictor = load(target, None if backend == "auto" else backend, triton_model=triton_model, device=device, amp=amp,
                      timeout=timeout, tile=tile, overlap=overlap, tile_above=tile_above,
                      max_image_pixels=max_image_pixels, alpha=alpha, command="gsam predict")
     for note in predictor.notes:
         click.echo(note, err=True)
     with predictor:
+        images = collect_images(image_args)
         for path in tqdm(images, desc=f"predict ({predictor.name})", unit="img"):
             note = predictor.write(path, out)
             if note:
