@@ -529,8 +529,8 @@ def test_gsam_serve_and_health_need_only_what_the_image_installs(tmp_path):
 
 
 def test_memory_limit_is_computed_from_each_models_request_bound_tile_and_batch(onnx_file, tmp_path):
+    from gsam.deploy.k8s.pod_memory import served_memory
     from gsam.deploy.triton.repository import Batching, Tiling
-    from gsam.runtime.memory import served_memory
 
     def plan_for(name, max_pixels, **build):
         build_repository(onnx_file, tmp_path / name, max_pixels=max_pixels, log=lambda s: None, **build)

@@ -302,7 +302,8 @@ async def _timed(coroutine) -> float:
 def test_the_pod_memory_limit_follows_the_gateways_caps():
     """The bound `gsam triton k8s` writes adds what the caps let in: the body budget in the gateway and again in
     tritonserver, and every connection's buffers; lower caps, lower bound."""
-    from gsam.runtime.memory import GATEWAY_BASE, ModelLoad, PixelCost, served_memory
+    from gsam.deploy.k8s.pod_memory import GATEWAY_BASE, ModelLoad, served_memory
+    from gsam.runtime.memory import PixelCost
     from gsam.runtime.serving.capacity import CONNECTION_BYTES, ServeLimits
 
     load = ModelLoad("gsam_python", 10 << 20, 3, 512 * 512, 512 * 512, PixelCost(0, 300))

@@ -15,18 +15,12 @@ from gsam.deploy.container.recipe import base_image, default_image, image_releas
 from gsam.deploy.container.releases import TENSORRT_BY_RELEASE, choose_image
 from gsam.errors import GSAMError
 from gsam.export.gpu import GpuFacts
-from gsam.runtime.memory import (
-    MemoryBound,
-    ModelLoad,
-    PixelCost,
-    known_cost,
-    measured_cost,
-    served_memory,
-)
+from gsam.runtime.memory import PixelCost, known_cost, measured_cost
 from gsam.runtime.serving.capacity import ServeLimits
 from gsam.runtime.serving.model_config import with_compute_models
 from gsam.runtime.triton_names import ENGINE_MODEL, TENSOR_MODEL
 
+from .pod_memory import MemoryBound, ModelLoad, served_memory
 from .repository_facts import RepositoryFacts, ServedModel
 from .settings import K8sOptions
 
@@ -139,7 +133,7 @@ def pod_limits(repo: RepositoryFacts, models: list[str]) -> ServeLimits:
 
 def memory_bound(repo: RepositoryFacts, models: list[str], gpus: int,
                  limits: ServeLimits) -> tuple[MemoryBound, tuple[ModelLoad, ...]]:
-    """The pod's memory bound (runtime/memory.py's served_memory) for the loaded models under gsam serve's caps."""
+    """The pod's memory bound (pod_memory.py's served_memory) for the loaded models under gsam serve's caps."""
     loads = tuple(model_load(repo.models[m], gpus) for m in models)
     return served_memory(list(loads), limits), loads
 

@@ -33,7 +33,7 @@ class K8sOptions:
     models: list[str] | None = None  # None: gsam_trt when the repository has it, else gsam_python
     image: str | None = None  # None: gsam-triton:YY.MM-py3-gsamVERSION, built from DIR/image/Dockerfile
     storage_uri: str | None = None  # None: a PersistentVolumeClaim the repository is copied into
-    memory: str | None = None  # None: from the served models' largest legal requests (runtime/memory.py)
+    memory: str | None = None  # None: from the served models' largest legal requests (pod_memory.py)
     cpu: str = "1"
     name: str = "gsam"
     namespace: str | None = None
