@@ -268,3 +268,16 @@ def test_every_benchmark_script_imports_what_exists():
                             if not hasattr(module, alias.name)
                             and importlib.util.find_spec(f"{node.module}.{alias.name}") is None]
     assert missing == []
+
+
+def test_runtime_holds_only_what_runs_a_model():
+    """Kubernetes manifests, the container image and the benchmark harness live in gsam/deploy and gsam/bench."""
+    names = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "runtime").rglob("*.py"))
+    assert names and [n for n in names if re.search(r"k8s|kserve|kubernetes|container|wheel|bench|harness", n)] == []
+
+
+def test_each_triton_model_name_is_written_once_outside_tests_and_docs():
+    sources = [p for p in ROOT.rglob("*.py") if not {".venv", "tests", "docs", ".git"} & set(p.relative_to(ROOT).parts)]
+    for literal in ('"gsam_python"', '"gsam_image"', '"gsam_onnx"', '"gsam_trt"'):
+        found = [str(p.relative_to(ROOT)) for p in sources if literal in p.read_text()]
+        assert found == ["runtime/triton_names.py"], (literal, found)
