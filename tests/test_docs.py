@@ -70,3 +70,14 @@ def test_the_readme_is_a_front_page():
     first_screen = "\n".join(text.splitlines()[:40])
     assert "make demo" in first_screen and "make test" in first_screen and "## Install" in text
     assert text.index("## Install") < text.index("## The pipeline")
+
+
+def test_every_renamed_flag_in_the_changelog_is_refused_with_its_hint():
+    text = (ROOT / "CHANGELOG.md").read_text()
+    section = text[text.index("## Renamed flags"):].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| `gsam")]
+    assert len(rows) >= 14
+    for command, old in rows:
+        for flag in old.replace("`", "").split(","):
+            problem = parse_problem(cli, f"{command.strip(' `')} {flag.strip()} 1")
+            assert problem and ("renamed" in problem or "removed" in problem or "replaced" in problem), (command, flag)

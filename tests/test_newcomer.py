@@ -40,3 +40,56 @@ def test_config_takes_a_runs_own_config_yaml(tmp_path):
     assert result.exit_code == 0, result.output
     settings = yaml.safe_load(result.output)
     assert (settings["data"], settings["out"], settings["model"], settings["epochs"]) == ("DATA", "runs/new", "tiny", 7)
+
+
+def test_info_shows_a_variants_gate_figures(tmp_path):
+    from gsam.lineage import Description
+    from gsam.model.config import get_config
+    from gsam.model.facts import ModelFacts
+
+    facts = ModelFacts(get_config("tiny"), precision="int8").with_extra(
+        gate_mask_agreement="0.9931", gate_images="8", gate_unseen_agreement="0.99", gate_reference_miou="0.94",
+        gate_variant_miou="0.935", gate_miou_drop="0.5", int8_scheme="tensorrt")
+    lines = Description("onnx", tmp_path / "m.int8.onnx", facts).lines()
+    gate = next(line for line in lines if line.startswith("export gate"))
+    assert "99.31% on 8 image(s)" in gate and "drop 0.50 points" in gate and "int8 scheme tensorrt" in gate
+    plain = Description("onnx", tmp_path / "m.onnx", ModelFacts(get_config("tiny"))).lines()
+    assert not any(line.startswith("export gate") for line in plain)
+
+
+# Run in a fresh interpreter where the serve extra's modules cannot be imported (as after a plain
+# `pip install gsam`): every command that needs it ends in one line naming the extra.
+WITHOUT_SERVE = """
+import json, sys
+for name in ("tritonclient", "tritonclient.grpc", "tritonclient.http", "tritonclient.grpc.model_config_pb2",
+             "pytriton", "aiohttp", "grpc"):
+    sys.modules[name] = None
+from click.testing import CliRunner
+from gsam.cli import cli
+out = [CliRunner().invoke(cli, args, prog_name="gsam").output for args in json.loads(sys.argv[1])]
+print(json.dumps(out))
+"""
+
+
+def test_commands_that_need_the_serve_extra_name_it_in_one_line(tmp_path, tiny_onnx):
+    import json
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    built = CliRunner().invoke(cli, ["triton", "build", str(tiny_onnx), "--repo", str(repo)])
+    assert built.exit_code == 0, built.output
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    commands = [["serve", "--repo", str(repo)], ["triton", "build", str(tiny_onnx), "--repo", str(tmp_path / "r2")],
+                ["triton", "k8s", str(repo), "--out", str(tmp_path / "deploy")],
+                ["predict", "--backend", "triton-grpc", "--url", "localhost:1", str(image), "--out", str(tmp_path / "o")]]
+    done = subprocess.run([sys.executable, "-c", WITHOUT_SERVE, json.dumps(commands)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for args, output in zip(commands, json.loads(done.stdout)):
+        name = "gsam " + " ".join(args[:2] if args[0] == "triton" else args[:1])
+        errors = [line for line in output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and output.splitlines()[-1] == errors[0], output
+        assert errors[0].startswith(f"Error: {name} needs the 'serve' extra") and "pip install 'gsam[serve]'" in output
+        assert "Traceback" not in output
