@@ -93,3 +93,40 @@ def test_commands_that_need_the_serve_extra_name_it_in_one_line(tmp_path, tiny_o
         assert len(errors) == 1 and output.splitlines()[-1] == errors[0], output
         assert errors[0].startswith(f"Error: {name} needs the 'serve' extra") and "pip install 'gsam[serve]'" in output
         assert "Traceback" not in output
+
+
+def test_a_variant_is_made_from_the_verified_fp32_file_without_exporting_again(tmp_path, trained_run, trained_onnx,
+                                                                                 synth_data):
+    from gsam.export.metadata import read_onnx_facts
+    from gsam.io import sha256_file
+
+    with_run = tmp_path / "with_run.fp16.onnx"
+    result = CliRunner().invoke(cli, ["export", "onnx", str(trained_run), "--onnx", str(trained_onnx), "--out",
+                                      str(with_run), "--precision", "fp16"])
+    assert result.exit_code == 0, result.output
+    assert "without exporting again" in result.output and "the PyTorch model of" in result.output
+    assert "exporting" not in result.output.replace("without exporting again", "")
+    facts = read_onnx_facts(with_run)
+    assert facts.precision == "fp16" and facts.lineage["onnx_sha256"] == sha256_file(trained_onnx)
+    alone = tmp_path / "alone.fp16.onnx"
+    result = CliRunner().invoke(cli, ["export", "onnx", str(trained_onnx), "--out", str(alone), "--precision", "fp16",
+                                      "--calib-data", str(synth_data)])
+    assert result.exit_code == 0 and "the fp32 file itself" in result.output, result.output
+
+
+def test_an_onnx_source_is_refused_where_it_cannot_serve_in_one_line(tmp_path, trained_onnx):
+    fp32 = CliRunner().invoke(cli, ["export", "onnx", str(trained_onnx), "--out", str(tmp_path / "again.onnx")])
+    assert fp32.exit_code == 1 and "already a gsam ONNX export" in fp32.output and "gsam export tensorrt" in fp32.output
+    no_data = CliRunner().invoke(cli, ["export", "onnx", str(trained_onnx), "--out", str(tmp_path / "v.onnx"),
+                                       "--precision", "fp16"])
+    assert no_data.exit_code == 1 and "pass --calib-data DATA" in no_data.output, no_data.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_int8_gate_names_the_flag_that_moves_its_bar(tmp_path, trained_onnx, synth_data):
+    out = tmp_path / "m.int8.onnx"
+    result = CliRunner().invoke(cli, ["export", "onnx", str(trained_onnx), "--out", str(out), "--precision", "int8",
+                                      "--calib-data", str(synth_data), "--calib-images", "4", "--min-agreement", "1"])
+    assert result.exit_code == 1 and not out.exists(), result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "int8 gate failed (mask agreement" in error[0] and "--min-agreement" in error[0]

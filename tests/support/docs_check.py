@@ -7,6 +7,8 @@ heading or a link fails here the way it renders on GitHub; command lines go thro
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shlex
 from dataclasses import dataclass
@@ -152,7 +154,8 @@ def parse_problem(cli: click.Group, command: str) -> str | None:
         tries = [_words(command, None), _words(command, "X")]
     except ValueError as exc:
         return f"not a shell line ({exc})"
-    problems = [_parse(cli, words) for words in tries]
+    with contextlib.redirect_stdout(io.StringIO()):  # `gsam --help`, `--version`: parsed, not shown
+        problems = [_parse(cli, words) for words in tries]
     return None if None in problems else problems[0]
 
 
