@@ -53,9 +53,12 @@ def test_an_unknown_command_and_a_retired_flag_fail_the_check():
 
 
 def test_a_broken_fence_a_swallowed_heading_and_a_missing_link_are_found(tmp_path):
-    text = "# t\n\n```\ncode\n``` text after\n\n## Hidden\n\n[x](missing.md)\n"
+    text = "# t\n\n```\ncode\n``` text after\n\n## Hidden\n"
     why = {p.why for p in render_problems(text, "x.md", tmp_path)}
-    assert {"text after a closing fence", "heading inside a code block", "relative link to a missing file"} <= why
+    assert {"text after a closing fence", "heading inside a code block"} <= why
+    (tmp_path / "here.md").write_text("x")
+    links = render_problems("[a](here.md) [b](missing.md#part) [c](https://example.com/x.md)", "y.md", tmp_path)
+    assert [(p.why, p.text) for p in links] == [("relative link to a missing file", "missing.md#part")]
     assert "code fence never closed" in {p.why for p in render_problems("```\nopen\n", "y.md", tmp_path)}
 
 

@@ -1,4 +1,4 @@
-"""A newcomer's first hour (issue 31): defaults that do not surprise and a --config that takes what gsam writes."""
+"""A newcomer's first hour: defaults that do not surprise, a --config that takes what gsam writes, errors that name the fix."""
 
 from __future__ import annotations
 

@@ -70,8 +70,6 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
     """
     from gsam.export.onnx import export_checkpoint
 
-    from ..errors import GSAMError
-
     options = dict(exporter=exporter, opset=opset, verify_sizes=verify_sizes, tolerance=tolerance, simplify=simplify,
                    input_dtype=input_dtype)
     if precision == "int8":
@@ -79,11 +77,7 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
 
         int8_scheme, why = choose_int8_scheme(int8_scheme)
         click.echo(f"int8 scheme: {int8_scheme} ({why})")
-    from_file = model.endswith(".onnx") or onnx_path is not None
-    if precision == "fp32" and from_file:
-        raise GSAMError(f"{onnx_path or model}: already a gsam ONNX export; --precision fp16 or int8 converts it, "
-                        f"gsam export tensorrt builds an engine from it, gsam triton build serves it")
-    if from_file:
+    if _from_onnx_file(model, onnx_path, precision):
         _variant_of_file(model, out, precision, onnx_path=onnx_path, calib_data=calib_data, calib_images=calib_images,
                          thresholds=(min_agreement, max_miou_drop), int8_scheme=int8_scheme)
         return
@@ -107,6 +101,17 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
         return
     click.echo(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB, {report.nodes} nodes, opset {report.opset}, "
                f"exported in {report.seconds:.1f} s); input image {input_dtype} [batch, 3, height, width]")
+
+
+def _from_onnx_file(model: str, onnx_path: str | None, precision: str) -> bool:
+    """Whether the source is an existing fp32 export; one that is not for a variant is refused, naming its uses."""
+    from ..errors import GSAMError
+
+    from_file = model.endswith(".onnx") or onnx_path is not None
+    if precision == "fp32" and from_file:
+        raise GSAMError(f"{onnx_path or model}: already a gsam ONNX export; --precision fp16 or int8 converts it, "
+                        f"gsam export tensorrt builds an engine from it, gsam triton build serves it")
+    return from_file
 
 
 def _variant_of_file(model: str, out: str, precision: str, *, onnx_path: str | None, calib_data: str | None,

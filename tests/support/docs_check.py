@@ -55,7 +55,7 @@ def render_problems(text: str, where: str, folder: Path) -> list[Problem]:
             closed = end - 1 > start and lines[end - 1].strip().startswith(token.markup)
             if not closed:
                 problems.append(Problem(f"{where}:{start + 1}", lines[start], "code fence never closed"))
-            inner = lines[start + 1:end - 1]
+            inner = lines[start + 1:end - 1 if closed else end]
             for offset, line in enumerate(inner):
                 if re.match(r"#{1,6} \S", line) and not token.info.startswith(("bash", "sh", "yaml", "python")):
                     problems.append(Problem(f"{where}:{start + 2 + offset}", line, "heading inside a code block"))
@@ -96,7 +96,7 @@ def markdown_commands(text: str, where: str) -> list[tuple[str, str]]:
             column = 0
         elif token.type in ("th_close", "td_close"):
             column += 1
-        elif token.type in ("fence", "code_block"):
+        elif token.type in ("fence", "code_block") and token.info != "text":  # text: a listing, not commands
             found += [(f"{where}:{line_no}", c) for c in command_lines(token.content)]
         elif token.type == "inline" and in_head:
             headers.append(token.content)
@@ -116,7 +116,7 @@ def command_lines(text: str) -> list[str]:
         for match in _GSAM.finditer(line):
             rest = line[match.start(1):]
             end = _END.search(rest, 4)
-            commands.append((rest[:end.start()] if end else rest).strip())
+            commands.append(" ".join((rest[:end.start()] if end else rest).split()))
     return commands
 
 
