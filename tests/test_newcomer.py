@@ -130,3 +130,35 @@ def test_a_failed_int8_gate_names_the_flag_that_moves_its_bar(tmp_path, trained_
     assert result.exit_code == 1 and not out.exists(), result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and "int8 gate failed (mask agreement" in error[0] and "--min-agreement" in error[0]
+
+
+def _decoy_folder(tmp_path):
+    """A folder holding a `gsam/` package, as the parent of a clone does: importing it fails loudly."""
+    (tmp_path / "gsam").mkdir()
+    (tmp_path / "gsam" / "__init__.py").write_text("raise ImportError('the gsam/ of the current folder')\n")
+    return tmp_path
+
+
+def test_python_children_never_import_from_the_current_folder(tmp_path):
+    import subprocess
+
+    from gsam.child import python_code, python_module
+
+    folder = _decoy_folder(tmp_path)
+    code = subprocess.run(python_code("import gsam; print(gsam.__version__)"), cwd=folder, capture_output=True,
+                          text=True, timeout=120)
+    assert code.returncode == 0 and code.stdout.strip() == __version__, code.stderr
+    module = subprocess.run(python_module("gsam", "--version"), cwd=folder, capture_output=True, text=True, timeout=120)
+    assert module.returncode == 0 and __version__ in module.stdout, module.stderr
+
+
+def test_the_kserve_check_runs_from_a_folder_holding_gsam(tmp_path, monkeypatch):
+    import pytest
+
+    pytest.importorskip("kserve")
+    from gsam.deploy.k8s.validate import check_inference_service
+
+    monkeypatch.chdir(_decoy_folder(tmp_path))
+    service = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "x"},
+               "spec": {"predictor": {}}}
+    assert check_inference_service(service)["class"] == "V1beta1InferenceService"
