@@ -162,3 +162,34 @@ def test_the_kserve_check_runs_from_a_folder_holding_gsam(tmp_path, monkeypatch)
     service = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "x"},
                "spec": {"predictor": {}}}
     assert check_inference_service(service)["class"] == "V1beta1InferenceService"
+
+
+def _dataset_with_a_jpeg_mask(tmp_path, synth_data, disguised: bool):
+    """A copy of synth_data whose first train mask is JPEG: as x.jpg, or as JPEG bytes under x.png."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / ("disguised" if disguised else "data")
+    shutil.copytree(synth_data, root)
+    png = sorted((root / "train" / "masks").glob("*.png"))[0]
+    ids = Image.fromarray(np.asarray(Image.open(png)).astype(np.uint8))
+    target = png if disguised else png.with_suffix(".jpg")
+    png.unlink()
+    ids.save(target, format="JPEG", quality=90)
+    return root, target
+
+
+def test_a_jpeg_mask_is_named_as_the_cause_in_data_check_and_in_training(tmp_path, synth_data):
+    root, jpeg = _dataset_with_a_jpeg_mask(tmp_path, synth_data, disguised=False)
+    for args in (["data", "check", str(root)],
+                 ["train", "--data", str(root), "--out", str(tmp_path / "run"), "--model", "tiny", "--epochs", "1",
+                  "--workers", "0", "--quiet"]):
+        result = CliRunner().invoke(cli, args)
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert result.exit_code == 1 and len(errors) == 1, result.output
+        assert f"{jpeg}: mask is a JPEG file" in errors[0] and "PNG" in errors[0]
+    root, disguised = _dataset_with_a_jpeg_mask(tmp_path, synth_data, disguised=True)
+    result = CliRunner().invoke(cli, ["data", "check", str(root)])
+    assert result.exit_code == 1 and f"{disguised}: mask is a JPEG file" in result.output, result.output
