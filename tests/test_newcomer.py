@@ -193,3 +193,24 @@ def test_a_jpeg_mask_is_named_as_the_cause_in_data_check_and_in_training(tmp_pat
     root, disguised = _dataset_with_a_jpeg_mask(tmp_path, synth_data, disguised=True)
     result = CliRunner().invoke(cli, ["data", "check", str(root)])
     assert result.exit_code == 1 and f"{disguised}: mask is a JPEG file" in result.output, result.output
+
+
+def test_an_artifact_of_another_kind_is_named_with_the_commands_that_take_it(tmp_path, tiny_onnx, synth_data):
+    from PIL import Image
+
+    image = tmp_path / "x.png"
+    Image.new("RGB", (64, 64)).save(image)
+    repo = tmp_path / "repo"
+    assert CliRunner().invoke(cli, ["triton", "build", str(tiny_onnx), "--repo", str(repo)]).exit_code == 0
+    cases = [(["eval", str(tiny_onnx), "--data", str(synth_data)], f"{tiny_onnx}: an ONNX model, not a PyTorch "
+              "checkpoint", "gsam triton build"),
+             (["train", "--data", str(synth_data), "--out", str(tmp_path / "run"), "--sam-checkpoint", str(tiny_onnx)],
+              "an ONNX model, not a PyTorch checkpoint", "gsam export tensorrt"),
+             (["predict", str(repo), str(image), "--out", str(tmp_path / "o")],
+              f"{repo}: a Triton model repository, not a run directory", f"gsam serve --repo {repo}"),
+             (["predict", str(repo / "gsam_python"), str(image), "--out", str(tmp_path / "o")],
+              "a Triton model folder, not a run directory", f"gsam serve --repo {repo}")]
+    for args, what, where in cases:
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert what in result.output and where in result.output, result.output
