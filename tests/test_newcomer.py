@@ -214,3 +214,40 @@ def test_an_artifact_of_another_kind_is_named_with_the_commands_that_take_it(tmp
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
         assert what in result.output and where in result.output, result.output
+
+
+def test_a_client_at_the_other_protocols_port_is_told_which_port_it_reached():
+    import threading
+    from concurrent import futures
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import grpc
+    import pytest
+
+    from gsam.errors import GSAMError
+    from gsam.runtime.backends import load_backend
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    http_server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=http_server.serve_forever, daemon=True).start()
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
+    grpc_server.start()
+    try:
+        with pytest.raises(GSAMError, match="answers HTTP, not gRPC: it is an HTTP port"):
+            load_backend("triton-grpc", f"127.0.0.1:{http_server.server_address[1]}", timeout=10)
+        with pytest.raises(GSAMError, match=r"answers gRPC \(HTTP/2\), not HTTP/1.1: it is a gRPC port"):
+            load_backend("triton-http", f"127.0.0.1:{grpc_port}", timeout=10)
+    finally:
+        http_server.shutdown()
+        grpc_server.stop(0)
+    from gsam.runtime.backends.ports import wrong_port
+
+    assert wrong_port(f"127.0.0.1:{grpc_port}", "http") is None  # nothing listens there now: not a protocol mix-up
