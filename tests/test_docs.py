@@ -3,6 +3,8 @@ CLI's own parser: a renamed flag or a broken fence fails here, not in a newcomer
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gsam.cli import cli
@@ -84,3 +86,23 @@ def test_every_renamed_flag_in_the_changelog_is_refused_with_its_hint():
         for flag in old.replace("`", "").split(","):
             problem = parse_problem(cli, f"{command.strip(' `')} {flag.strip()} 1")
             assert problem and ("renamed" in problem or "removed" in problem or "replaced" in problem), (command, flag)
+
+
+def test_every_test_errors_md_names_exists():
+    text = (ROOT / "docs" / "errors.md").read_text()
+    missing, current = [], None
+    for file, name in re.findall(r"(test_\w+\.py)?::(test_\w+)", text):
+        current = file or current
+        source = ROOT / "tests" / (current or "")
+        if not source.is_file() or not re.search(rf"def {name}\b", source.read_text()):
+            missing.append(f"{current}::{name}")
+    assert missing == []
+
+
+def test_the_demos_next_steps_parse_and_point_at_a_readme_section():
+    from gsam.demo import NEXT_STEPS
+
+    commands = command_lines(NEXT_STEPS)
+    assert len(commands) >= 3 and [c for c in commands if parse_problem(cli, c)] == []
+    section = re.search(r'README, "([^"]+)"', NEXT_STEPS).group(1)
+    assert f"## {section}" in (ROOT / "README.md").read_text()
