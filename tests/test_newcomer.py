@@ -139,12 +139,15 @@ def _decoy_folder(tmp_path):
     return tmp_path
 
 
-def test_python_children_never_import_from_the_current_folder(tmp_path):
+def test_python_children_never_import_from_the_current_folder(tmp_path, tiny_onnx, monkeypatch):
     import subprocess
 
     from gsam.child import python_code, python_module
+    from gsam.runtime.memory import peak_memory
 
     folder = _decoy_folder(tmp_path)
+    monkeypatch.chdir(folder)
+    assert peak_memory(tiny_onnx, 64)["peak"] > 0  # `gsam triton k8s` measures each model this way
     code = subprocess.run(python_code("import gsam; print(gsam.__version__)"), cwd=folder, capture_output=True,
                           text=True, timeout=120)
     assert code.returncode == 0 and code.stdout.strip() == __version__, code.stderr
