@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from gsam.child import python_code
 from gsam.errors import GSAMError
 
 # The default request bound of a served model (2048 x 2048).
@@ -83,6 +82,8 @@ print(json.dumps({"loaded": before, "peak": max(peak[0], rss())}))
 
 def peak_memory(onnx_path: str | Path, side: int) -> dict[str, int]:
     """Resident bytes after loading, and the peak sampled during one onnxruntime run at side x side."""
+    from gsam.child import python_code
+
     done = subprocess.run(python_code(_PROBE, str(onnx_path), str(side)), capture_output=True, text=True,
                           timeout=600)
     if done.returncode != 0:

@@ -9,7 +9,6 @@ from gsam.model.facts import ModelFacts
 from gsam.pixels.convert import as_input_dtype, is_whole_uint8
 
 from .base import Segmenter
-from .ports import wrong_port
 
 
 class TritonSegmenter(Segmenter):
@@ -26,6 +25,8 @@ class TritonSegmenter(Segmenter):
             self.client = client.InferenceServerClient(url=url, **({"network_timeout": timeout} if protocol == "http" else {}))
             ready = self.client.is_model_ready(model)
         except Exception as exc:
+            from .ports import wrong_port
+
             raise GSAMError(wrong_port(url, protocol) or f"cannot reach Triton at {url} over {protocol} "
                             f"({str(exc).splitlines()[0][:160]}); is `gsam serve` running?") from None
         if not ready:
