@@ -6,10 +6,17 @@ from __future__ import annotations
 import re
 
 import pytest
+from support.docs_check import (
+    ROOT,
+    command_lines,
+    help_commands,
+    markdown_commands,
+    markdown_files,
+    parse_problem,
+    render_problems,
+)
 
 from gsam.cli import cli
-from support.docs_check import (ROOT, command_lines, help_commands, markdown_commands, markdown_files,
-                                parse_problem, render_problems)
 
 README_LIMIT = 12 * 1024
 
@@ -42,7 +49,7 @@ def test_a_planted_unknown_flag_in_the_readme_fails_the_check():
     text = (ROOT / "README.md").read_text()
     commands = markdown_commands(text, "README.md")
     assert commands and all(parse_problem(cli, c) is None for _, c in commands)
-    where, first = next((w, c) for w, c in commands if c.startswith("gsam train"))
+    first = next(c for _, c in commands if c.startswith("gsam train"))
     planted = text.replace(first, first + " --learning-rte 0.1", 1)
     problems = [parse_problem(cli, c) for _, c in markdown_commands(planted, "README.md")]
     assert any(p and "--learning-rte" in p for p in problems), problems
