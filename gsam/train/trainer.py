@@ -30,7 +30,7 @@ from ..model.checkpoint import load_sam_checkpoint, read_gsam_checkpoint, save_g
 from ..model.gsam import GSAM
 from ..model.run import RunDir
 from ..model.trainable import count_parameters
-from .amp import choose_amp, grad_scaler
+from .amp import choose_amp, confirm_on_training_step, grad_scaler
 from .config import TrainConfig
 from .curves import plot_curves
 from .distributed import DistContext
@@ -157,6 +157,9 @@ def _start(cfg: TrainConfig, resume: bool, progress: bool) -> tuple[_Session, di
     dist.barrier()
     checkpoint = read_gsam_checkpoint(run.last) if resume else None
     model = _build_model(cfg, data, checkpoint, dist, say).to(device)
+    loss_fn = SegmentationLoss(data.num_outputs, data.spec.ignore_index)
+    amp = confirm_on_training_step(amp, cfg.amp, device, model=model, batch=(cfg.batch_size, *data.crop),
+                                   loss_fn=loss_fn, key=f"{cfg.model}|crop {data.crop[0]}x{data.crop[1]}|batch {cfg.batch_size}")
     total, trainable = count_parameters(model)
     say(f"model {cfg.model}: {total / 1e6:.1f} M parameters, {trainable / 1e6:.1f} M trainable; "
         f"{data.num_outputs} output channel(s) for classes {', '.join(data.spec.names)}; "
@@ -170,7 +173,7 @@ def _start(cfg: TrainConfig, resume: bool, progress: bool) -> tuple[_Session, di
         if dist.enabled else model
     session = _Session(cfg, device, amp.mode, dist, run, data, model, net, optimizer,
                        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs),
-                       grad_scaler(device, amp.mode), SegmentationLoss(data.num_outputs, data.spec.ignore_index),
+                       grad_scaler(device, amp.mode), loss_fn,
                        _tensorboard(run.path) if dist.is_main else None, progress, say)
     return session, checkpoint
 
