@@ -37,7 +37,9 @@ class Problem:
 
 
 def markdown_files() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    """The pages a user reads for commands (BENCHMARKS.md records the commands as they were run)."""
+    return [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "triton_models" / "README.md",
+            *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _parser() -> MarkdownIt:
