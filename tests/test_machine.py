@@ -69,6 +69,18 @@ def test_training_keeps_auto_bf16_only_if_the_models_own_step_is_faster(monkeypa
                                                  loss_fn=None, key="x") is asked
 
 
+def test_a_resumed_run_keeps_the_amp_mode_it_was_started_in(monkeypatch):
+    """Measured again on a busier machine, auto could flip, and the resumed steps would not replay the run."""
+    from gsam.train import trainer
+    from gsam.train.config import TrainConfig
+
+    monkeypatch.setattr(trainer, "confirm_on_training_step", lambda *a, **k: pytest.fail("measured again on resume"))
+    probe = amp_module.AmpChoice("off", "this CPU has native bf16 kernels; ...")
+    cfg = TrainConfig(data="d", out="o", amp="auto")
+    kept = trainer._training_amp(probe, cfg, CPU, model=None, crop=(8, 8), loss_fn=None, checkpoint={"amp": "bf16"})
+    assert kept.mode == "bf16" and "started in" in kept.reason
+
+
 def test_the_training_step_probe_leaves_the_model_as_it_was():
     from gsam.model import build_gsam
     from gsam.train.losses import SegmentationLoss
