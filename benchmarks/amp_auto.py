@@ -2,7 +2,8 @@
 
 Times steps of the tiny model (the demo's crop and batch) under --amp off, bf16 and auto, taking turns
 so that a load that comes and goes hits all three alike, and prints a markdown table with each mode's
-median step time and its ratio to the faster of fp32 and bf16. auto passes when it is within 10%.
+median step time and its ratio to the faster of fp32 and bf16. auto passes when it is within 10%. auto is
+resolved as `gsam train` resolves it: the CPU probe, then the model's own step where the probe says bf16.
 
     python benchmarks/amp_auto.py --steps 6
 """
@@ -15,7 +16,7 @@ import time
 
 import torch
 
-from gsam.amp import autocast, choose_amp, grad_scaler
+from gsam.amp import autocast, choose_amp, confirm_on_training_step, grad_scaler
 from gsam.demo import DEMO_BATCH, DEMO_CROP
 from gsam.machine import cpu_facts
 from gsam.model import build_gsam
@@ -46,7 +47,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
-    auto = choose_amp("auto", torch.device("cpu"))
+    cpu = torch.device("cpu")
+    model = build_gsam("tiny", num_classes=3, train_size=DEMO_CROP)
+    auto = confirm_on_training_step(choose_amp("auto", cpu), "auto", cpu, model=model,
+                                    batch=(DEMO_BATCH, *DEMO_CROP), loss_fn=SegmentationLoss(3, 255), key=f"tiny|crop {DEMO_CROP}|batch {DEMO_BATCH}")
     modes = {"off": stepper("off"), "bf16": stepper("bf16"), "auto": stepper(auto.mode)}
     times: dict[str, list[float]] = {name: [] for name in modes}
     for step in modes.values():

@@ -4,11 +4,14 @@
 of it: on CUDA where the GPU has bf16 (fp16 with a grad scaler on older GPUs); on a CPU where a short
 measured probe shows bf16 autocast at least BF16_MIN_SPEEDUP times faster than fp32, or faster at all
 where torch reports native bf16 kernels (avx512_bf16, AMX). On an AVX2-only CPU bf16 is emulated and
-about 10x slower, so auto runs fp32 there. fp16 needs a grad scaler, which only CUDA provides.
+about 10x slower, so auto runs fp32 there. Where the probe says bf16, training confirms it on the model's
+own step (`confirm_on_training_step`): on a CPU with native bf16, a small model at a small crop spends
+its time casting and can still be faster in fp32. fp16 needs a grad scaler, which only CUDA provides.
 """
 
 from __future__ import annotations
 
+import copy
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -71,6 +74,49 @@ def choose_amp(amp: str, device: torch.device, flag: str = "--amp") -> AmpChoice
         return AmpChoice("bf16" if worth else "off", reason)
     warning = None if worth else f"warning: {flag} bf16 will be slow here ({reason}); {flag} auto runs fp32 on this CPU"
     return AmpChoice("bf16", "as asked", warning)
+
+
+def confirm_on_training_step(choice: AmpChoice, asked: str, device: torch.device, *, model: torch.nn.Module,
+                             batch: tuple[int, int, int], loss_fn, key: str) -> AmpChoice:
+    """Keep auto's CPU bf16 only if the model's own training step is faster in it, measured once and cached.
+
+    `batch` is (batch size, height, width) of the training crops; `key` names the workload in the probe
+    cache (model and crop). Runs on a copy of the model, so weights and BatchNorm statistics are untouched.
+    """
+    if asked != "auto" or device.type != "cpu" or choice.mode != "bf16":
+        return choice
+    from .machine import cached_probe
+
+    result = cached_probe(f"amp-train-step|{key}", lambda: measure_step_bf16_speedup(model, batch, loss_fn))
+    speedup = result["speedup"]
+    if speedup >= 1.0:
+        return AmpChoice("bf16", f"{choice.reason}; this model's training step {speedup:.2f}x faster in bf16")
+    return AmpChoice("off", f"{choice.reason}, but this model's training step at this crop measured "
+                            f"{1 / speedup:.2f}x slower in bf16")
+
+
+def measure_step_bf16_speedup(model: torch.nn.Module, batch: tuple[int, int, int], loss_fn,
+                              repeats: int = 3) -> dict:
+    """fp32 time / bf16-autocast time of forward and backward of a copy of `model` on random crops."""
+    from .machine import best_seconds_interleaved
+
+    probe = copy.deepcopy(model).train()
+    generator = torch.Generator().manual_seed(0)
+    size, height, width = batch
+    images = torch.rand(size, 3, height, width, generator=generator) * 255
+    target = torch.randint(0, max(loss_fn.num_outputs, 2), (size, height, width), generator=generator)
+
+    def step(mode: str):
+        def run():
+            with autocast(torch.device("cpu"), mode):
+                loss = loss_fn(probe(images).float(), target)
+            loss.backward()
+            probe.zero_grad(set_to_none=True)
+        return run
+
+    best = best_seconds_interleaved({"off": step("off"), "bf16": step("bf16")}, repeats)
+    return {"fp32_ms": round(best["off"] * 1e3, 3), "bf16_ms": round(best["bf16"] * 1e3, 3),
+            "speedup": round(best["off"] / best["bf16"], 3)}
 
 
 def autocast(device: torch.device, amp: str):

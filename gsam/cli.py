@@ -38,11 +38,30 @@ class GSAMGroup(click.Group):
         apply_thread_choice()  # before any command imports torch
         try:
             return super().invoke(ctx)
+        except ModuleNotFoundError as exc:  # an optional extra not installed: name it (gsam.extras)
+            from .extras import missing_extra_message
+
+            message = missing_extra_message(exc, _command_path(exc, ctx.command_path))
+            if message is None or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(1)
         except (GSAMError, ValueError, OSError) as exc:  # OSError: unwritable/missing paths, busy devices
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
+
+
+def _command_path(exc: BaseException, fallback: str) -> str:
+    """The innermost command the exception passed through (`gsam triton k8s`), read off its traceback."""
+    path, tb = fallback, exc.__traceback__
+    while tb is not None:
+        ctx = tb.tb_frame.f_locals.get("ctx")
+        if isinstance(ctx, click.Context):
+            path = ctx.command_path
+        tb = tb.tb_next
+    return path
 
 
 @click.group(cls=GSAMGroup, epilog=PIPELINE, context_settings={"help_option_names": ["-h", "--help"]})

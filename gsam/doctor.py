@@ -97,8 +97,10 @@ def _choices(torch_facts: dict, ort_facts: dict, trt_facts: dict) -> dict:
         backend = ("torch (CUDA)", "a GPU, but neither TensorRT nor onnxruntime-gpu (docs/gpu.md)")
     else:
         backend = ("onnxruntime", "no GPU: onnxruntime is gsam's fastest CPU backend (BENCHMARKS.md)")
+    amp_reason = amp.reason + ("; `gsam train` keeps it only if the model's own step is faster in bf16"
+                               if device.type == "cpu" and amp.mode == "bf16" else "")
     return {"device": str(device),
-            "amp": {"value": amp.mode, "reason": amp.reason},
+            "amp": {"value": amp.mode, "reason": amp_reason},
             "int8_scheme": {"value": scheme, "reason": scheme_why},
             "threads": threads,
             "backend": {"value": backend[0], "reason": backend[1]}}

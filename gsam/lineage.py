@@ -27,8 +27,23 @@ class Description:
                 ("model", f"{f.model_name or '?'}, {f.num_classes} output channel(s) ({names})"),
                 ("input", f"image {f.input_dtype} [N, 3, H, W], H and W >= {f.min_size}; token stride {f.token_stride}"),
                 ("precision", f.precision)]
-        rows += _chain(f.lineage)
+        rows += _gate(f.extra) + _chain(f.lineage)
         return [f"{key:<14} {value}" for key, value in rows]
+
+
+def _gate(extra: dict[str, str]) -> list[tuple[str, str]]:
+    """An fp16/int8 variant's export gate, as its metadata recorded it (what the variant was held to)."""
+    if "gate_mask_agreement" not in extra:
+        return []
+    figures = [f"mask agreement {float(extra['gate_mask_agreement']):.2%} on {extra.get('gate_images', '?')} image(s)"]
+    if "gate_unseen_agreement" in extra:
+        figures.append(f"{float(extra['gate_unseen_agreement']):.2%} at unseen sizes")
+    if "gate_miou_drop" in extra:
+        figures.append(f"val mIoU {float(extra['gate_variant_miou']):.4f} against "
+                       f"{float(extra['gate_reference_miou']):.4f} (drop {float(extra['gate_miou_drop']):.2f} points)")
+    if "int8_scheme" in extra:
+        figures.append(f"int8 scheme {extra['int8_scheme']}")
+    return [("export gate", "; ".join(figures))]
 
 
 def _chain(lineage: dict[str, str]) -> list[tuple[str, str]]:

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +75,9 @@ print(json.dumps({"loaded": before, "peak": max(peak[0], rss())}))
 
 def peak_memory(onnx_path: str | Path, side: int) -> dict[str, int]:
     """Resident bytes after loading, and the peak sampled during one onnxruntime run at side x side."""
-    done = subprocess.run([sys.executable, "-c", _PROBE, str(onnx_path), str(side)], capture_output=True, text=True,
+    from gsam.child import python_code
+
+    done = subprocess.run(python_code(_PROBE, str(onnx_path), str(side)), capture_output=True, text=True,
                           timeout=600)
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]

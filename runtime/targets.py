@@ -23,11 +23,8 @@ SUFFIX_KIND = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "ONNX file", 
                ".engine": "TensorRT engine"}
 KIND_BACKEND = {"run directory": "torch", "checkpoint": "torch", "ONNX file": "onnxruntime",
                 "TensorRT engine": "tensorrt"}
-# What to do with the kinds no predictor runs.
-ELSEWHERE = {"Triton repository": "serve it with `gsam serve --repo {path}` and give the server's URL",
-             "Triton model folder": "serve its repository with `gsam serve --repo {parent}` and give the server's URL",
-             "dataset": "it is data: `gsam eval MODEL --data {path}` scores a model on it",
-             "image": "it is an image: give the model first, then the images"}
+# What to do with an image given where the model goes (gsam.artifacts names the other kinds and their commands).
+IMAGE_HINT = "it is an image: give the model first, then the images"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d+(/[A-Za-z0-9_.-]+)?$")
 
 
@@ -60,10 +57,15 @@ def artifact_kind(target) -> str:
 
 
 def wrong_kind(target, kind: str, command: str, takes: str) -> GSAMError:
-    """One line: what was given, what `command` takes, and where the given kind goes instead."""
-    hint = ELSEWHERE.get(kind, "").format(path=target, parent=Path(target).parent)
-    article = "an" if kind[0] in "aeiouAEIO" else "a"
-    return GSAMError(f"{target}: {article} {kind}; {command} takes {takes}" + (f" ({hint})" if hint else ""))
+    """One line: what was given, what `command` takes, and the commands that take the given kind."""
+    from gsam.artifacts import wrong_artifact
+
+    line = wrong_artifact(target, f"{takes}, which {command} takes")
+    if line is None:
+        article = "an" if kind[0] in "aeiouAEIO" else "a"
+        line = f"{target}: {article} {kind}, not {takes}, which {command} takes" + \
+            (f"; {IMAGE_HINT}" if kind == "image" else "")
+    return GSAMError(line)
 
 
 def open_segmenter(target, backend: str | None = None, *, command: str = "gsam.load", triton_model: str | None = None,

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # flow to the commands. gsam.pixels sits at the bottom because the Triton python models run it without gsam.
 LAYERS = [
     ("foundation", ("gsam", "gsam.errors", "gsam.io", "gsam.device", "gsam.precisions", "gsam.amp", "gsam.pixels",
-                    "gsam.machine")),
+                    "gsam.machine", "gsam.extras", "gsam.artifacts", "gsam.child")),
     ("data", ("gsam.data",)),
     ("model", ("gsam.model",)),
     ("train", ("gsam.train",)),

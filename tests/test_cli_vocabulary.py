@@ -1,5 +1,5 @@
 """One meaning per option name across every command: types agree, shared names are in the vocabulary,
-retired names answer with a hint, and the README's vocabulary table lists every shared name."""
+retired names answer with a hint, and docs/cli.md's vocabulary table lists every shared name."""
 
 from __future__ import annotations
 
@@ -68,9 +68,9 @@ def test_the_vocabulary_check_catches_two_types_under_one_name():
     assert len(kinds) == 2
 
 
-def test_the_readme_vocabulary_table_lists_every_shared_name():
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("### One vocabulary"):readme.index("### Lineage")]
+def test_the_docs_vocabulary_table_lists_every_shared_name():
+    page = (ROOT / "docs" / "cli.md").read_text()
+    table = page[page.index("## One vocabulary"):]
     missing = [name for name in VOCABULARY if f"`{name}`" not in table]
     assert missing == []
 
@@ -86,7 +86,7 @@ def test_the_readme_vocabulary_table_lists_every_shared_name():
     (["deploy", "run", "--out", "o", "--profiles", "auto"], "replaced by --profile"),
     (["deploy", "run", "--out", "o", "--precision", "int8"], "was renamed --precisions"),
     (["bench", "run", "--out", "o", "--backend", "torch"], "was renamed --backends"),
-    (["bench", "--model", "run", "--out", "o"], "is now the first argument"),
+    (["bench", "--model", "run", "--out", "o"], "replaced by the first argument"),
     (["triton", "k8s", "triton_models", "--out", "o"], "the repository is given as --repo now"),
     (["triton", "k8s", "--repo", "r", "--out", "o", "--image", "x:24.08-py3"], "was renamed --container-image"),
     (["serve", "--timeout", "5"], "was renamed --ready-timeout"),
@@ -113,11 +113,11 @@ def test_the_precision_table_drives_the_choices():
     assert all(dataclasses.is_dataclass(row) for row in PRECISIONS.values())
 
 
-def test_the_readme_precision_table_has_a_row_per_precision():
+def test_the_docs_precision_table_has_a_row_per_precision():
     from gsam.precisions import PRECISIONS
 
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("### Precisions"):readme.index("### Lineage")]
+    page = (ROOT / "docs" / "export.md").read_text()
+    table = page[page.index("## Precisions"):].split("\n## ", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| precision")]
     assert [row.split("|")[1].strip() for row in rows] == list(PRECISIONS)
     for row, precision in zip(rows, PRECISIONS.values()):

@@ -68,10 +68,10 @@ def test_wrong_kinds_and_a_lone_model_fail_in_one_line(artifacts, tiny_onnx, syn
 
     repo = tmp_path / "triton_models"
     build_repository(tiny_onnx, repo, log=lambda s: None)
-    cases = [(["eval", str(repo), "--data", str(synth_data)], "a Triton repository; gsam eval takes"),
-             (["eval", str(synth_data), "--data", str(synth_data)], "a dataset; gsam eval takes"),
+    cases = [(["eval", str(repo), "--data", str(synth_data)], "a Triton model repository, not a run directory"),
+             (["eval", str(synth_data), "--data", str(synth_data)], "a dataset folder, not a run directory, .pt, .onnx, .plan or a Triton URL (host:port), which gsam eval takes"),
              (["compare", str(artifacts[0]), str(repo), "--data", str(synth_data), "--out", str(tmp_path / "c")],
-              "a Triton repository; gsam compare takes"),
+              "which gsam compare takes"),
              (["compare", str(artifacts[0]), "--data", str(synth_data), "--out", str(tmp_path / "c")],
               "needs two or more")]
     for args, message in cases:

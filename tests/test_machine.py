@@ -56,6 +56,44 @@ def test_amp_auto_on_this_cpu_matches_its_own_probe(probe_cache):
     assert amp_module.choose_amp("auto", CPU).mode == ("bf16" if worth else "off")
 
 
+@pytest.mark.parametrize("speedup, mode", [(1.3, "bf16"), (0.93, "off")])
+def test_training_keeps_auto_bf16_only_if_the_models_own_step_is_faster(monkeypatch, probe_cache, speedup, mode):
+    """A native-bf16 CPU whose probe says bf16 can still run a small model's step faster in fp32 (CPU A, tiny)."""
+    monkeypatch.setattr(amp_module, "measure_step_bf16_speedup", lambda *args: {"speedup": speedup})
+    probe_says_bf16 = amp_module.AmpChoice("bf16", "this CPU has native bf16 kernels; bf16 measured 1.4x faster")
+    choice = amp_module.confirm_on_training_step(probe_says_bf16, "auto", CPU, model=torch.nn.Identity(),
+                                                 batch=(1, 8, 8), loss_fn=None, key="pretend")
+    assert choice.mode == mode and "this model's training step" in choice.reason
+    asked = amp_module.AmpChoice("bf16", "as asked")  # an explicit --amp bf16 is never second-guessed
+    assert amp_module.confirm_on_training_step(asked, "bf16", CPU, model=None, batch=(1, 8, 8),
+                                                 loss_fn=None, key="x") is asked
+
+
+def test_a_resumed_run_keeps_the_amp_mode_it_was_started_in(monkeypatch):
+    """Measured again on a busier machine, auto could flip, and the resumed steps would not replay the run."""
+    from gsam.train import trainer
+    from gsam.train.config import TrainConfig
+
+    monkeypatch.setattr(trainer, "confirm_on_training_step", lambda *a, **k: pytest.fail("measured again on resume"))
+    probe = amp_module.AmpChoice("off", "this CPU has native bf16 kernels; ...")
+    cfg = TrainConfig(data="d", out="o", amp="auto")
+    kept = trainer._training_amp(probe, cfg, CPU, model=None, crop=(8, 8), loss_fn=None, checkpoint={"amp": "bf16"})
+    assert kept.mode == "bf16" and "started in" in kept.reason
+
+
+def test_the_training_step_probe_leaves_the_model_as_it_was():
+    from gsam.model import build_gsam
+    from gsam.train.losses import SegmentationLoss
+
+    model = build_gsam("tiny", num_classes=3, train_size=(64, 64)).train()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    result = amp_module.measure_step_bf16_speedup(model, (2, 64, 64), SegmentationLoss(3, 255), repeats=1)
+    assert result["fp32_ms"] > 0 and result["bf16_ms"] > 0
+    after = model.state_dict()  # weights and BatchNorm running statistics untouched, no gradients left
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_a_probe_is_measured_once_per_machine_and_not_kept_when_measured_under_load(probe_cache, monkeypatch):
     calls = []
 

@@ -97,10 +97,10 @@ def test_wrong_kinds_of_target_name_the_kind_and_what_takes_it(tiny_onnx, synth_
 
     repo = tmp_path / "triton_models"
     build_repository(tiny_onnx, repo, log=lambda s: None)
-    cases = [(repo, "a Triton repository; gsam predict takes", "gsam serve --repo"),
-             (repo / "gsam_python", "a Triton model folder", "gsam serve --repo"),
-             (synth_data, "a dataset", "gsam eval MODEL --data"),
-             (photos / "small.png", "an image", "give the model first")]
+    cases = [(repo, "a Triton model repository, not a run directory, .pt, .onnx", "gsam serve --repo"),
+             (repo / "gsam_python", "a Triton model folder, not", "gsam serve --repo"),
+             (synth_data, "a dataset folder, not", "gsam eval RUN --data"),
+             (photos / "small.png", "an image, not", "give the model first")]
     for target, kind, hint in cases:
         result = CliRunner().invoke(cli, ["predict", str(target), str(photos), "--out", str(tmp_path / "o")])
         assert result.exit_code == 1 and kind in result.output and hint in result.output, result.output

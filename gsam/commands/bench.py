@@ -50,7 +50,7 @@ def _backend_list(ctx, param, value):
 @amp_option("Run the torch backend under autocast: bf16 on the CPU (compared with torch's bf16 matmul rate).")
 @out_option("Writes bench.json, bench.csv, PNG plots.", type=click.Path(file_okay=False))
 @retired("--backend", "was renamed --backends (a comma-separated list)")
-@retired("--model", "is now the first argument, as in predict, eval and export: gsam bench MODEL ...")
+@retired("--model", "was replaced by the first argument, as in predict, eval and export: gsam bench MODEL ...")
 def bench(backends, model_path, onnx_path, engine, url, triton_model, sizes, batch, warmup, iters, duration,
           concurrency, threads, baseline, amp, out) -> None:
     """Latency (p50/p90/p99) and throughput of each backend at each size and concurrency for MODEL (a run

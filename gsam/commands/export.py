@@ -37,9 +37,12 @@ def export() -> None:
                    "recorded in the file. For an engine pass tensorrt.")
 @click.option("--calib-data", type=click.Path(file_okay=False),
               help="Dataset folder (train/ and val/) for calibration and the gate [default: the run's training data].")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False),
+              help="fp16/int8: the run's verified fp32 export (gsam export onnx RUN) to convert instead of exporting "
+                   "again; its lineage must name the run's checkpoint.")
 @gate_options
 def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, simplify, input_dtype, precision,
-                        calib_images, int8_scheme, calib_data, min_agreement, max_miou_drop) -> None:
+                        calib_images, int8_scheme, calib_data, onnx_path, min_agreement, max_miou_drop) -> None:
     """Export MODEL (a run directory or gsam checkpoint) to ONNX with dynamic batch, height and width.
 
     The file is written only after onnxruntime matches PyTorch at sizes the trace never
@@ -56,6 +59,13 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
     Example (CPU serving only): gsam export onnx runs/demo --out model.int8cpu.onnx --precision int8 --int8-scheme cpu
 
     Example (1 byte per channel on the wire): gsam export onnx runs/demo --out model.u8.onnx --input-dtype uint8
+
+    A verified fp32 file is converted without exporting again: with the run (gated against its PyTorch model)
+    or alone (gated against the fp32 file; --calib-data names the images):
+
+    Example: gsam export onnx runs/demo --onnx model.onnx --out model.fp16.onnx --precision fp16
+
+    Example: gsam export onnx model.onnx --out model.int8.onnx --precision int8 --calib-data demo_data
     """
     from gsam.export.onnx import export_checkpoint
 
@@ -66,6 +76,10 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
 
         int8_scheme, why = choose_int8_scheme(int8_scheme)
         click.echo(f"int8 scheme: {int8_scheme} ({why})")
+    if _from_onnx_file(model, onnx_path, precision):
+        _variant_of_file(model, out, precision, onnx_path=onnx_path, calib_data=calib_data, calib_images=calib_images,
+                         thresholds=(min_agreement, max_miou_drop), int8_scheme=int8_scheme)
+        return
     if precision == "fp32":
         report = export_checkpoint(model, out, log=click.echo, **options)
     else:
@@ -86,6 +100,33 @@ def export_onnx_command(model, out, exporter, opset, verify_sizes, tolerance, si
         return
     click.echo(f"wrote {report.path} ({report.size_bytes / 1e6:.1f} MB, {report.nodes} nodes, opset {report.opset}, "
                f"exported in {report.seconds:.1f} s); input image {input_dtype} [batch, 3, height, width]")
+
+
+def _from_onnx_file(model: str, onnx_path: str | None, precision: str) -> bool:
+    """Whether the source is an existing fp32 export; one that is not for a variant is refused, naming its uses."""
+    from ..errors import GSAMError
+
+    from_file = model.endswith(".onnx") or onnx_path is not None
+    if precision == "fp32" and from_file:
+        raise GSAMError(f"{onnx_path or model}: already a gsam ONNX export; --precision fp16 or int8 converts it, "
+                        f"gsam export tensorrt builds an engine from it, gsam triton build serves it")
+    return from_file
+
+
+def _variant_of_file(model: str, out: str, precision: str, *, onnx_path: str | None, calib_data: str | None,
+                     calib_images: int, thresholds: tuple[float, float], int8_scheme: str) -> None:
+    """The fp16/int8 variant of an existing fp32 export (with its run, or alone)."""
+    from gsam.export.gate import GateThresholds
+    from gsam.export.variants import variant_of_fp32_file
+    from gsam.runtime.backends import gate_runners
+
+    source, run = (onnx_path, model) if onnx_path else (model, None)
+    gate = variant_of_fp32_file(source, out, precision, runners=gate_runners(), run=run, calib_data=calib_data,
+                                calib_count=calib_images, thresholds=GateThresholds(*thresholds), log=click.echo,
+                                int8_scheme=int8_scheme)
+    click.echo(gate.table())
+    kind = f"int8, {int8_scheme} scheme" if precision == "int8" else precision
+    click.echo(f"wrote {gate.path} ({kind}, {gate.size_bytes / 1e6:.1f} MB), from {source} without exporting again")
 
 
 @export.command("tensorrt")

@@ -30,7 +30,7 @@ def import_reference_command(checkpoint, num_classes, out, model_name, train_siz
     the reference's data loader used becomes part of the model. Unknown, missing or
     misshapen keys fail with one line naming the key, and nothing is written.
 
-    Example: gsam import-reference result/model_best.pth --num-classes 2 --out runs/isbi
+    Example: gsam import-reference result/model_best.pth --classes 2 --out runs/isbi
     """
     from ..model.reference import import_reference
 

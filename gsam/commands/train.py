@@ -13,6 +13,11 @@ from .options import AMP, DEVICE, MODEL, SIZE
 RECIPE_NAMES = ["isbi2012", "camvid", "m-building", "kvasir", "synapse", "cityscapes", "trans10k"]
 
 
+# Without weights vit_b is a randomly initialized ViT-B: hours per epoch on a CPU, and no SAM to fine-tune.
+NO_MODEL = ("say what to train: --sam-checkpoint sam_vit_b_01ec64.pth fine-tunes SAM's ViT-B (the file is at "
+            "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth), --model tiny trains the small "
+            "model from scratch (CPU-sized), --model vit_b alone trains a randomly initialized ViT-B")
+
 # Help for each TrainConfig field; the click option's type and default come from the field itself,
 # so the defaults live in one place (tests/test_cli_vocabulary.py checks the two stay in step).
 TRAIN_FLAG_HELP = {
@@ -74,6 +79,8 @@ def _train_options(f):
         click.option("--resume", type=click.Path(file_okay=False), help="Continue this run directory from last.pt."),
         click.option("--stop-after", type=click.IntRange(1), help="End this invocation after epoch N; --resume continues."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--print-config", is_flag=True,
+                     help="Print the settings as a --config YAML file (flags and --config merged) and exit."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -83,7 +90,7 @@ def _train_options(f):
 @click.command()
 @_train_options
 @click.pass_context
-def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -> None:
+def train(ctx: click.Context, config_file, resume, stop_after, quiet, print_config, **flags) -> None:
     """Fine-tune GSAM: random crops for training, whole images at native size for validation.
 
     Writes a run directory: config.yaml, last.pt every epoch, best.pt on a new best mIoU,
@@ -128,9 +135,26 @@ def train(ctx: click.Context, config_file, resume, stop_after, quiet, **flags) -
 
         settings = apply_recipe(settings, explicit)
     settings["token_stride"] = int(settings["token_stride"])
+    if print_config:
+        _print_config(settings)
+        return
     for required in ("data", "out"):
         if not settings.get(required):
             raise click.UsageError(f"--{required} is required (or give it in --config / use --resume)")
+    if not resume and "model" not in explicit and not settings.get("sam_checkpoint"):
+        raise GSAMError(NO_MODEL)
     cfg = TrainConfig.from_dict(settings, source=config_file or "flags")
     path = run_training(cfg, resume=bool(resume), progress=not quiet, stop_after=stop_after)
     click.echo(f"run directory: {path}")
+
+
+def _print_config(settings: dict) -> None:
+    """The merged settings as YAML, in TrainConfig's field order: the one format --config takes."""
+    import yaml
+
+    from ..train.config import TrainConfig
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    values = {name: list(settings[name]) if isinstance(settings.get(name), tuple) else settings.get(name)
+              for name in fields}
+    click.echo(yaml.safe_dump(values, sort_keys=False), nl=False)

@@ -63,6 +63,12 @@ def _pixel_limit(path: Path, limit: int | None):
         Image.MAX_IMAGE_PIXELS = saved
 
 
+# JPEG is lossy: a mask saved as JPEG gets ids that belong to no class (or a neighbour's) along every edge,
+# which later reads as "class id 2 outside the declared classes" without the cause.
+JPEG_MASK = ("{path}: mask is a JPEG file, whose lossy compression changes class ids along every edge; "
+             "save masks losslessly as single-channel PNG (the same stem, in masks/)")
+
+
 def file_header(path: Path, kind: str = "image") -> Header:
     """The file's header by its content; one line naming the file when the format, the page count or the
     samples per pixel are refused."""
@@ -77,6 +83,8 @@ def _decode(path: Path, kind: str, max_pixels: int | None = None) -> np.ndarray:
     try:
         with _pixel_limit(path, max_pixels):
             header = file_header(path, kind)
+            if kind == "mask" and header.format == "JPEG":
+                raise ImageReadError(JPEG_MASK.format(path=path))
             if header.format == "TIFF":
                 return _read_tiff(path)
             with Image.open(path, formats=[header.format]) as img:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from ..artifacts import wrong_artifact
 from ..errors import GSAMError
 from ..io import atomic_path
 from .config import GSAMConfig
@@ -58,6 +59,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        other = wrong_artifact(path, "a PyTorch checkpoint (a run directory, a gsam .pt or a SAM .pth)")
+        if other:
+            raise CheckpointError(other) from None
         reason = first_sentence(str(exc)) or type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason}); "
                               f"expected a SAM .pth ({SAM_FILES}) or a gsam .pt file") from None

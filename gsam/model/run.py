@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .. import __version__
+from ..artifacts import wrong_artifact
 from ..errors import GSAMError
 from ..io import sha256_file, write_text_atomic
 from .config import GSAMConfig
@@ -85,7 +86,8 @@ class RunDir:
         for candidate in (self.best, self.last):
             if candidate.is_file():
                 return candidate
-        raise GSAMError(f"{self.path}: run directory has no best.pt or last.pt (has training finished an epoch?)")
+        other = wrong_artifact(self.path, "a run directory (config.yaml, best.pt, last.pt)")
+        raise GSAMError(other or f"{self.path}: run directory has no best.pt or last.pt (has training finished an epoch?)")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics.exists():

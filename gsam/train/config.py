@@ -56,7 +56,8 @@ class TrainConfig:
 
 
 def read_yaml_config(path: str | Path) -> dict[str, Any]:
-    """A --config file: a YAML mapping of TrainConfig fields (dashes or underscores)."""
+    """A --config file: a YAML mapping of TrainConfig fields (dashes or underscores), as `gsam train
+    --print-config` writes it, or a run's config.yaml, whose `train` section is that mapping."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -68,4 +69,6 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise GSAMError(f"{path}: expected a mapping of training settings, got {type(data).__name__}")
+    if isinstance(data.get("train"), dict) and "gsam_version" in data:
+        data = data["train"]  # a run's own config.yaml: its train section holds the settings
     return {str(k).replace("-", "_"): v for k, v in data.items()}

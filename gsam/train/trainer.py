@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..amp import choose_amp, grad_scaler
+from ..amp import AmpChoice, choose_amp, confirm_on_training_step, grad_scaler
 from ..data.dataset import ClassSpec, SegmentationDataset, open_dataset_spec
 from ..data.transforms import ResizeTransform, TrainTransform
 from ..device import resolve_device
@@ -157,6 +157,8 @@ def _start(cfg: TrainConfig, resume: bool, progress: bool) -> tuple[_Session, di
     dist.barrier()
     checkpoint = read_gsam_checkpoint(run.last) if resume else None
     model = _build_model(cfg, data, checkpoint, dist, say).to(device)
+    loss_fn = SegmentationLoss(data.num_outputs, data.spec.ignore_index)
+    amp = _training_amp(amp, cfg, device, model=model, crop=data.crop, loss_fn=loss_fn, checkpoint=checkpoint)
     total, trainable = count_parameters(model)
     say(f"model {cfg.model}: {total / 1e6:.1f} M parameters, {trainable / 1e6:.1f} M trainable; "
         f"{data.num_outputs} output channel(s) for classes {', '.join(data.spec.names)}; "
@@ -170,9 +172,18 @@ def _start(cfg: TrainConfig, resume: bool, progress: bool) -> tuple[_Session, di
         if dist.enabled else model
     session = _Session(cfg, device, amp.mode, dist, run, data, model, net, optimizer,
                        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs),
-                       grad_scaler(device, amp.mode), SegmentationLoss(data.num_outputs, data.spec.ignore_index),
+                       grad_scaler(device, amp.mode), loss_fn,
                        _tensorboard(run.path) if dist.is_main else None, progress, say)
     return session, checkpoint
+
+
+def _training_amp(amp: AmpChoice, cfg: TrainConfig, device: torch.device, *, model: GSAM, crop: tuple[int, int],
+                  loss_fn: SegmentationLoss, checkpoint: dict | None) -> AmpChoice:
+    """auto is measured once per run: a resumed run keeps the mode it was trained in, so it replays exactly."""
+    if cfg.amp == "auto" and checkpoint is not None and checkpoint.get("amp") in ("off", "bf16", "fp16"):
+        return AmpChoice(checkpoint["amp"], "the mode this run was started in")
+    return confirm_on_training_step(amp, cfg.amp, device, model=model, batch=(cfg.batch_size, *crop), loss_fn=loss_fn,
+                                    key=f"{cfg.model}|crop {crop[0]}x{crop[1]}|batch {cfg.batch_size}")
 
 
 def _open_data(cfg: TrainConfig, dist: DistContext, progress: bool, device: torch.device) -> _Data:
@@ -266,7 +277,7 @@ def _record_epoch(session: _Session, row: dict, best_miou: float) -> float:
     best_miou = max(best_miou, row.get("val_miou", -1.0))
     session.run.append_metrics(row)
     payload = dict(optimizer=session.optimizer.state_dict(), scheduler=session.scheduler.state_dict(),
-                   scaler=session.scaler.state_dict(), epoch=row["epoch"], best_miou=best_miou, metrics=row,
+                   scaler=session.scaler.state_dict(), amp=session.amp, epoch=row["epoch"], best_miou=best_miou, metrics=row,
                    rng=_rng_state(), classes=session.data.spec.to_dict(), train_config=session.cfg.to_dict())
     save_gsam_checkpoint(session.run.last, session.model, **payload)
     if improved:

@@ -25,8 +25,10 @@ class TritonSegmenter(Segmenter):
             self.client = client.InferenceServerClient(url=url, **({"network_timeout": timeout} if protocol == "http" else {}))
             ready = self.client.is_model_ready(model)
         except Exception as exc:
-            raise GSAMError(f"cannot reach Triton at {url} over {protocol} ({str(exc).splitlines()[0][:160]}); "
-                            "is `gsam serve` running?") from None
+            from .ports import wrong_port
+
+            raise GSAMError(wrong_port(url, protocol) or f"cannot reach Triton at {url} over {protocol} "
+                            f"({str(exc).splitlines()[0][:160]}); is `gsam serve` running?") from None
         if not ready:
             raise GSAMError(f"Triton at {url} has no ready model {model!r}")
         config = self.client.get_model_config(model)

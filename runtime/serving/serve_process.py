@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from gsam.child import python_module
 from gsam.errors import GSAMError
 
 from .server import SHUTDOWN_BOUND_S, LoopbackPorts, free_port
@@ -58,7 +58,7 @@ class ServeProcess(LoopbackPorts):
             return False
 
     def start(self, timeout: float = 180.0) -> "ServeProcess":
-        command = [*self.prefix, sys.executable, "-m", "gsam", "serve", "--repo", str(self.repo), "--triton-models",
+        command = [*self.prefix, *python_module("gsam", "serve"), "--repo", str(self.repo), "--triton-models",
                    ",".join(self.models), "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
                    "--metrics-port", str(self.metrics_port), *self.args]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

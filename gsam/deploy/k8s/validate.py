@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 
+from gsam.child import python_module
 from gsam.errors import GSAMError
 
 PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float), "object": object}
@@ -115,7 +115,7 @@ def roundtrip_inference_service(obj: dict) -> dict:
 def check_inference_service(obj: dict, timeout: float = 120.0) -> dict:
     """roundtrip_inference_service in a child interpreter (see the module docstring); GSAMError on failure."""
     try:
-        done = subprocess.run([sys.executable, "-m", "gsam.deploy.k8s.kserve_check"], input=json.dumps(obj),
+        done = subprocess.run(python_module("gsam.deploy.k8s.kserve_check"), input=json.dumps(obj),
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise GSAMError(f"checking the InferenceService with KServe's SDK took more than {timeout:.0f} s") from None
