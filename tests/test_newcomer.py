@@ -82,7 +82,7 @@ def test_commands_that_need_the_serve_extra_name_it_in_one_line(tmp_path, tiny_o
     image = tmp_path / "x.png"
     image.write_bytes(b"")
     commands = [["serve", "--repo", str(repo)], ["triton", "build", str(tiny_onnx), "--repo", str(tmp_path / "r2")],
-                ["triton", "k8s", str(repo), "--out", str(tmp_path / "deploy")],
+                ["triton", "k8s", "--repo", str(repo), "--out", str(tmp_path / "deploy")],
                 ["predict", "--backend", "triton-grpc", "--url", "localhost:1", str(image), "--out", str(tmp_path / "o")]]
     done = subprocess.run([sys.executable, "-c", WITHOUT_SERVE, json.dumps(commands)], capture_output=True, text=True,
                           timeout=300, cwd=tmp_path, check=False)
