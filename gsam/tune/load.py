@@ -1,0 +1,220 @@
+"""Requests replayed closed-loop against a served model, until the p99 stops moving.
+
+Each worker thread keeps one HTTP connection and sends the next request of the mix as soon as its
+previous one is answered (closed loop: the load is the concurrency). Bodies use Triton's binary data
+extension and are built once, so the client spends its share of the CPU on sockets, not encoding.
+The stopping rule: after at least `min_requests`, the p99 of everything measured so far is compared at
+every `window` requests; two comparisons in a row within `tolerance` end the level. A level whose p50
+is already above the SLO ends early (it cannot meet it), and every level ends at `max_seconds`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .workload import Request
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    min_requests: int = 30
+    window: int = 10
+    tolerance: float = 0.05
+    max_seconds: float = 30.0
+
+
+@dataclass
+class Level:
+    """One concurrency's figures."""
+
+    concurrency: int
+    requests: int
+    errors: int
+    wall_s: float
+    throughput: float  # answered requests per second
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    buckets: dict  # bucket -> {"n", "p50_ms", "p90_ms", "p99_ms"}
+    stop: str  # why measuring ended: stable, over-slo, time
+    first_error: str | None = None
+
+
+def _body(request: Request, model: str) -> tuple[bytes, int]:
+    """(request body, JSON header length) for gsam_image (encoded bytes) or gsam_python (uint8 tensor)."""
+    if model == "gsam_image":
+        header = {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
+                              "parameters": {"binary_data_size": len(request.data) + 4}}],
+                  "outputs": [{"name": "mask_png", "parameters": {"binary_data": True}}]}
+        payload = struct.pack("<I", len(request.data)) + request.data
+    else:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(request.data)) as image:
+            pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")).transpose(2, 0, 1)[None])
+        header = {"inputs": [{"name": "image_uint8", "shape": list(pixels.shape), "datatype": "UINT8",
+                              "parameters": {"binary_data_size": pixels.nbytes}}],
+                  "outputs": [{"name": "mask", "parameters": {"binary_data": True}}]}
+        payload = pixels.tobytes()
+    text = json.dumps(header).encode()
+    return text + payload, len(text)
+
+
+class Client:
+    """The prepared bodies of a workload, sent over keep-alive connections to one server."""
+
+    def __init__(self, port: int, model: str, requests: list[Request], timeout: float = 300.0) -> None:
+        self.port, self.model, self.timeout = port, model, timeout
+        self.requests = requests
+        self.bodies = [_body(r, model) for r in requests]
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+
+    def send(self, connection: http.client.HTTPConnection, index: int) -> str | None:
+        """One request; None when it succeeded, else why not (the connection is reopened by the caller)."""
+        body, header_length = self.bodies[index]
+        connection.request("POST", f"/v2/models/{self.model}/infer", body=body, headers={
+            "Inference-Header-Content-Length": str(header_length), "Content-Type": "application/octet-stream"})
+        response = connection.getresponse()
+        data = response.read()
+        if response.status != 200:
+            return f"HTTP {response.status}: {data[:200].decode(errors='replace')}"
+        return None
+
+
+def _percentiles(values: list[float]) -> tuple[float, float, float]:
+    if not values:
+        return float("nan"), float("nan"), float("nan")
+    p50, p90, p99 = np.percentile(np.asarray(values), [50, 90, 99])
+    return float(p50), float(p90), float(p99)
+
+
+class _Run:
+    """The shared state of one level: the next request, what was measured, whether to stop."""
+
+    def __init__(self, count: int) -> None:
+        self.lock = threading.Lock()
+        self.next = 0
+        self.count = count
+        self.latencies: list[tuple[int, float]] = []  # (request index, ms)
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def take(self) -> int:
+        with self.lock:
+            index = self.next % self.count
+            self.next += 1
+            return index
+
+
+def _worker(client: Client, run: _Run) -> None:
+    connection = client.connect()
+    while not run.stop.is_set():
+        index = run.take()
+        started = time.perf_counter()
+        try:
+            error = client.send(connection, index)
+        except (OSError, http.client.HTTPException) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        elapsed = (time.perf_counter() - started) * 1000
+        with run.lock:
+            if error is None:
+                run.latencies.append((index, elapsed))
+            else:
+                run.errors.append(error)
+        if error is not None:
+            connection.close()
+            connection = client.connect()
+    connection.close()
+
+
+def _decide(run: _Run, rule: StoppingRule, slo_ms: float, state: dict) -> str | None:
+    """Why to stop now (None: keep going), looked at once per window of new answers."""
+    with run.lock:
+        done = len(run.latencies) + len(run.errors)
+        values = [ms for _, ms in run.latencies]
+    if done < state["checked"] + rule.window:
+        return None
+    state["checked"] = done
+    if len(run.errors) > max(3, done // 10):
+        return "errors"
+    p50, _, p99 = _percentiles(values)
+    if len(values) >= 10 and p50 > slo_ms:
+        return "over-slo"
+    if done < rule.min_requests:
+        state["previous"] = p99
+        return None
+    previous, state["previous"] = state["previous"], p99
+    close = previous == previous and abs(p99 - previous) <= rule.tolerance * previous
+    state["stable"] = state["stable"] + 1 if close else 0
+    return "stable" if state["stable"] >= 2 else None
+
+
+def closed_loop(client: Client, concurrency: int, rule: StoppingRule, slo_ms: float) -> Level:
+    """One level: `concurrency` workers until the stopping rule (or max_seconds) ends it."""
+    run = _Run(len(client.requests))
+    threads = [threading.Thread(target=_worker, args=(client, run), daemon=True) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    state, reason = {"checked": 0, "previous": float("nan"), "stable": 0}, None
+    while reason is None:
+        time.sleep(0.05)
+        reason = _decide(run, rule, slo_ms, state)
+        if reason is None and time.perf_counter() - started > rule.max_seconds:
+            reason = "time"
+    run.stop.set()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return _level(client, run, concurrency, wall, reason)
+
+
+def _level(client: Client, run: _Run, concurrency: int, wall: float, reason: str) -> Level:
+    values = [ms for _, ms in run.latencies]
+    by_bucket: dict[str, list[float]] = {}
+    for index, ms in run.latencies:
+        by_bucket.setdefault(client.requests[index].bucket, []).append(ms)
+    buckets = {}
+    for name, bucket_values in by_bucket.items():
+        p50, p90, p99 = _percentiles(bucket_values)
+        buckets[name] = {"n": len(bucket_values), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99}
+    p50, p90, p99 = _percentiles(values)
+    return Level(concurrency, len(values) + len(run.errors), len(run.errors), wall, len(values) / wall, p50, p90,
+                 p99, buckets, reason, run.errors[0] if run.errors else None)
+
+
+def warm_up(client: Client, concurrency: int) -> str | None:
+    """Each distinct size once, then one round at `concurrency`; the first error, if any."""
+    seen: dict[str, int] = {}
+    for index, request in enumerate(client.requests):
+        seen.setdefault(request.bucket, index)
+    connection = client.connect()
+    try:
+        for index in seen.values():
+            error = client.send(connection, index)
+            if error:
+                return error
+    except (OSError, http.client.HTTPException) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        connection.close()
+    run = _Run(len(client.requests))
+    threads = [threading.Thread(target=_worker, args=(client, run), daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    while len(run.latencies) + len(run.errors) < concurrency:
+        time.sleep(0.02)
+    run.stop.set()
+    for thread in threads:
+        thread.join()
+    return run.errors[0] if run.errors else None
