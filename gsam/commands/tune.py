@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
 
 from .options import int_list, out_option, triton_model_option
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _axes(ctx, param, values):
@@ -80,6 +85,7 @@ def tune(repo, sizes_from, p99_ms, out, objective, min_rps, search, budget_min, 
     request = TuneRequest(Path(repo), Path(sizes_from), Path(out), Objective(objective, p99_ms, min_rps), search,
                           budget_min, tuple(concurrency), axes, ServeSettings(triton_model, port=port),
                           max_memory_mib=max_memory_mib, in_place=in_place, sample=sample, seed=seed)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the candidate's server, keep what was measured
     result = run_tune(request, echo=click.echo)
     winner = result.scores[result.winner.key()]
     click.echo(f"winner: {result.winner.short(result.default)}: {winner.throughput:.2f} requests/s, p99 "

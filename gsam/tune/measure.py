@@ -83,6 +83,9 @@ def measure(repo: Path, measurement: Measurement, requests: list[Request], *, co
     except GSAMError as exc:
         measurement.discarded = f"did not start: {_first_line(str(exc))}"
         return measurement
+    except BaseException:  # interrupted while it started: no server is left behind
+        server.stop()
+        raise
     sampler = MemorySampler(server.process.pid)
     sampler.start()
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from gsam.io import atomic_path, write_text_atomic
 
 from .space import Candidate
+from .workload import buckets_by_size
 
 THROUGHPUT_PLOT = "throughput_vs_p99.png"
 BUCKET_PLOT = "p99_per_size.png"
@@ -63,13 +64,18 @@ def _plot_tradeoff(out: Path, result, slo_ms: float) -> None:
     plt.close(fig)
 
 
-def _plot_buckets(out: Path, rows: list[tuple[str, dict | None]]) -> None:
+def _ordered(rows: list[tuple[str, dict | None]], order: list[str]) -> list[str]:
+    present = {b for _, level in rows if level for b in level["buckets"]}
+    return [b for b in order if b in present]
+
+
+def _plot_buckets(out: Path, rows: list[tuple[str, dict | None]], order: list[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    buckets = list(dict.fromkeys(b for _, level in rows if level for b in level["buckets"]))
+    buckets = _ordered(rows, order)
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / max(1, len(rows))
     for i, (name, level) in enumerate(rows):
@@ -99,8 +105,7 @@ def _side_by_side(result, rows: list[tuple[str, dict | None]]) -> list[str]:
     for label, field, digits in (("requests/s", "throughput", 2), ("p50 ms", "p50_ms", 0), ("p90 ms", "p90_ms", 0),
                                  ("p99 ms", "p99_ms", 0), ("concurrency", "concurrency", 0)):
         lines.append(f"| **{label}** | " + " | ".join(_fmt(lv[field], digits) if lv else "-" for _, lv in rows) + " |")
-    buckets = list(dict.fromkeys(b for _, lv in rows if lv for b in lv["buckets"]))
-    for bucket in buckets:
+    for bucket in _ordered(rows, list(buckets_by_size(result.workload))):
         lines.append(f"| p99 ms, {bucket} | " + " | ".join(
             _fmt(lv["buckets"].get(bucket, {}).get("p99_ms", float("nan"))) if lv else "-" for _, lv in rows) + " |")
     return lines
@@ -128,10 +133,8 @@ def write_report(request, result) -> Path:
     if result.winner is not None and result.winner.key() != default_key:
         rows.append(("winner", _best_level(result.measured[result.winner.key()], result.scores[result.winner.key()])))
     _plot_tradeoff(out, result, request.objective.p99_ms)
-    _plot_buckets(out, rows)
-    buckets = {}
-    for r in result.workload:
-        buckets[r.bucket] = buckets.get(r.bucket, 0) + 1
+    _plot_buckets(out, rows, list(buckets_by_size(result.workload)))
+    buckets = buckets_by_size(result.workload)
     lines = [f"# gsam tune: {request.repo}", "",
              f"Objective: {request.objective.describe()}; search `{request.search}`; model "
              f"`{request.serve.triton_model}`; closed loop at concurrency {', '.join(map(str, request.concurrency))}.",
@@ -145,7 +148,9 @@ def write_report(request, result) -> Path:
         lines += ["**The default configuration is the best measured.**", ""]
     lines += ["## Winner against the default", "", *_side_by_side(result, rows), "",
               f"![throughput against p99]({THROUGHPUT_PLOT})", "", f"![p99 per size]({BUCKET_PLOT})", "",
-              "## Every candidate", "", *_candidate_table(result), ""]
+              "## Every candidate", "", *_candidate_table(result), "",
+              "Engine profiles are searched only where an engine is served (gsam_trt, a GPU host); this repository "
+              "computes in onnxruntime on the CPU, so none were.", ""]
     if result.not_tried:
         lines += ["## Not tried (--budget-min ran out)", "", *[f"- {c}" for c in result.not_tried], ""]
     write_text_atomic(out / "report.md", "\n".join(lines))

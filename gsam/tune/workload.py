@@ -137,6 +137,14 @@ def load_workload(source: str | Path, *, limit: int = 64, seed: int = 0) -> list
     return requests
 
 
+def buckets_by_size(requests: list[Request]) -> dict[str, int]:
+    """Requests per bucket, smallest images first."""
+    counts: dict[str, int] = {}
+    for request in sorted(requests, key=lambda r: r.height * r.width):
+        counts[request.bucket] = counts.get(request.bucket, 0) + 1
+    return counts
+
+
 def fingerprint(requests: list[Request]) -> str:
     """Identifies a workload in measurements.jsonl: a resumed tune only reuses figures of the same mix."""
     digest = hashlib.sha256()
