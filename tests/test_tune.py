@@ -256,7 +256,6 @@ def test_an_impossible_slo_exits_1_naming_the_best_p99_and_its_load(repo, sizes,
 
 
 @pytest.mark.server
-@pytest.mark.slow
 def test_an_interrupted_tune_resumes_without_measuring_again(repo, sizes, tmp_path):
     out = tmp_path / "tune"
     command = _tune_command(repo, sizes, out, "--search", "brute", "--axis", "queue_delay_us=0,2000",

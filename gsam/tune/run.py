@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,10 @@ class _Driver:
         self.measured: dict[str, dict] = {}
         self.fresh, self.spent = 0, []
         self.deadline = time.monotonic() + request.budget_min * 60
+        # candidates are served from a folder of their own that tritonserver's user can read (gsam serve started
+        # as root runs it as nobody, who may not reach TUNE_DIR)
+        self.work = Path(tempfile.mkdtemp(prefix="gsam-tune-"))
+        self.work.chmod(0o755)
 
     def _affordable(self) -> bool:
         estimate = sum(self.spent) / len(self.spent) if self.spent else 0.0
@@ -119,7 +124,7 @@ class _Driver:
         if not self._affordable():
             return None
         bar.set_postfix_str(f"{candidate.short(self.default)} | starting", refresh=True)
-        work = self.request.out / "work"
+        work = self.work / "repository"
         write_candidate(self.request.repo, candidate, work)
         started = time.monotonic()
         result = measure(work, Measurement(key, candidate.as_dict()), self.requests,
@@ -165,7 +170,10 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> TuneR
     driver = _Driver(request, default, requests, echo)
     if driver.cache:
         echo(f"resuming: {len(driver.cache)} candidate(s) already measured in {driver.journal.path}")
-    not_tried = _walk(request, default, min_size, driver)
+    try:
+        not_tried = _walk(request, default, min_size, driver)
+    finally:
+        shutil.rmtree(driver.work, ignore_errors=True)
     scores = {key: request.objective.score(m) for key, m in driver.measured.items()}
     ranked = [k for k in scores if scores[k] is not None]
     winner_key = max(ranked, key=lambda k: scores[k].value) if ranked else None
