@@ -33,7 +33,8 @@ def _axes(ctx, param, values):
                    "list of sizes, one HEIGHTxWIDTH[,COUNT] per line.")
 @click.option("--p99-ms", type=click.FloatRange(min=0, min_open=True), default=250.0, show_default=True,
               help="The latency target: p99 of a request, in milliseconds, at the load measured.")
-@out_option("TUNE_DIR: repository/ (the winner), report.md with its plots, measurements.jsonl (resume).")
+@out_option("TUNE_DIR: repository/ (the winner), report.md with its plots, measurements.jsonl (resume).",
+            type=click.Path(file_okay=False))
 @click.option("--objective", type=click.Choice(["throughput", "latency"]), default="throughput", show_default=True,
               help="throughput: the most requests/s within --p99-ms; latency: the lowest p99 at >= --min-rps.")
 @click.option("--min-rps", type=click.FloatRange(min=0), default=0.0, show_default=True,

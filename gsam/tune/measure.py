@@ -90,7 +90,8 @@ def measure(repo: Path, measurement: Measurement, requests: list[Request], *, co
     sampler.start()
     try:
         measurement.startup_s = time.monotonic() - started
-        _measure_levels(server, measurement, requests, concurrency, slo_ms, rule, on_level)
+        _measure_levels(server, measurement, requests, concurrency=concurrency, slo_ms=slo_ms, rule=rule,
+                        on_level=on_level)
     finally:
         sampler.done.set()
         sampler.join()
@@ -102,7 +103,7 @@ def measure(repo: Path, measurement: Measurement, requests: list[Request], *, co
     return measurement
 
 
-def _measure_levels(server, measurement: Measurement, requests: list[Request], concurrency: list[int],
+def _measure_levels(server, measurement: Measurement, requests: list[Request], *, concurrency: list[int],
                     slo_ms: float, rule: StoppingRule, on_level) -> None:
     client = Client(server.http_port, server.models[-1], requests)
     error = warm_up(client, max(concurrency))
