@@ -276,3 +276,55 @@ def test_an_interrupted_tune_resumes_without_measuring_again(repo, sizes, tmp_pa
     keys = [json.loads(line)["measurement"]["key"] for line in journal.read_text().splitlines()]
     assert len(keys) == 2 and keys[0] == first and keys[1] != first  # the first was not measured again
     assert "2 (1 measured in this invocation" in (out / "report.md").read_text()
+
+
+class _SlowEndpoint:
+    """A loopback HTTP endpoint answering every POST after `delay_s`: what the load generator measures
+    against when no Triton is needed (the server tier runs it against gsam serve)."""
+
+    def __init__(self, delay_s: float) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(delay_s)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_closed_and_open_loops_measure_the_served_time_and_the_queue(tmp_path):
+    from gsam.tune.load import Client, StoppingRule, closed_loop, open_loop
+
+    sizes = tmp_path / "sizes.txt"
+    sizes.write_text(SIZES)
+    endpoint = _SlowEndpoint(0.05)
+    try:
+        client = Client(endpoint.port, "gsam_image", load_workload(sizes))
+        rule = StoppingRule(min_requests=20, window=5, max_seconds=10)
+        closed = closed_loop(client, 2, rule, slo_ms=1000)
+        assert closed.errors == 0 and closed.requests >= 20 and closed.p50_ms >= 50
+        assert closed.throughput <= 2 / 0.05 * 1.05  # two in flight, 50 ms each
+        assert set(closed.buckets) == {"64x64", "96x128", "128x96"}
+        # offered 60/s to 2 connections that answer 40/s: the queue grows, and the latency counts from arrival
+        opened = open_loop(client, 60.0, rule, slo_ms=150, connections=2)
+        assert opened.rate == 60.0 and opened.concurrency == 0
+        assert opened.p99_ms > 150 and opened.stop in ("over-slo", "stable", "time")
+    finally:
+        endpoint.close()

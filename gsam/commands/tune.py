@@ -14,6 +14,16 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _rates(ctx, param, value):
+    try:
+        rates = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of requests/s") from None
+    if any(r <= 0 for r in rates):
+        raise click.BadParameter(f"{value!r}: rates must be > 0")
+    return rates
+
+
 def _axes(ctx, param, values):
     from gsam.tune.space import DEFAULT_GRID, parse_axis
 
@@ -47,6 +57,8 @@ def _axes(ctx, param, values):
 @triton_model_option("gsam_image")
 @click.option("--concurrency", default="1,2,4,8", show_default=True, callback=int_list,
               help="Requests in flight at once (closed loop), one measurement per value.")
+@click.option("--rate", "rates", default="", callback=_rates, metavar="R1,R2",
+              help="Also open-loop loads: requests/s offered (Poisson arrivals), comma-separated [default: none].")
 @click.option("--axis", "axes", multiple=True, callback=_axes, metavar="NAME=V1,V2",
               help="An axis of the grid, repeatable, replacing the default grid (instances=1,2 compute_model="
                    "gsam_python,in-process max_batch=1,4 queue_delay_us=0,2000,10000 threads=0,1). NAME: instances, "
@@ -61,7 +73,7 @@ def _axes(ctx, param, values):
               help="Requests drawn from --sizes-from (all of a smaller source), replayed in a cycle.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which requests are drawn, in which order.")
 @click.option("--in-place", is_flag=True, help="Also write the winner into REPO (otherwise REPO is never changed).")
-def tune(repo, sizes_from, p99_ms, out, objective, min_rps, search, budget_min, triton_model, concurrency, axes,
+def tune(repo, sizes_from, p99_ms, out, objective, min_rps, search, budget_min, triton_model, concurrency, rates, axes,
          max_memory_mib, port, sample, seed, in_place) -> None:
     """Find the serving configuration of REPO that meets --p99-ms on your own mix of image sizes.
 
@@ -73,7 +85,10 @@ def tune(repo, sizes_from, p99_ms, out, objective, min_rps, search, budget_min, 
 
     Example: gsam tune triton_models --sizes-from data/val --p99-ms 250 --out tune --budget-min 20
 
-    Example: gsam tune triton_models --sizes-from sizes.csv --search brute --axis instances=1,2 --axis max_batch=1,4 --out tune
+    \b
+    Example (a declared grid, every cell measured):
+      gsam tune triton_models --sizes-from sizes.csv --search brute --axis instances=1,2 --axis max_batch=1,4
+      --out tune
     """
     from gsam.tune.measure import ServeSettings
     from gsam.tune.run import TuneRequest, run_tune
@@ -84,16 +99,15 @@ def tune(repo, sizes_from, p99_ms, out, objective, min_rps, search, budget_min, 
 
         raise GSAMError(f"--triton-model {triton_model}: gsam tune measures gsam_image or gsam_python")
     request = TuneRequest(Path(repo), Path(sizes_from), Path(out), Objective(objective, p99_ms, min_rps), search,
-                          budget_min, tuple(concurrency), axes, ServeSettings(triton_model, port=port),
+                          budget_min, tuple(concurrency), rates, axes, ServeSettings(triton_model, port=port),
                           max_memory_mib=max_memory_mib, in_place=in_place, sample=sample, seed=seed)
     signal.signal(signal.SIGTERM, _interrupt)  # stop the candidate's server, keep what was measured
     result = run_tune(request, echo=click.echo)
     winner = result.scores[result.winner.key()]
     click.echo(f"winner: {result.winner.short(result.default)}: {winner.throughput:.2f} requests/s, p99 "
-               f"{winner.p99_ms:.0f} ms at concurrency {winner.concurrency}")
+               f"{winner.p99_ms:.0f} ms at {winner.load}")
     default = result.scores.get(result.default.key())
     if default is not None:
-        click.echo(f"default: {default.throughput:.2f} requests/s, p99 {default.p99_ms:.0f} ms at concurrency "
-                   f"{default.concurrency}")
+        click.echo(f"default: {default.throughput:.2f} requests/s, p99 {default.p99_ms:.0f} ms at {default.load}")
     click.echo(f"wrote {Path(out) / 'repository'}, {Path(out) / 'report.md'}, {Path(out) / 'measurements.jsonl'}"
                + (f"; and the winner into {repo}" if in_place else ""))

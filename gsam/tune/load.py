@@ -1,8 +1,10 @@
-"""Requests replayed closed-loop against a served model, until the p99 stops moving.
+"""Requests replayed against a served model, closed-loop or open-loop, until the p99 stops moving.
 
-Each worker thread keeps one HTTP connection and sends the next request of the mix as soon as its
-previous one is answered (closed loop: the load is the concurrency). Bodies use Triton's binary data
-extension and are built once, so the client spends its share of the CPU on sockets, not encoding.
+Closed loop: each worker thread keeps one HTTP connection and sends the next request of the mix as soon as
+its previous one is answered (the load is the concurrency). Open loop: requests arrive at a target rate
+(Poisson arrivals), whether or not earlier ones were answered, and a request's latency counts from its
+arrival, so time spent waiting for a free connection is counted (no coordinated omission). Bodies use
+Triton's binary data extension and are built once, so the client spends its share of the CPU on sockets, not encoding.
 The stopping rule: after at least `min_requests`, the p99 of everything measured so far is compared at
 every `window` requests; two comparisons in a row within `tolerance` end the level. A level whose p50
 is already above the SLO ends early (it cannot meet it), and every level ends at `max_seconds`.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import queue
 import struct
 import threading
 import time
@@ -44,8 +47,9 @@ class Level:
     p90_ms: float
     p99_ms: float
     buckets: dict  # bucket -> {"n", "p50_ms", "p90_ms", "p99_ms"}
-    stop: str  # why measuring ended: stable, over-slo, time
+    stop: str  # why measuring ended: stable, over-slo, errors, time
     first_error: str | None = None
+    rate: float = 0.0  # open loop: the offered requests/s (0: closed loop at `concurrency`)
 
 
 def _body(request: Request, model: str) -> tuple[bytes, int]:
@@ -159,6 +163,16 @@ def _decide(run: _Run, rule: StoppingRule, slo_ms: float, state: dict) -> str | 
     return "stable" if state["stable"] >= 2 else None
 
 
+def _until_rule(run: _Run, rule: StoppingRule, slo_ms: float, started: float) -> str:
+    state, reason = {"checked": 0, "previous": float("nan"), "stable": 0}, None
+    while reason is None:
+        time.sleep(0.05)
+        reason = _decide(run, rule, slo_ms, state)
+        if reason is None and time.perf_counter() - started > rule.max_seconds:
+            reason = "time"
+    return reason
+
+
 def closed_loop(client: Client, concurrency: int, rule: StoppingRule, slo_ms: float) -> Level:
     """One level: `concurrency` workers until the stopping rule (or max_seconds) ends it."""
     run = _Run(len(client.requests))
@@ -166,17 +180,64 @@ def closed_loop(client: Client, concurrency: int, rule: StoppingRule, slo_ms: fl
     started = time.perf_counter()
     for thread in threads:
         thread.start()
-    state, reason = {"checked": 0, "previous": float("nan"), "stable": 0}, None
-    while reason is None:
-        time.sleep(0.05)
-        reason = _decide(run, rule, slo_ms, state)
-        if reason is None and time.perf_counter() - started > rule.max_seconds:
-            reason = "time"
+    reason = _until_rule(run, rule, slo_ms, started)
     run.stop.set()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
     return _level(client, run, concurrency, wall, reason)
+
+
+def _open_worker(client: Client, run: _Run, arrivals: queue.Queue) -> None:
+    """Sends arrivals as they come; a latency counts from the request's arrival, not from its send."""
+    connection = client.connect()
+    while not run.stop.is_set():
+        try:
+            index, arrived = arrivals.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        try:
+            error = client.send(connection, index)
+        except (OSError, http.client.HTTPException) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        with run.lock:
+            if error is None:
+                run.latencies.append((index, (time.perf_counter() - arrived) * 1000))
+            else:
+                run.errors.append(error)
+        if error is not None:
+            connection.close()
+            connection = client.connect()
+    connection.close()
+
+
+def open_loop(client: Client, rate: float, rule: StoppingRule, slo_ms: float, *, connections: int = 32,
+              seed: int = 0) -> Level:
+    """One level at `rate` requests/s offered (Poisson arrivals), served over up to `connections` connections."""
+    run, arrivals = _Run(len(client.requests)), queue.Queue()
+    rng = np.random.default_rng(seed)
+    threads = [threading.Thread(target=_open_worker, args=(client, run, arrivals), daemon=True)
+               for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    started = time.perf_counter()
+
+    def arrive() -> None:
+        due = started
+        while not run.stop.is_set():
+            due += rng.exponential(1.0 / rate)
+            time.sleep(max(0.0, due - time.perf_counter()))
+            arrivals.put((run.take(), due))
+
+    dispatcher = threading.Thread(target=arrive, daemon=True)
+    dispatcher.start()
+    reason = _until_rule(run, rule, slo_ms, started)
+    run.stop.set()
+    for thread in (dispatcher, *threads):
+        thread.join()
+    level = _level(client, run, 0, time.perf_counter() - started, reason)
+    level.rate = rate
+    return level
 
 
 def _level(client: Client, run: _Run, concurrency: int, wall: float, reason: str) -> Level:

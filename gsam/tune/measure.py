@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gsam.errors import GSAMError
 
-from .load import Client, Level, StoppingRule, closed_loop, warm_up
+from .load import Client, Level, StoppingRule, closed_loop, open_loop, warm_up
 from .workload import Request
 
 
@@ -74,7 +74,7 @@ def _first_line(text: str) -> str:
 
 def measure(repo: Path, measurement: Measurement, requests: list[Request], *, concurrency: list[int], slo_ms: float,
             settings: ServeSettings, rule: StoppingRule = StoppingRule(), max_memory_mib: float | None = None,
-            on_level=lambda level: None) -> Measurement:
+            rates: tuple[float, ...] = (), on_level=lambda level: None) -> Measurement:
     """Fill `measurement` with each level's figures; a candidate that fails is discarded with the reason."""
     started = time.monotonic()
     server = _server(repo, settings, max(concurrency))
@@ -91,7 +91,7 @@ def measure(repo: Path, measurement: Measurement, requests: list[Request], *, co
     try:
         measurement.startup_s = time.monotonic() - started
         _measure_levels(server, measurement, requests, concurrency=concurrency, slo_ms=slo_ms, rule=rule,
-                        on_level=on_level)
+                        rates=rates, on_level=on_level)
     finally:
         sampler.done.set()
         sampler.join()
@@ -104,18 +104,28 @@ def measure(repo: Path, measurement: Measurement, requests: list[Request], *, co
 
 
 def _measure_levels(server, measurement: Measurement, requests: list[Request], *, concurrency: list[int],
-                    slo_ms: float, rule: StoppingRule, on_level) -> None:
+                    slo_ms: float, rule: StoppingRule, rates: tuple[float, ...], on_level) -> None:
+    """Closed loop at each concurrency, then open loop at each rate, each series ascending and ended at the
+    first load past the SLO (more load only queues more)."""
     client = Client(server.http_port, server.models[-1], requests)
     error = warm_up(client, max(concurrency))
     if error:
         measurement.discarded = f"errors during warm-up: {error}"
         return
-    for load in sorted(concurrency):
-        level: Level = closed_loop(client, load, rule, slo_ms)
-        measurement.levels.append(asdict(level))
-        on_level(level)
-        if level.errors:
-            measurement.discarded = f"{level.errors} error(s) at concurrency {load}: {level.first_error}"
-            return
-        if level.p99_ms > slo_ms:
-            return  # a closed loop only queues more at a higher concurrency: the SLO stays missed
+    series = [[(lambda c=c: closed_loop(client, c, rule, slo_ms)) for c in sorted(concurrency)],
+              [(lambda r=r: open_loop(client, r, rule, slo_ms)) for r in sorted(rates)]]
+    for loads in series:
+        for run_level in loads:
+            level: Level = run_level()
+            measurement.levels.append(asdict(level))
+            on_level(level)
+            if level.errors:
+                measurement.discarded = f"{level.errors} error(s) at {load_label(asdict(level))}: {level.first_error}"
+                return
+            if level.p99_ms > slo_ms:
+                break
+
+
+def load_label(level: dict) -> str:
+    """'concurrency 4' (closed loop) or '6 requests/s offered' (open loop)."""
+    return f"{level['rate']:g} requests/s offered" if level.get("rate") else f"concurrency {level['concurrency']}"

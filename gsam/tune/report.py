@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gsam.io import atomic_path, write_text_atomic
 
+from .measure import load_label
 from .space import Candidate
 from .workload import buckets_by_size
 
@@ -20,7 +21,7 @@ def _best_level(measurement: dict, score) -> dict | None:
     """The level the objective was reached at; without one, the lowest-p99 level (to show something)."""
     levels = measurement["levels"]
     if score is not None:
-        return next(lv for lv in levels if lv["concurrency"] == score.concurrency)
+        return next(lv for lv in levels if (lv["concurrency"], lv.get("rate", 0.0)) == (score.concurrency, score.rate))
     finite = [lv for lv in levels if math.isfinite(lv["p99_ms"])]
     return min(finite, key=lambda lv: lv["p99_ms"]) if finite else None
 
@@ -53,7 +54,7 @@ def _plot_tradeoff(out: Path, result, slo_ms: float) -> None:
         if key in result.measured:
             levels = [lv for lv in result.measured[key]["levels"] if math.isfinite(lv["p99_ms"])]
             ax.plot([lv["p99_ms"] for lv in levels], [lv["throughput"] for lv in levels], marker="o", color=colour,
-                    label=f"{name} (concurrency {', '.join(str(lv['concurrency']) for lv in levels)})")
+                    label=f"{name} ({', '.join(_short_load(lv) for lv in levels)})")
     ax.axvline(slo_ms, color="black", linestyle="--", label=f"SLO p99 {slo_ms:g} ms")
     ax.set(xlabel="p99 latency (ms)", ylabel="requests / s", title="Throughput against p99, every candidate")
     ax.grid(True, alpha=0.3)
@@ -82,7 +83,7 @@ def _plot_buckets(out: Path, rows: list[tuple[str, dict | None]], order: list[st
         if level:
             values = [level["buckets"].get(b, {}).get("p99_ms", float("nan")) for b in buckets]
             ax.bar([x + i * width for x in range(len(buckets))], values, width,
-                   label=f"{name} (concurrency {level['concurrency']})")
+                   label=f"{name} ({load_label(level)})")
     ax.set_xticks([x + width * (len(rows) - 1) / 2 for x in range(len(buckets))], buckets)
     ax.set(xlabel="image size", ylabel="p99 latency (ms)", title="p99 per size, winner and default")
     ax.grid(True, axis="y", alpha=0.3)
@@ -91,6 +92,10 @@ def _plot_buckets(out: Path, rows: list[tuple[str, dict | None]], order: list[st
     with atomic_path(out / BUCKET_PLOT) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def _short_load(level: dict) -> str:
+    return f"{level['rate']:g}/s" if level.get("rate") else f"c{level['concurrency']}"
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -103,8 +108,9 @@ def _side_by_side(result, rows: list[tuple[str, dict | None]]) -> list[str]:
     for axis in Candidate.__dataclass_fields__:
         lines.append(f"| {axis} | " + " | ".join(str(getattr(c, axis)) if c else "-" for _, c in pairs) + " |")
     for label, field, digits in (("requests/s", "throughput", 2), ("p50 ms", "p50_ms", 0), ("p90 ms", "p90_ms", 0),
-                                 ("p99 ms", "p99_ms", 0), ("concurrency", "concurrency", 0)):
+                                 ("p99 ms", "p99_ms", 0)):
         lines.append(f"| **{label}** | " + " | ".join(_fmt(lv[field], digits) if lv else "-" for _, lv in rows) + " |")
+    lines.append("| **at** | " + " | ".join(load_label(lv) if lv else "-" for _, lv in rows) + " |")
     for bucket in _ordered(rows, list(buckets_by_size(result.workload))):
         lines.append(f"| p99 ms, {bucket} | " + " | ".join(
             _fmt(lv["buckets"].get(bucket, {}).get("p99_ms", float("nan"))) if lv else "-" for _, lv in rows) + " |")
@@ -112,14 +118,14 @@ def _side_by_side(result, rows: list[tuple[str, dict | None]]) -> list[str]:
 
 
 def _candidate_table(result) -> list[str]:
-    lines = ["| # | candidate (vs default) | objective | at concurrency | each load: req/s, p99 ms | peak MiB | "
+    lines = ["| # | candidate (vs default) | objective | at | each load: req/s, p99 ms | peak MiB | "
              "seconds | discarded |", "|---|---|---|---|---|---|---|---|"]
     for i, (key, m) in enumerate(result.measured.items(), 1):
         score = result.scores.get(key)
-        loads = "; ".join(f"c{lv['concurrency']}: {_fmt(lv['throughput'], 2)}, {_fmt(lv['p99_ms'])} ({lv['stop']})"
+        loads = "; ".join(f"{_short_load(lv)}: {_fmt(lv['throughput'], 2)}, {_fmt(lv['p99_ms'])} ({lv['stop']})"
                           for lv in m["levels"])
         lines.append(f"| {i} | {Candidate(**m['candidate']).short(result.default)} | "
-                     f"{_fmt(score.value, 2) if score else '-'} | {score.concurrency if score else '-'} | {loads or '-'} "
+                     f"{_fmt(score.value, 2) if score else '-'} | {score.load if score else '-'} | {loads or '-'} "
                      f"| {_fmt(m['peak_memory_mib'])} | {_fmt(m['seconds'])} | {m.get('discarded') or ''} |")
     return lines
 
@@ -137,7 +143,9 @@ def write_report(request, result) -> Path:
     buckets = buckets_by_size(result.workload)
     lines = [f"# gsam tune: {request.repo}", "",
              f"Objective: {request.objective.describe()}; search `{request.search}`; model "
-             f"`{request.serve.triton_model}`; closed loop at concurrency {', '.join(map(str, request.concurrency))}.",
+             f"`{request.serve.triton_model}`; closed loop at concurrency {', '.join(map(str, request.concurrency))}"
+             + (f", open loop at {', '.join(f'{r:g}' for r in request.rates)} requests/s" if request.rates else "")
+             + ".",
              f"Workload: {len(result.workload)} requests from `{request.sizes_from}` ("
              + ", ".join(f"{b}: {n}" for b, n in buckets.items()) + ").",
              f"Candidates: {len(result.measured)} ({result.fresh} measured in this invocation, the rest read from "

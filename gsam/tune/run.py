@@ -18,7 +18,7 @@ from gsam.errors import GSAMError
 from .candidate import check_repository, write_candidate
 from .journal import Journal
 from .load import Level, StoppingRule
-from .measure import Measurement, ServeSettings, measure
+from .measure import Measurement, ServeSettings, load_label, measure
 from .search import STRATEGIES, Objective, Score, planned
 from .space import DEFAULT_GRID, Candidate, read_default
 from .workload import Request, fingerprint, load_workload
@@ -33,6 +33,7 @@ class TuneRequest:
     search: str = "quick"
     budget_min: float = 20.0
     concurrency: tuple[int, ...] = (1, 2, 4, 8)
+    rates: tuple[float, ...] = ()  # open-loop loads, requests/s offered
     axes: dict[str, tuple] = field(default_factory=lambda: dict(DEFAULT_GRID))
     serve: ServeSettings = field(default_factory=ServeSettings)
     rule: StoppingRule = field(default_factory=StoppingRule)
@@ -85,13 +86,15 @@ def _check(request: TuneRequest) -> tuple[Candidate, int, list[Request]]:
 def _settings(request: TuneRequest, requests: list[Request]) -> dict:
     rule = request.rule
     return {"workload": fingerprint(requests), "triton_model": request.serve.triton_model,
-            "concurrency": sorted(request.concurrency), "p99_ms": request.objective.p99_ms,
+            "concurrency": sorted(request.concurrency), "rates": sorted(request.rates),
+            "p99_ms": request.objective.p99_ms,
             "rule": [rule.min_requests, rule.window, rule.tolerance, rule.max_seconds]}
 
 
 def _progress(bar: tqdm, candidate: Candidate, default: Candidate) -> Callable[[Level], None]:
     def show(level: Level) -> None:
-        bar.set_postfix_str(f"{candidate.short(default)} | c{level.concurrency}: {level.throughput:.2f} req/s, "
+        load = f"{level.rate:g}/s" if level.rate else f"c{level.concurrency}"
+        bar.set_postfix_str(f"{candidate.short(default)} | {load}: {level.throughput:.2f} req/s, "
                             f"p99 {level.p99_ms:.0f} ms", refresh=True)
     return show
 
@@ -130,7 +133,7 @@ class _Driver:
         result = measure(work, Measurement(key, candidate.as_dict()), self.requests,
                          concurrency=list(self.request.concurrency), slo_ms=self.request.objective.p99_ms,
                          settings=self.request.serve, rule=self.request.rule,
-                         max_memory_mib=self.request.max_memory_mib,
+                         max_memory_mib=self.request.max_memory_mib, rates=self.request.rates,
                          on_level=_progress(bar, candidate, self.default)).as_dict()
         shutil.rmtree(work, ignore_errors=True)
         self.spent.append(time.monotonic() - started)
@@ -200,5 +203,5 @@ def _impossible(request: TuneRequest, measured: dict[str, dict]) -> str:
                 f"see {request.out / 'report.md'}")
     level, m = min(levels, key=lambda item: item[0]["p99_ms"] if math.isfinite(item[0]["p99_ms"]) else math.inf)
     return (f"no configuration meets p99 <= {request.objective.p99_ms:g} ms: the best p99 seen was "
-            f"{level['p99_ms']:.0f} ms at concurrency {level['concurrency']} ({level['throughput']:.2f} req/s, "
+            f"{level['p99_ms']:.0f} ms at {load_label(level)} ({level['throughput']:.2f} req/s, "
             f"{Candidate(**m['candidate']).short(Candidate())}); see {request.out / 'report.md'}")

@@ -33,9 +33,10 @@ class Objective:
             return None
         if self.kind == "throughput":
             best = max(fit, key=lambda lv: lv["throughput"])
-            return Score(best["throughput"], best["concurrency"], best["p99_ms"], best["throughput"])
-        best = min(fit, key=lambda lv: lv["p99_ms"])
-        return Score(1000.0 / best["p99_ms"], best["concurrency"], best["p99_ms"], best["throughput"])
+        else:
+            best = min(fit, key=lambda lv: lv["p99_ms"])
+        value = best["throughput"] if self.kind == "throughput" else 1000.0 / best["p99_ms"]
+        return Score(value, best["concurrency"], best["p99_ms"], best["throughput"], best.get("rate", 0.0))
 
     def describe(self) -> str:
         if self.kind == "throughput":
@@ -49,6 +50,11 @@ class Score:
     concurrency: int  # the load it was reached at
     p99_ms: float
     throughput: float
+    rate: float = 0.0  # open loop: the offered rate it was reached at (then concurrency is 0)
+
+    @property
+    def load(self) -> str:
+        return f"{self.rate:g} requests/s offered" if self.rate else f"concurrency {self.concurrency}"
 
 
 def _better(a: Score | None, b: Score | None) -> bool:
