@@ -225,15 +225,21 @@ def test_a_tune_writes_a_repository_gsam_serve_loads_with_the_winners_configs(re
     from gsam.tune.load import Client
     from gsam.tune.workload import load_workload
 
-    out = readable_dir("gsam-tune-out-") / "tune"
-    command = _tune_command(repo, sizes, out, "--search", "brute", "--axis", "queue_delay_us=0,2000",
-                            "--p99-ms", "5000", "--budget-min", "3")
+    import shutil
+
+    folder = readable_dir("gsam-tune-out-")
+    out, own = folder / "tune", folder / "own"
+    shutil.copytree(repo, own)
+    before = {p: p.read_bytes() for p in sorted(repo.rglob("config.pbtxt"))}
+    command = _tune_command(own, sizes, out, "--search", "brute", "--axis", "queue_delay_us=0,2000",
+                            "--p99-ms", "5000", "--budget-min", "3", "--in-place")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert {p: p.read_bytes() for p in sorted(repo.rglob("config.pbtxt"))} == before
     lines = [json.loads(line)["measurement"] for line in (out / "measurements.jsonl").read_text().splitlines()]
     assert len(lines) == 2 and all(not m["discarded"] and m["levels"] for m in lines)
     best = max(lines, key=lambda m: Objective("throughput", 5000).score(m).value)
-    assert read_default(out / "repository") == Candidate(**best["candidate"])
+    assert read_default(out / "repository") == Candidate(**best["candidate"]) == read_default(own)  # --in-place
     assert "winner:" in done.stdout and (out / "report.md").is_file() and (out / "throughput_vs_p99.png").is_file()
     report = (out / "report.md").read_text()
     assert "64x64" in report and "128x96" in report and "## Every candidate" in report
