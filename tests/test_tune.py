@@ -334,3 +334,19 @@ def test_closed_and_open_loops_measure_the_served_time_and_the_queue(tmp_path):
         assert opened.p99_ms > 150 and opened.stop in ("over-slo", "stable", "time")
     finally:
         endpoint.close()
+
+
+def test_request_bodies_use_the_binary_extension_for_both_models(tmp_path):
+    from gsam.tune.load import _body
+
+    sizes = tmp_path / "sizes.txt"
+    sizes.write_text("40x60\n")
+    request = load_workload(sizes)[0]
+    body, length = _body(request, "gsam_image")
+    header = json.loads(body[:length])
+    assert header["inputs"][0]["parameters"]["binary_data_size"] == len(request.data) + 4 == len(body) - length
+    assert int.from_bytes(body[length:length + 4], "little") == len(request.data)
+    body, length = _body(request, "gsam_python")
+    header = json.loads(body[:length])
+    assert header["inputs"][0]["shape"] == [1, 3, 40, 60] and header["inputs"][0]["datatype"] == "UINT8"
+    assert len(body) - length == 3 * 40 * 60
