@@ -25,12 +25,15 @@ from PIL import Image
 
 from gsam.deploy.triton.repository import build_repository
 from gsam.machine import cpu_facts
+from gsam.tune.load import StoppingRule
 from gsam.tune.measure import ServeSettings
 from gsam.tune.run import TuneRequest, run_tune
 from gsam.tune.search import Objective
 
 GRID = {"instances": (1, 2, 3), "threads": (0, 1, 2), "compute_model": ("gsam_python", "in-process")}
 MIX = (((256, 256), 6), ((480, 640), 3), ((1024, 1280), 1))
+# Shorter than gsam tune's default rule (30 requests, 5%, 30 s a load), so 24 candidates fit in 15 minutes.
+RULE = StoppingRule(min_requests=20, window=10, tolerance=0.10, max_seconds=10.0)
 RESULTS = Path(__file__).resolve().parent / "results" / "tune"
 
 
@@ -61,7 +64,8 @@ def tiny_onnx(path: Path) -> Path:
 def tune(search: str, args, repo: Path, data: Path):
     budget = args.brute_budget_min if search == "brute" else args.quick_budget_min
     request = TuneRequest(repo, data, args.out / search, Objective("throughput", args.p99_ms), search,
-                          budget, tuple(args.concurrency), dict(GRID), ServeSettings("gsam_image"))
+                          budget, tuple(args.concurrency), axes=dict(GRID), serve=ServeSettings("gsam_image"),
+                          rule=RULE)
     started = time.monotonic()
     return run_tune(request, echo=print), time.monotonic() - started
 
@@ -72,7 +76,7 @@ def main() -> None:
     parser.add_argument("--onnx", type=Path, help="A gsam ONNX file (default: the tiny model, exported here).")
     parser.add_argument("--p99-ms", type=float, default=1500.0)
     parser.add_argument("--brute-budget-min", type=float, default=11.0)
-    parser.add_argument("--quick-budget-min", type=float, default=5.0)
+    parser.add_argument("--quick-budget-min", type=float, default=4.5)
     parser.add_argument("--concurrency", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

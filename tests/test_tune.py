@@ -326,6 +326,7 @@ def test_closed_and_open_loops_measure_the_served_time_and_the_queue(tmp_path):
         rule = StoppingRule(min_requests=20, window=5, max_seconds=10)
         closed = closed_loop(client, 2, rule, slo_ms=1000)
         assert closed.errors == 0 and closed.requests >= 20 and closed.p50_ms >= 50
+        assert closed.requests % 6 == 0  # whole passes through the mix of six
         assert closed.throughput <= 2 / 0.05 * 1.05  # two in flight, 50 ms each
         assert set(closed.buckets) == {"64x64", "96x128", "128x96"}
         # offered 60/s to 2 connections that answer 40/s: the queue grows, and the latency counts from arrival

@@ -5,8 +5,9 @@ its previous one is answered (the load is the concurrency). Open loop: requests 
 (Poisson arrivals), whether or not earlier ones were answered, and a request's latency counts from its
 arrival, so time spent waiting for a free connection is counted (no coordinated omission). Bodies use
 Triton's binary data extension and are built once, so the client spends its share of the CPU on sockets, not encoding.
-The stopping rule: after at least `min_requests`, the p99 of everything measured so far is compared at
-every `window` requests; two comparisons in a row within `tolerance` end the level. A level whose p50
+The stopping rule: after at least `min_requests` (and two passes through the mix), the p99 of everything
+measured so far is compared every `window` requests (at least one pass); two comparisons in a row within
+`tolerance` end the level, at the end of the pass under way. A level whose p50
 is already above the SLO ends early (it cannot meet it), and every level ends at `max_seconds`.
 """
 
@@ -112,18 +113,30 @@ class _Run:
         self.latencies: list[tuple[int, float]] = []  # (request index, ms)
         self.errors: list[str] = []
         self.stop = threading.Event()
+        self.limit: int | None = None  # requests to issue in all (set to end on a whole pass through the mix)
 
-    def take(self) -> int:
+    def take(self) -> int | None:
         with self.lock:
+            if self.limit is not None and self.next >= self.limit:
+                return None
             index = self.next % self.count
             self.next += 1
             return index
+
+    def finish_pass(self) -> None:
+        """Issue up to the end of the current pass through the mix, then no more: a level's throughput and
+        percentiles weigh every size exactly as the mix does (one 1-megapixel image more or less in a short
+        level would move its throughput by a large fraction)."""
+        with self.lock:
+            self.limit = -(-self.next // self.count) * self.count
 
 
 def _worker(client: Client, run: _Run) -> None:
     connection = client.connect()
     while not run.stop.is_set():
         index = run.take()
+        if index is None:
+            break
         started = time.perf_counter()
         try:
             error = client.send(connection, index)
@@ -146,7 +159,7 @@ def _decide(run: _Run, rule: StoppingRule, slo_ms: float, state: dict) -> str | 
     with run.lock:
         done = len(run.latencies) + len(run.errors)
         values = [ms for _, ms in run.latencies]
-    if done < state["checked"] + rule.window:
+    if done < state["checked"] + max(rule.window, run.count):  # compared once per pass through the mix
         return None
     state["checked"] = done
     if len(run.errors) > max(3, done // 10):
@@ -154,7 +167,7 @@ def _decide(run: _Run, rule: StoppingRule, slo_ms: float, state: dict) -> str | 
     p50, _, p99 = _percentiles(values)
     if len(values) >= 10 and p50 > slo_ms:
         return "over-slo"
-    if done < rule.min_requests:
+    if done < max(rule.min_requests, 2 * run.count):
         state["previous"] = p99
         return None
     previous, state["previous"] = state["previous"], p99
@@ -181,7 +194,10 @@ def closed_loop(client: Client, concurrency: int, rule: StoppingRule, slo_ms: fl
     for thread in threads:
         thread.start()
     reason = _until_rule(run, rule, slo_ms, started)
-    run.stop.set()
+    if reason in ("stable", "time"):
+        run.finish_pass()
+    else:
+        run.stop.set()  # over the SLO or failing: its figures only need to say so
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started

@@ -113,7 +113,8 @@ def _side_by_side(result, rows: list[tuple[str, dict | None]]) -> list[str]:
     lines.append("| **at** | " + " | ".join(load_label(lv) if lv else "-" for _, lv in rows) + " |")
     for bucket in _ordered(rows, list(buckets_by_size(result.workload))):
         lines.append(f"| p99 ms, {bucket} | " + " | ".join(
-            _fmt(lv["buckets"].get(bucket, {}).get("p99_ms", float("nan"))) if lv else "-" for _, lv in rows) + " |")
+            f"{_fmt(lv['buckets'][bucket]['p99_ms'])} (n={lv['buckets'][bucket]['n']})"
+            if lv and bucket in lv["buckets"] else "-" for _, lv in rows) + " |")
     return lines
 
 
