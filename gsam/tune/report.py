@@ -47,8 +47,8 @@ def _plot_tradeoff(out: Path, result, slo_ms: float) -> None:
               if math.isfinite(lv["p99_ms"]) and not lv["errors"]]
     ax.scatter([p for p, _ in points], [t for _, t in points], s=14, color="0.6", label="candidate at a load")
     front = pareto(points)
-    ax.plot([p for p, _ in front], [t for _, t in front], color="tab:green", drawstyle="steps-post",
-            label="Pareto front")
+    ax.plot([p for p, _ in front], [t for _, t in front], color="tab:green", drawstyle="steps-post", marker="s",
+            markersize=11, markerfacecolor="none", label="Pareto front (nothing has lower p99 and more req/s)")
     for key, colour, name in ((result.default.key(), "tab:blue", "default"),
                               (result.winner.key() if result.winner else None, "tab:red", "winner")):
         if key in result.measured:
