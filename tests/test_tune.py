@@ -230,16 +230,23 @@ def test_a_tune_writes_a_repository_gsam_serve_loads_with_the_winners_configs(re
     folder = readable_dir("gsam-tune-out-")
     out, own = folder / "tune", folder / "own"
     shutil.copytree(repo, own)
-    command = _tune_command(own, sizes, out, "--search", "brute", "--axis", "queue_delay_us=0,2000",
-                            "--p99-ms", "5000", "--budget-min", "3", "--in-place")
+    command = _tune_command(own, sizes, out, "--search", "brute", "--axis", "instances=1,2",
+                            "--p99-ms", "5000", "--budget-min", "4", "--in-place", "--confirm", "1")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [json.loads(line)["measurement"] for line in (out / "measurements.jsonl").read_text().splitlines()]
-    assert len(lines) == 2 and all(not m["discarded"] and m["levels"] for m in lines)
-    best = max(lines, key=lambda m: Objective("throughput", 5000).score(m).value)
-    assert read_default(out / "repository") == Candidate(**best["candidate"]) == read_default(own)  # --in-place
-    assert "winner:" in done.stdout and (out / "report.md").is_file() and (out / "throughput_vs_p99.png").is_file()
+    searched = [m for m in lines if "#confirm" not in m["key"]]
+    assert len(searched) == 2 and all(not m["discarded"] and m["levels"] for m in lines)
+    best = Candidate(**max(searched, key=lambda m: Objective("throughput", 5000).score(m).value)["candidate"])
     report = (out / "report.md").read_text()
+    if best != read_default(repo):  # measured again once each, interleaved; the default kept unless beaten
+        assert len(lines) == 4 and "## Measured again, interleaved" in report
+        kept = best if "**The winner is kept**" in report else read_default(repo)
+        assert f"kept: the {'winner' if kept == best else 'default'}" in done.stdout
+    else:
+        kept = best
+    assert read_default(out / "repository") == kept == read_default(own)  # --in-place
+    assert "winner:" in done.stdout and (out / "throughput_vs_p99.png").is_file()
     assert "64x64" in report and "128x96" in report and "## Every candidate" in report
     with serve(out / "repository", ["gsam_python", "gsam_image"]) as server:
         client = Client(server.http_port, "gsam_image", load_workload(sizes))
@@ -250,7 +257,8 @@ def test_a_tune_writes_a_repository_gsam_serve_loads_with_the_winners_configs(re
 
 @pytest.mark.server
 def test_an_impossible_slo_exits_1_naming_the_best_p99_and_its_load(repo, sizes, tmp_path):
-    command = _tune_command(repo, sizes, tmp_path / "tune", "--axis", "instances=1", "--p99-ms", "0.5")
+    command = _tune_command(repo, sizes, tmp_path / "tune", "--axis", "instances=1", "--p99-ms", "0.5",
+                            "--confirm", "0")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     error = done.stderr.strip().splitlines()[-1]
@@ -263,7 +271,7 @@ def test_an_impossible_slo_exits_1_naming_the_best_p99_and_its_load(repo, sizes,
 def test_an_interrupted_tune_resumes_without_measuring_again(repo, sizes, tmp_path):
     out = tmp_path / "tune"
     command = _tune_command(repo, sizes, out, "--search", "brute", "--axis", "queue_delay_us=0,2000",
-                            "--p99-ms", "5000")
+                            "--p99-ms", "5000", "--confirm", "0")
     journal = out / "measurements.jsonl"
     before = {p: p.read_bytes() for p in sorted(repo.rglob("*")) if p.is_file()}
     tune = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

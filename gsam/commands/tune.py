@@ -64,6 +64,9 @@ def _axes(ctx, param, values):
                    "gsam_python,in-process max_batch=1,4 queue_delay_us=0,2000,10000 threads=0,1). NAME: instances, "
                    "max_batch, preferred_batch, queue_delay_us, max_pixels, oversize_tile, overlap, max_tiled_pixels, "
                    "compute_model, threads.")
+@click.option("--confirm", type=click.IntRange(0), default=2, show_default=True, metavar="ROUNDS",
+              help="Measure the default and the winner again in this many interleaved rounds; the winner is kept "
+                   "only if its median beats the default's (0: keep the search's winner).")
 @click.option("--max-memory-mib", type=click.FloatRange(min=1), default=None,
               help="Discard a candidate whose server (all its processes) held more than this.")
 @click.option("--port", type=click.IntRange(1, 65533), default=None,
@@ -74,7 +77,7 @@ def _axes(ctx, param, values):
 @click.option("--seed", type=int, default=0, show_default=True, help="Which requests are drawn, in which order.")
 @click.option("--in-place", is_flag=True, help="Also write the winner into REPO (otherwise REPO is never changed).")
 def tune(repo, sizes_from, p99_ms, out, objective, min_rps, search, budget_min, triton_model, concurrency, rates, axes,
-         max_memory_mib, port, sample, seed, in_place) -> None:
+         confirm, max_memory_mib, port, sample, seed, in_place) -> None:
     """Find the serving configuration of REPO that meets --p99-ms on your own mix of image sizes.
 
     Each candidate (instances, batching, queue delay, request bound and oversize tiling, gsam_image's
@@ -100,14 +103,18 @@ def tune(repo, sizes_from, p99_ms, out, objective, min_rps, search, budget_min, 
         raise GSAMError(f"--triton-model {triton_model}: gsam tune measures gsam_image or gsam_python")
     request = TuneRequest(Path(repo), Path(sizes_from), Path(out), Objective(objective, p99_ms, min_rps), search,
                           budget_min, tuple(concurrency), rates, axes, ServeSettings(triton_model, port=port),
-                          max_memory_mib=max_memory_mib, in_place=in_place, sample=sample, seed=seed)
+                          max_memory_mib=max_memory_mib, in_place=in_place, confirm=confirm, sample=sample, seed=seed)
     signal.signal(signal.SIGTERM, _interrupt)  # stop the candidate's server, keep what was measured
     result = run_tune(request, echo=click.echo)
-    winner = result.scores[result.winner.key()]
-    click.echo(f"winner: {result.winner.short(result.default)}: {winner.throughput:.2f} requests/s, p99 "
-               f"{winner.p99_ms:.0f} ms at {winner.load}")
+    winner = result.scores.get(result.winner.key())
+    figures = f": {winner.throughput:.2f} requests/s, p99 {winner.p99_ms:.0f} ms at {winner.load}" if winner else ""
+    click.echo(f"winner: {result.winner.short(result.default)}{figures}")
     default = result.scores.get(result.default.key())
     if default is not None:
         click.echo(f"default: {default.throughput:.2f} requests/s, p99 {default.p99_ms:.0f} ms at {default.load}")
+    if result.confirmed:
+        medians = result.confirmed["median"]
+        click.echo(f"measured again ({confirm} interleaved round(s)): winner {medians['winner']:.2f}, default "
+                   f"{medians['default']:.2f} (median objective); kept: the {result.confirmed['kept']}")
     click.echo(f"wrote {Path(out) / 'repository'}, {Path(out) / 'report.md'}, {Path(out) / 'measurements.jsonl'}"
                + (f"; and the winner into {repo}" if in_place else ""))

@@ -131,6 +131,22 @@ def _candidate_table(result) -> list[str]:
     return lines
 
 
+def _confirmation(confirmed: dict) -> list[str]:
+    rounds = len(confirmed["default"])
+    lines = ["## Measured again, interleaved", "",
+             f"The search's winner ({confirmed['searched']}) and the default, {rounds} round(s) each, alternating; "
+             "the objective of each round (0: missed):", "",
+             "| | " + " | ".join(f"round {i + 1}" for i in range(rounds)) + " | median |",
+             "|---|" + "---|" * (rounds + 1)]
+    for name in ("default", "winner"):
+        lines.append(f"| {name} | " + " | ".join(_fmt(v, 2) for v in confirmed[name])
+                     + f" | {_fmt(confirmed['median'][name], 2)} |")
+    kept = ("**The winner is kept**: its median beats the default's." if confirmed["kept"] == "winner" else
+            "**The default is kept**: measured again, the search's winner did not beat it; TUNE_DIR/repository "
+            "holds the default configuration.")
+    return lines + ["", kept, ""]
+
+
 def write_report(request, result) -> Path:
     """report.md with both plots beside it, in request.out."""
     out = request.out
@@ -160,6 +176,8 @@ def write_report(request, result) -> Path:
               "## Every candidate", "", *_candidate_table(result), "",
               "Engine profiles are searched only where an engine is served (gsam_trt, a GPU host); this repository "
               "computes in onnxruntime on the CPU, so none were.", ""]
+    if result.confirmed:
+        lines += _confirmation(result.confirmed)
     if result.not_tried:
         lines += ["## Not tried (--budget-min ran out)", "", *[f"- {c}" for c in result.not_tried], ""]
     write_text_atomic(out / "report.md", "\n".join(lines))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from tqdm import tqdm
 
 from gsam.errors import GSAMError
@@ -39,6 +40,7 @@ class TuneRequest:
     rule: StoppingRule = field(default_factory=StoppingRule)
     max_memory_mib: float | None = None
     in_place: bool = False
+    confirm: int = 0  # rounds measuring the default and the winner again, interleaved
     sample: int = 64  # requests drawn from the size source
     seed: int = 0
 
@@ -53,6 +55,7 @@ class TuneResult:
     not_tried: list[str]
     seconds: float
     workload: list[Request]
+    confirmed: dict = field(default_factory=dict)  # {"default": [...], "winner": [...], "kept": ...}
 
 
 def _min_size(repo: Path) -> int:
@@ -119,8 +122,9 @@ class _Driver:
         estimate = sum(self.spent) / len(self.spent) if self.spent else 0.0
         return time.monotonic() + estimate <= self.deadline
 
-    def measure(self, candidate: Candidate, bar: tqdm) -> dict | None:
-        key = candidate.key()
+    def measure(self, candidate: Candidate, bar: tqdm, tag: str = "") -> dict | None:
+        """The candidate's measurement (from the journal when it holds one); `tag` names a repeat."""
+        key = candidate.key() + tag
         if key in self.cache:
             self.measured[key] = self.cache[key]
             return self.cache[key]
@@ -139,7 +143,9 @@ class _Driver:
         self.spent.append(time.monotonic() - started)
         self.fresh += 1
         self.journal.append(result)
-        self.cache[key] = self.measured[key] = result
+        self.cache[key] = result
+        if not tag:
+            self.measured[key] = result
         return result
 
 
@@ -181,8 +187,12 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> TuneR
     ranked = [k for k in scores if scores[k] is not None]
     winner_key = max(ranked, key=lambda k: scores[k].value) if ranked else None
     winner = Candidate(**driver.measured[winner_key]["candidate"]) if winner_key else None
-    result = TuneResult(default.effective(request.serve.triton_model), winner, driver.measured, scores, driver.fresh,
-                        not_tried, time.monotonic() - started, requests)
+    default = default.effective(request.serve.triton_model)
+    confirmed = _confirm(request, driver, default, winner) if winner is not None and winner != default else {}
+    if confirmed.get("kept") == "default":
+        winner = default
+    result = TuneResult(default, winner, driver.measured, scores, driver.fresh, not_tried,
+                        time.monotonic() - started, requests, confirmed)
     write_report(request, result)
     if winner is None:
         raise GSAMError(_impossible(request, driver.measured))
@@ -192,6 +202,27 @@ def run_tune(request: TuneRequest, echo: Callable[[str], None] = print) -> TuneR
             shutil.rmtree(request.repo / model.name, ignore_errors=True)
             shutil.copytree(model, request.repo / model.name)
     return result
+
+
+def _confirm(request: TuneRequest, driver: _Driver, default: Candidate, winner: Candidate) -> dict:
+    """The default and the winner measured again in `request.confirm` interleaved rounds: on a machine other
+    work shares, one measurement of a configuration moves by more than most differences between
+    configurations. The winner is kept only if its median objective beats the default's."""
+    rounds: dict[str, list[float]] = {"default": [], "winner": []}
+    with tqdm(total=2 * request.confirm, desc="confirm", unit="candidate") as bar:
+        for i in range(request.confirm):
+            for name, candidate in (("default", default), ("winner", winner)):
+                m = driver.measure(candidate, bar, tag=f"#confirm{i}")
+                if m is None:
+                    return {}  # the budget ran out: the search's winner stands, unconfirmed
+                score = request.objective.score(m)
+                rounds[name].append(score.value if score else 0.0)
+                bar.update(1)
+    if not request.confirm:
+        return {}
+    medians = {name: float(np.median(values)) for name, values in rounds.items()}
+    return {**rounds, "median": medians, "searched": winner.short(default),
+            "kept": "winner" if medians["winner"] > medians["default"] or not medians["default"] else "default"}
 
 
 def _impossible(request: TuneRequest, measured: dict[str, dict]) -> str:
