@@ -222,7 +222,7 @@ def sizes(tmp_path) -> Path:
 def test_a_tune_writes_a_repository_gsam_serve_loads_with_the_winners_configs(repo, sizes):
     from support.serving import readable_dir, serve
 
-    from gsam.tune.load import Client
+    from gsam.tune.client import Client
     from gsam.tune.workload import load_workload
 
     import shutil
@@ -324,7 +324,8 @@ class _SlowEndpoint:
 
 
 def test_closed_and_open_loops_measure_the_served_time_and_the_queue(tmp_path):
-    from gsam.tune.load import Client, StoppingRule, closed_loop, open_loop
+    from gsam.tune.client import Client
+    from gsam.tune.load import StoppingRule, closed_loop, open_loop
 
     sizes = tmp_path / "sizes.txt"
     sizes.write_text(SIZES)
@@ -346,7 +347,7 @@ def test_closed_and_open_loops_measure_the_served_time_and_the_queue(tmp_path):
 
 
 def test_request_bodies_use_the_binary_extension_for_both_models(tmp_path):
-    from gsam.tune.load import _body
+    from gsam.tune.client import _body
 
     sizes = tmp_path / "sizes.txt"
     sizes.write_text("40x60\n")

@@ -3,8 +3,8 @@
 Closed loop: each worker thread keeps one HTTP connection and sends the next request of the mix as soon as
 its previous one is answered (the load is the concurrency). Open loop: requests arrive at a target rate
 (Poisson arrivals), whether or not earlier ones were answered, and a request's latency counts from its
-arrival, so time spent waiting for a free connection is counted (no coordinated omission). Bodies use
-Triton's binary data extension and are built once, so the client spends its share of the CPU on sockets, not encoding.
+arrival, so time spent waiting for a free connection is counted (no coordinated omission). The requests
+themselves are client.py's.
 The stopping rule: after at least `min_requests` (and two passes through the mix), the p99 of everything
 measured so far is compared every `window` requests (at least one pass); two comparisons in a row within
 `tolerance` end the level, at the end of the pass under way. A level whose p50
@@ -14,17 +14,14 @@ is already above the SLO ends early (it cannot meet it), and every level ends at
 from __future__ import annotations
 
 import http.client
-import io
-import json
 import queue
-import struct
 import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .workload import Request
+from .client import Client
 
 
 @dataclass(frozen=True)
@@ -51,49 +48,6 @@ class Level:
     stop: str  # why measuring ended: stable, over-slo, errors, time
     first_error: str | None = None
     rate: float = 0.0  # open loop: the offered requests/s (0: closed loop at `concurrency`)
-
-
-def _body(request: Request, model: str) -> tuple[bytes, int]:
-    """(request body, JSON header length) for gsam_image (encoded bytes) or gsam_python (uint8 tensor)."""
-    if model == "gsam_image":
-        header = {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
-                              "parameters": {"binary_data_size": len(request.data) + 4}}],
-                  "outputs": [{"name": "mask_png", "parameters": {"binary_data": True}}]}
-        payload = struct.pack("<I", len(request.data)) + request.data
-    else:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(request.data)) as image:
-            pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")).transpose(2, 0, 1)[None])
-        header = {"inputs": [{"name": "image_uint8", "shape": list(pixels.shape), "datatype": "UINT8",
-                              "parameters": {"binary_data_size": pixels.nbytes}}],
-                  "outputs": [{"name": "mask", "parameters": {"binary_data": True}}]}
-        payload = pixels.tobytes()
-    text = json.dumps(header).encode()
-    return text + payload, len(text)
-
-
-class Client:
-    """The prepared bodies of a workload, sent over keep-alive connections to one server."""
-
-    def __init__(self, port: int, model: str, requests: list[Request], timeout: float = 300.0) -> None:
-        self.port, self.model, self.timeout = port, model, timeout
-        self.requests = requests
-        self.bodies = [_body(r, model) for r in requests]
-
-    def connect(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-
-    def send(self, connection: http.client.HTTPConnection, index: int) -> str | None:
-        """One request; None when it succeeded, else why not (the connection is reopened by the caller)."""
-        body, header_length = self.bodies[index]
-        connection.request("POST", f"/v2/models/{self.model}/infer", body=body, headers={
-            "Inference-Header-Content-Length": str(header_length), "Content-Type": "application/octet-stream"})
-        response = connection.getresponse()
-        data = response.read()
-        if response.status != 200:
-            return f"HTTP {response.status}: {data[:200].decode(errors='replace')}"
-        return None
 
 
 def _percentiles(values: list[float]) -> tuple[float, float, float]:

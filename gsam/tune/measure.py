@@ -10,7 +10,8 @@ from pathlib import Path
 
 from gsam.errors import GSAMError
 
-from .load import Client, Level, StoppingRule, closed_loop, open_loop, warm_up
+from .client import Client
+from .load import Level, StoppingRule, closed_loop, open_loop, warm_up
 from .workload import Request
 
 
