@@ -23,6 +23,7 @@ The pipeline, one command per stage (gsam demo runs them all on generated data):
   gsam health      does a served model answer a real inference (for probes)
   gsam deploy      run -> verified ONNX variants, profiles, Triton repository, manifest
   gsam bench       latency and throughput of every backend across sizes
+  gsam tune        the serving configuration meeting a p99 target on your mix of image sizes
   gsam info        a model's size and FLOPs, or an artifact's lineage
   gsam doctor      this machine's CPU/GPU capabilities and what gsam chooses on it (amp, int8, threads)
   gsam import-reference  turn a checkpoint of the official G-SAM code into a run
@@ -95,9 +96,10 @@ def _register_commands() -> None:
     from .commands.serve import serve
     from .commands.train import train
     from .commands.triton import triton
+    from .commands.tune import tune
 
     for command in (demo, data, train, evaluate, compare, predict, export, triton, serve, health, deploy, bench,
-                    info, doctor, import_reference_command):
+                    tune, info, doctor, import_reference_command):
         cli.add_command(command)
     triton.add_command(k8s)
 

@@ -25,7 +25,8 @@ LAYERS = [
     ("train", ("gsam.train",)),
     ("export", ("gsam.export",)),
     ("runtime", ("gsam.runtime",)),
-    ("deploy", ("gsam.deploy", "gsam.bench", "gsam.demo", "gsam.lineage", "gsam.doctor", "gsam.gpu_stack")),
+    ("deploy", ("gsam.deploy", "gsam.bench", "gsam.tune", "gsam.demo", "gsam.lineage", "gsam.doctor",
+                "gsam.gpu_stack")),
     ("cli", ("gsam.commands", "gsam.cli", "gsam.__main__")),
 ]
 # Run inside Triton's python backend, not imported by gsam: they import gsam.pixels as gsam_pixels.

@@ -6,20 +6,10 @@ from pathlib import Path
 
 import click
 
-from .options import MODEL, SIZE_LIST, amp_option, out_option, retired, triton_model_option
+from .options import MODEL, SIZE_LIST, amp_option, int_list, out_option, retired, triton_model_option
 
 LOCAL = ("torch", "onnxruntime", "tensorrt")
 TRITON = ("triton-http", "triton-grpc", "triton-image")
-
-
-def _int_list(ctx, param, value):
-    try:
-        values = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"{value!r} must list integers >= 1")
-    return values
 
 
 def _backend_list(ctx, param, value):
@@ -44,7 +34,7 @@ def _backend_list(ctx, param, value):
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True)
 @click.option("--iters", type=click.IntRange(1), default=50, show_default=True, help="Requests per case.")
 @click.option("--duration", type=click.FloatRange(0.1), help="Instead: seconds per case.")
-@click.option("--concurrency", default="1", show_default=True, callback=_int_list, help="e.g. 1,4")
+@click.option("--concurrency", default="1", show_default=True, callback=int_list, help="e.g. 1,4")
 @click.option("--threads", type=click.IntRange(1), help="Intra-op threads for torch and onnxruntime.")
 @click.option("--baseline", type=click.Choice(["sam-vit-b"]), help="Add SAM ViT-B at a fixed 1024x1024 (onnxruntime).")
 @amp_option("Run the torch backend under autocast: bf16 on the CPU (compared with torch's bf16 matmul rate).")

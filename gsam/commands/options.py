@@ -43,6 +43,7 @@ VOCABULARY = {
     "--engine": "a TensorRT engine file (with its .json sidecar)",
     "--onnx": "a gsam ONNX file to use instead of exporting one from the run",
     "--seed": "the random seed",
+    "--concurrency": "requests in flight at once (closed loop), comma-separated: one measurement per value",
     "--epochs": "training epochs",
     "--exporter": "the ONNX exporter: dynamo or torchscript",
     "--token-stride": "pixels per token: 8 (the paper's grid) or 16 (SAM's)",
@@ -116,6 +117,17 @@ class NameListType(click.ParamType):
         if not names:
             self.fail(f"{value!r} names nothing", param, ctx)
         return names
+
+
+def int_list(ctx, param, value):
+    """A click callback: '1,2,4' -> [1, 2, 4], each >= 1 (--concurrency)."""
+    try:
+        values = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{value!r} must list integers >= 1")
+    return values
 
 
 SIZE = SizeType()

@@ -138,7 +138,7 @@ def add_profile_warmups(config, profiles: list[ShapeProfile]) -> None:
 
 
 def python_config(name: str, facts: ModelFacts, *, bounds: RequestBounds, instances: int = 1, gpu: bool = False,
-                  batching: Batching | None = Batching()):
+                  batching: Batching | None = Batching(), threads: int = 0):
     """Tensors in: `image` (FP32) or `image_uint8` (UINT8), one of the two per request (Triton
     types each input once, so the two dtypes are two optional inputs); the model converts either to
     what the ONNX file takes."""
@@ -151,13 +151,13 @@ def python_config(name: str, facts: ModelFacts, *, bounds: RequestBounds, instan
         config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
         config.dynamic_batching.preferred_batch_size.extend(batching.preferred)
     add_instances(config, instances, gpu)
-    set_parameters(config, {"intra_op_threads": "0", **bounds.parameters()})
+    set_parameters(config, {"intra_op_threads": str(threads), **bounds.parameters()})
     add_warmup(config, facts)
     return config
 
 
 def image_config(name: str, facts: ModelFacts, *, compute: ComputeTarget, bounds: RequestBounds | None = None,
-                 instances: int = 1, gpu: bool = False):
+                 instances: int = 1, gpu: bool = False, threads: int = 0):
     """Encoded image bytes in (`image_bytes`, TYPE_STRING), the mask as PNG bytes out (`mask_png`,
     `overlay_png` and the decode/compute/encode split `timings_ms` when a request asks for them); class
     names, palette and the compute model it sends pixels to in the parameters."""
@@ -169,7 +169,7 @@ def image_config(name: str, facts: ModelFacts, *, compute: ComputeTarget, bounds
     config.output.add(name="timings_ms", data_type=mc.TYPE_FP32, dims=[3])
     set_parameters(config, facts.to_metadata())
     bounds = bounds or RequestBounds.build(input_dtype=facts.input_dtype)
-    set_parameters(config, {"intra_op_threads": "0", **bounds.parameters(),
+    set_parameters(config, {"intra_op_threads": str(threads), **bounds.parameters(),
                             "overlay_palette": json.dumps([list(c) for c in facts.colours]), **compute.parameters()})
     add_instances(config, instances, gpu and not compute.model)  # BLS: the compute model holds the device
     return config
@@ -271,7 +271,8 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
                      instances: int = 1, gpu: bool = False, trt_profiles: list[ShapeProfile] | None = None,
                      accelerator_precision: str = "fp32", max_pixels: int | None = None,
                      batching: Batching | None = Batching(), tiling: Tiling = Tiling(), compute_model: str = "auto",
-                     cuda_graphs: bool = False, log: Callable[[str], None] = print) -> list[Path]:
+                     cuda_graphs: bool = False, intra_op_threads: int = 0,
+                     log: Callable[[str], None] = print) -> list[Path]:
     """Write gsam_python, gsam_image and gsam_onnx, and gsam_trt when an engine or profiles are given.
     Returns the model folders.
 
@@ -279,7 +280,8 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
     config needs only the engine's profiles, so it can be written from `trt_profiles` before the
     engine exists (engines are often built on the GPU host with trtexec); an engine given with
     them must have been built with the same profiles. `compute_model` (COMPUTE_MODELS) is where
-    gsam_image sends its pixels.
+    gsam_image sends its pixels. `intra_op_threads`: onnxruntime's threads in each python model instance
+    (0: onnxruntime's default, one per core; `gsam tune` searches it).
     """
     onnx_path, repo = Path(onnx_path), Path(repo)
     if version < 1:
@@ -306,7 +308,7 @@ def build_repository(onnx_path: str | Path, repo: str | Path, *, engine: str | P
     log(f"gsam_image: computes in {compute.model or 'its own onnxruntime session'}"
         + (f" ({compute.input} {compute.input_dtype}, batches of up to {compute.max_batch})" if compute.model else ""))
     code = {"model.py": PYTHON_MODEL_SOURCE, "compute.py": COMPUTE_SOURCE, **pixels_files()}
-    shared = dict(instances=instances, gpu=gpu, bounds=bounds)
+    shared = dict(instances=instances, gpu=gpu, bounds=bounds, threads=intra_op_threads)
     configs = [python_config(TENSOR_MODEL, facts, batching=batching, **shared),
                image_config(IMAGE_MODEL, facts, compute=compute, **shared),
                onnx_config(ONNX_MODEL, facts, instances=instances, trt_profiles=trt_profiles[:1],

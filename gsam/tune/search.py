@@ -1,0 +1,93 @@
+"""The objective, and the two ways to walk the space: `brute` over the declared grid, `quick`
+coordinate descent from the default (one axis at a time, keeping the best value found on it).
+
+Strategies are generators: each yields a Candidate and is sent back its Score (None: infeasible), so
+the driver owns measuring, caching, the budget and the progress bar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Generator
+
+from .space import Candidate, grid
+
+Strategy = Generator[Candidate, "Score | None", None]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """throughput: the most answers/s at a load whose p99 is within the SLO; latency: the lowest p99 within
+    the SLO at a load answering at least `min_rps`."""
+
+    kind: str = "throughput"
+    p99_ms: float = 250.0
+    min_rps: float = 0.0
+
+    def score(self, measurement: dict) -> "Score | None":
+        if measurement.get("discarded"):
+            return None
+        fit = [lv for lv in measurement["levels"] if not lv["errors"] and lv["p99_ms"] <= self.p99_ms
+               and lv["throughput"] >= self.min_rps]
+        if not fit:
+            return None
+        if self.kind == "throughput":
+            best = max(fit, key=lambda lv: lv["throughput"])
+        else:
+            best = min(fit, key=lambda lv: lv["p99_ms"])
+        value = best["throughput"] if self.kind == "throughput" else 1000.0 / best["p99_ms"]
+        return Score(value, best["concurrency"], best["p99_ms"], best["throughput"], best.get("rate", 0.0))
+
+    def describe(self) -> str:
+        if self.kind == "throughput":
+            return f"the most requests/s with p99 <= {self.p99_ms:g} ms"
+        return f"the lowest p99 (within {self.p99_ms:g} ms) at >= {self.min_rps:g} requests/s"
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float  # higher is better: requests/s, or 1000 / p99 ms for the latency objective
+    concurrency: int  # the load it was reached at
+    p99_ms: float
+    throughput: float
+    rate: float = 0.0  # open loop: the offered rate it was reached at (then concurrency is 0)
+
+    @property
+    def load(self) -> str:
+        return f"{self.rate:g} requests/s offered" if self.rate else f"concurrency {self.concurrency}"
+
+
+def _better(a: Score | None, b: Score | None) -> bool:
+    return a is not None and (b is None or a.value > b.value)
+
+
+def brute(axes: dict[str, tuple], base: Candidate, triton_model: str, min_size: int) -> Strategy:
+    for candidate in grid(axes, base, triton_model, min_size):
+        yield candidate
+
+
+def quick(axes: dict[str, tuple], base: Candidate, triton_model: str, min_size: int) -> Strategy:
+    """Coordinate descent: from the default, try every value of one axis with the others fixed, keep the best,
+    go on to the next axis; one pass (sum of (values - 1) + 1 candidates at most, not their product)."""
+    current = base.effective(triton_model)
+    best = yield current
+    for name, values in axes.items():
+        on_axis = current
+        for value in values:
+            candidate = replace(current, **{name: value}).effective(triton_model)
+            if candidate == current or candidate.problem(min_size) is not None:
+                continue
+            score = yield candidate
+            if _better(score, best):
+                best, on_axis = score, candidate
+        current = on_axis
+
+
+def planned(strategy: str, axes: dict[str, tuple], base: Candidate, triton_model: str, min_size: int) -> int:
+    """How many candidates the strategy measures at most (for the progress bar's ETA)."""
+    if strategy == "brute":
+        return len(grid(axes, base, triton_model, min_size))
+    return 1 + sum(max(0, len(values) - 1) for values in axes.values())
+
+
+STRATEGIES = {"brute": brute, "quick": quick}
