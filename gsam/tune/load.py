@@ -91,21 +91,25 @@ def _worker(client: Client, run: _Run) -> None:
         index = run.take()
         if index is None:
             break
-        started = time.perf_counter()
-        try:
-            error = client.send(connection, index)
-        except (OSError, http.client.HTTPException) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        elapsed = (time.perf_counter() - started) * 1000
-        with run.lock:
-            if error is None:
-                run.latencies.append((index, elapsed))
-            else:
-                run.errors.append(error)
-        if error is not None:
-            connection.close()
-            connection = client.connect()
+        connection = _send_and_record(client, connection, run, index, time.perf_counter())
     connection.close()
+
+
+def _send_and_record(client: Client, connection, run: _Run, index: int, since: float):
+    """Send request `index`, record its latency from `since` (or its error); the connection to go on with."""
+    try:
+        error = client.send(connection, index)
+    except (OSError, http.client.HTTPException) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    with run.lock:
+        if error is None:
+            run.latencies.append((index, (time.perf_counter() - since) * 1000))
+        else:
+            run.errors.append(error)
+    if error is None:
+        return connection
+    connection.close()  # a failed exchange may leave the connection mid-response
+    return client.connect()
 
 
 def _decide(run: _Run, rule: StoppingRule, slo_ms: float, state: dict) -> str | None:
@@ -166,18 +170,7 @@ def _open_worker(client: Client, run: _Run, arrivals: queue.Queue) -> None:
             index, arrived = arrivals.get(timeout=0.05)
         except queue.Empty:
             continue
-        try:
-            error = client.send(connection, index)
-        except (OSError, http.client.HTTPException) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        with run.lock:
-            if error is None:
-                run.latencies.append((index, (time.perf_counter() - arrived) * 1000))
-            else:
-                run.errors.append(error)
-        if error is not None:
-            connection.close()
-            connection = client.connect()
+        connection = _send_and_record(client, connection, run, index, arrived)
     connection.close()
 
 
