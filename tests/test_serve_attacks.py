@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.serving import drop_tested, readable_dir, serve
+from support.serving import drop_tested, readable_dir, readable_repository, serve
 
 from gsam.bench.process_memory import descendants
-from gsam.deploy.triton.repository import build_repository
 from gsam.runtime.serving.server import SHUTDOWN_BOUND_S
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
@@ -86,10 +85,8 @@ def gsam(*args) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def repo(tiny_onnx):
-    folder = readable_dir()
-    build_repository(tiny_onnx, folder / "triton_models", max_pixels=MAX_PIXELS, log=lambda s: None)
-    yield folder / "triton_models"
-    shutil.rmtree(folder, ignore_errors=True)
+    with readable_repository(tiny_onnx, MAX_PIXELS) as repo:  # tritonserver's user (nobody, under root) reads it
+        yield repo
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import tempfile
 import threading
@@ -22,11 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from support.serving import readable_dir, serve
+from support.serving import readable_repository, serve
 
 from gsam.bench.process_memory import descendants, tree_memory_mib
 from gsam.cli import cli
-from gsam.deploy.triton.repository import build_repository
 from gsam.runtime.serving.server import SHUTDOWN_BOUND_S
 
 pytest.importorskip("pytriton", reason="serving tests need the serve extra (nvidia-pytriton)")
@@ -44,10 +42,8 @@ SERVER_RECOVERY_BOUND_S = 90  # kill -9 of tritonserver: a 1 s backoff, then a f
 
 @pytest.fixture(scope="module")
 def repo(tiny_onnx):
-    folder = readable_dir()  # tritonserver's user (nobody, under root) reads it
-    build_repository(tiny_onnx, folder / "triton_models", max_pixels=MAX_PIXELS, log=lambda s: None)
-    yield folder / "triton_models"
-    shutil.rmtree(folder, ignore_errors=True)
+    with readable_repository(tiny_onnx, MAX_PIXELS) as repo:  # tritonserver's user (nobody, under root) reads it
+        yield repo
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ nothing of this is needed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -61,6 +62,19 @@ def readable_dir(prefix: str = "gsam-test-") -> Path:
     folder = Path(tempfile.mkdtemp(prefix=prefix))
     folder.chmod(0o755)
     return folder
+
+
+@contextlib.contextmanager
+def readable_repository(onnx_file, max_pixels: int):
+    """A repository of `onnx_file` bounded at `max_pixels`, in a folder tritonserver's user can read; removed after."""
+    from gsam.deploy.triton.repository import build_repository
+
+    folder = readable_dir()
+    try:
+        build_repository(onnx_file, folder / "triton_models", max_pixels=max_pixels, log=lambda s: None)
+        yield folder / "triton_models"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def serve(repo, models, *, args=(), **kwargs) -> ServeProcess:
