@@ -37,8 +37,8 @@ class Problem:
 
 
 def markdown_files() -> list[Path]:
-    """The pages a user reads for commands (BENCHMARKS.md records the commands as they were run)."""
-    return [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "triton_models" / "README.md",
+    """The pages a user reads for commands, BENCHMARKS.md's reproducing commands among them (in today's spelling)."""
+    return [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "BENCHMARKS.md", ROOT / "triton_models" / "README.md",
             *sorted((ROOT / "docs").glob("*.md"))]
 
 
