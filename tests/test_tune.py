@@ -274,7 +274,10 @@ def test_an_interrupted_tune_resumes_without_measuring_again(repo, sizes, tmp_pa
                             "--p99-ms", "5000", "--confirm", "0")
     journal = out / "measurements.jsonl"
     before = {p: p.read_bytes() for p in sorted(repo.rglob("*")) if p.is_file()}
-    tune = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT back to its default in the child: a pytest-xdist worker ignores it, a child inherits that, and
+    # Python installs no KeyboardInterrupt handler for a signal it was started ignoring (a shell's Ctrl-C has it)
+    tune = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while not (journal.is_file() and journal.read_text().count("\n") >= 1):
         assert tune.poll() is None and time.monotonic() < deadline
