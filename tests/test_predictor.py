@@ -114,6 +114,20 @@ def test_the_one_liner_of_the_issue_runs(tiny_run, photos):
     assert out.strip().splitlines()[-1] == "(96, 128)"
 
 
+def test_the_readme_python_api_example_runs(tiny_run, tmp_path, monkeypatch, capsys):
+    """README's example as written, in a folder holding demo_out/run and photo.png: the front page stays true."""
+    import re
+
+    code = re.search(r"## Python API\n```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[1]
+    (tmp_path / "demo_out").mkdir()
+    (tmp_path / "demo_out" / "run").symlink_to(tiny_run)
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (90, 130, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "(90, 130)"
+    assert (tmp_path / "pred" / "masks" / "photo.png").is_file() and (tmp_path / "pred" / "overlays" / "photo.png").is_file()
+
+
 def test_the_python_api_doc_example_runs(tiny_run, tmp_path, monkeypatch):
     """docs/python_api.md's example, as a doctest, in a folder holding runs/demo and photo.png."""
     (tmp_path / "runs").mkdir()
