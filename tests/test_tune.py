@@ -159,6 +159,15 @@ def test_quick_finds_brutes_best_measuring_a_third_or_less_on_a_separable_landsc
     assert len(walked) <= len(all_cells) / 3
 
 
+def test_quick_decides_where_gsam_image_computes_before_the_axes_that_depend_on_it():
+    """Given threads first, quick still walks compute_model first: threads and batching mean other things
+    in-process than behind BLS, so tuning them for the wrong placement wastes the single pass."""
+    axes = {"threads": (0, 1, 2), "compute_model": ("gsam_python", "in-process")}
+    walked = _walk(quick(axes, Candidate(), "gsam_image", 32))
+    assert [c.compute_model for c in walked[:2]] == ["gsam_python", "in-process"]
+    assert all(c.threads == 0 for c in walked[:2]) and {c.threads for c in walked[2:]} == {1, 2}
+
+
 def test_the_objective_takes_the_most_throughput_within_the_slo():
     m = {"discarded": None, "levels": [
         {"concurrency": 1, "errors": 0, "p99_ms": 100.0, "throughput": 10.0},
