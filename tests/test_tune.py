@@ -168,6 +168,17 @@ def test_quick_decides_where_gsam_image_computes_before_the_axes_that_depend_on_
     assert all(c.threads == 0 for c in walked[:2]) and {c.threads for c in walked[2:]} == {1, 2}
 
 
+def test_quick_gives_more_instances_their_share_of_the_cores(monkeypatch):
+    """Two instances of one thread each on 2 cores, not two of onnxruntime's all-cores default: the
+    oversubscribed cell is not what quick should judge the instances axis by (CPU A's tune benchmark)."""
+    from gsam import machine
+
+    monkeypatch.setattr(machine, "cpu_facts", lambda: type("Facts", (), {"cores": 2})())
+    axes = {"instances": (1, 2, 3), "threads": (0, 1, 2)}
+    walked = _walk(quick(axes, Candidate(), "gsam_python", 32))
+    assert [(c.instances, c.threads) for c in walked[:3]] == [(1, 0), (2, 1), (3, 1)]
+
+
 def test_the_objective_takes_the_most_throughput_within_the_slo():
     m = {"discarded": None, "levels": [
         {"concurrency": 1, "errors": 0, "p99_ms": 100.0, "throughput": 10.0},

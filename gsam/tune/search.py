@@ -83,13 +83,30 @@ def quick(axes: dict[str, tuple], base: Candidate, triton_model: str, min_size: 
         values = axes[name]
         on_axis = current
         for value in values:
-            candidate = replace(current, **{name: value}).effective(triton_model)
+            candidate = replace(current, **{name: value})
+            if name == "instances":
+                candidate = _share_the_cores(candidate, axes.get("threads", ()))
+            candidate = candidate.effective(triton_model)
             if candidate == current or candidate.problem(min_size) is not None:
                 continue
             score = yield candidate
             if _better(score, best):
                 best, on_axis = score, candidate
         current = on_axis
+
+
+def _share_the_cores(candidate: Candidate, thread_values: tuple) -> Candidate:
+    """Instances and threads divide the same cores, so they are not separable: walked with onnxruntime's
+    default (every core per instance), more instances only oversubscribe. While threads is still that
+    default, each instance gets its share of the cores (the nearest value on the threads axis), as gsam's
+    own thread choice gives one thread per core; the threads axis is walked after and can take it back."""
+    from gsam.machine import cpu_facts
+
+    shares = [t for t in thread_values if t > 0]
+    if candidate.instances <= 1 or candidate.threads != 0 or not shares:
+        return candidate
+    share = max(1, cpu_facts().cores // candidate.instances)
+    return replace(candidate, threads=min(shares, key=lambda t: (abs(t - share), t)))
 
 
 def planned(strategy: str, axes: dict[str, tuple], base: Candidate, triton_model: str, min_size: int) -> int:
